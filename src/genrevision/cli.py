@@ -1,0 +1,111 @@
+"""The ``genrevision`` command: extract, evaluate, train, predict."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+__all__ = ["main"]
+
+DEFAULT_DATA = os.path.join("..", "shared", "data", "gtzan-mini")
+DEFAULT_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "genrevision", "features")
+
+
+def _err(msg: str) -> None:
+    print(f"genrevision: error: {msg}", file=sys.stderr)
+
+
+def _report_failures(failures, *, what="files") -> None:
+    if failures:
+        print(f"{len(failures)} {what} failed:", file=sys.stderr)
+        for path, reason in failures:
+            print(f"  {path}: {reason}", file=sys.stderr)
+
+
+def _add_feature_args(p: argparse.ArgumentParser) -> None:
+    from .recipes import RECIPES
+
+    p.add_argument("--recipe", default="default", choices=sorted(RECIPES),
+                   help="named configuration of features and classifiers (default: %(default)s)")
+    p.add_argument("--backbone", default=None, help="override the recipe's CNN (e.g. efficientnet_lite1, alexnet, timm:NAME)")
+    p.add_argument("--cache", default=os.environ.get("GENREVISION_CACHE", DEFAULT_CACHE),
+                   help="feature cache folder, keyed by file content and settings (default: %(default)s)")
+    p.add_argument("--jobs", type=int, default=None, help="worker processes for decoding/HPSS (default: cores - 1)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _settings(args):
+    from .recipes import get_recipe
+
+    recipe = get_recipe(args.recipe)
+    settings = recipe.features
+    if args.backbone:
+        settings = settings.with_(backbone=args.backbone)
+    return recipe, settings
+
+
+def _extract(dataset_paths, settings, args, *, save_images=None):
+    from .features import extract_dataset
+    from .store import FeatureStore
+
+    store = FeatureStore(args.cache, settings.to_dict())
+    return extract_dataset(dataset_paths, settings, store=store, jobs=args.jobs,
+                           progress=not args.quiet, save_images=save_images)
+
+
+def cmd_extract(args) -> int:
+    from .dataset import load_dataset
+
+    _, settings = _settings(args)
+    ds = load_dataset(args.data)
+    cache = args.out or args.cache
+    args.cache = cache
+    t0 = time.perf_counter()
+    res = _extract(ds.paths, settings, args, save_images=args.save_images)
+    dt = time.perf_counter() - t0
+    ok = len(res.features)
+    print(f"features for {ok}/{len(ds)} tracks ({res.computed} computed, {res.cached} from cache) "
+          f"in {dt:.1f} s → {cache}")
+    if res.computed:
+        print(f"extraction speed: {res.computed / dt:.2f} tracks/s")
+    _report_failures(ds.problems + res.failures)
+    return 0 if ok else 1
+
+
+def cmd_evaluate(args) -> int:
+    from .experiment import run_evaluation
+
+    results = run_evaluation(args)
+    return 0 if results else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="genrevision", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("extract", help="CNN features of the three views for every track of a dataset")
+    p.add_argument("data", nargs="?", default=DEFAULT_DATA, help="label-folder tree or CSV manifest (path,label[,group][,split])")
+    p.add_argument("--out", default=None, help="feature store folder (default: --cache)")
+    p.add_argument("--save-images", default=None, metavar="DIR", help="also write each track's three spectrograms as PNG")
+    _add_feature_args(p)
+    p.set_defaults(func=cmd_extract)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        _err("interrupted; finished tracks are cached, rerun to resume")
+        return 130
+    except (ValueError, RuntimeError, OSError) as err:
+        _err(str(err).splitlines()[0] if str(err) else type(err).__name__)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

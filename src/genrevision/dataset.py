@@ -1,0 +1,151 @@
+"""Datasets: a folder per label (GTZAN's layout included) or a CSV manifest.
+
+A CSV manifest has a header with ``path`` and ``label`` (``genre`` is accepted
+for ``label``), and optionally ``group`` (artist, album or source track: what
+must stay on one side of a split) and ``split`` (train/valid/test). Relative
+paths are resolved against the manifest's folder.
+"""
+from __future__ import annotations
+
+import csv
+import os
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .audio import AUDIO_EXTENSIONS
+
+__all__ = ["Dataset", "DatasetError", "load_dataset", "find_audio", "gtzan_track_number"]
+
+
+class DatasetError(ValueError):
+    """A dataset that cannot be used; the message names the path and the reason."""
+
+
+@dataclass
+class Dataset:
+    """Tracks with labels and, when known, groups and a fixed split."""
+
+    paths: list[str]
+    labels: np.ndarray
+    groups: np.ndarray | None = None
+    splits: np.ndarray | None = None
+    root: str = ""
+    problems: list[tuple[str, str]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @property
+    def classes(self) -> list[str]:
+        return sorted(set(self.labels.tolist()))
+
+    @property
+    def track_ids(self) -> np.ndarray:
+        """GTZAN track numbers (``blues.00012.wav`` → 12); -1 where a name has none."""
+        return np.array([gtzan_track_number(p) for p in self.paths])
+
+    def subset(self, index) -> "Dataset":
+        index = np.asarray(index)
+        pick = lambda a: None if a is None else a[index]  # noqa: E731
+        return Dataset([self.paths[i] for i in index], self.labels[index], pick(self.groups),
+                       pick(self.splits), self.root)
+
+
+def gtzan_track_number(path: str) -> int:
+    m = re.search(r"\.(\d{5})\.\w+$", os.path.basename(path))
+    return int(m.group(1)) if m else -1
+
+
+def find_audio(path: str) -> list[str]:
+    """All audio files under ``path`` (recursively, sorted), or ``[path]`` for a file."""
+    if os.path.isfile(path):
+        return [path]
+    found = []
+    for dirpath, dirnames, filenames in os.walk(path):
+        dirnames.sort()
+        for name in sorted(filenames):
+            if name.lower().endswith(AUDIO_EXTENSIONS) and not name.startswith("."):
+                found.append(os.path.join(dirpath, name))
+    return found
+
+
+def _from_folders(root: str) -> Dataset:
+    # GTZAN ships as genres/<genre>/...; descend through single wrapper folders.
+    base = root
+    while True:
+        subdirs = [d for d in sorted(os.listdir(base)) if os.path.isdir(os.path.join(base, d))]
+        direct_audio = [f for f in os.listdir(base) if f.lower().endswith(AUDIO_EXTENSIONS)]
+        if len(subdirs) == 1 and not direct_audio:
+            base = os.path.join(base, subdirs[0])
+            continue
+        break
+    paths, labels = [], []
+    for label in subdirs:
+        for p in find_audio(os.path.join(base, label)):
+            paths.append(p)
+            labels.append(label)
+    if not paths:
+        raise DatasetError(f"{root}: no audio files in label folders (expected <label>/<file>.wav|flac|mp3|...)")
+    return Dataset(paths, np.array(labels), root=root)
+
+
+def _from_csv(manifest: str, *, strict: bool) -> Dataset:
+    base = os.path.dirname(os.path.abspath(manifest))
+    with open(manifest, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        cols = [c.strip().lower() for c in (reader.fieldnames or [])]
+        if "path" not in cols or not ({"label", "genre"} & set(cols)):
+            raise DatasetError(f"{manifest}: CSV manifest needs columns 'path' and 'label', found {cols}")
+        rows = [{k.strip().lower(): (v or "").strip() for k, v in row.items() if k} for row in reader]
+    paths, labels, groups, splits, problems = [], [], [], [], []
+    for i, row in enumerate(rows, start=2):
+        path = row["path"]
+        label = row.get("label") or row.get("genre") or ""
+        full = path if os.path.isabs(path) else os.path.join(base, path)
+        if not path:
+            problems.append((f"{manifest}:{i}", "empty path"))
+            continue
+        if not label:
+            problems.append((full, f"no label (row {i} of {manifest})"))
+            continue
+        split = row.get("split", "")
+        if split and split not in ("train", "valid", "test"):
+            problems.append((full, f"unknown split {split!r} (row {i}; use train, valid or test)"))
+            continue
+        paths.append(full)
+        labels.append(label)
+        groups.append(row.get("group", ""))
+        splits.append(split)
+    if strict and problems:
+        raise DatasetError("; ".join(f"{p}: {r}" for p, r in problems))
+    if not paths:
+        raise DatasetError(f"{manifest}: no usable rows")
+    return Dataset(
+        paths, np.array(labels),
+        np.array(groups) if any(groups) else None,
+        np.array(splits) if any(splits) else None,
+        root=base, problems=problems,
+    )
+
+
+def load_dataset(path: str, *, strict: bool = False) -> Dataset:
+    """Read a dataset from a label-folder tree or a CSV manifest.
+
+    Parameters
+    ----------
+    path : str
+        A folder (``<label>/<files>``, GTZAN's ``genres/<genre>/`` included) or a
+        ``.csv`` manifest with columns ``path,label[,group][,split]``.
+    strict : bool
+        Raise on the first bad manifest row instead of listing it in
+        ``Dataset.problems`` and going on with the rest.
+    """
+    if not os.path.exists(path):
+        raise DatasetError(f"{path}: no such file or folder")
+    if os.path.isdir(path):
+        return _from_folders(path)
+    if path.lower().endswith(".csv"):
+        return _from_csv(path, strict=strict)
+    raise DatasetError(f"{path}: a dataset is a folder of label folders or a .csv manifest")

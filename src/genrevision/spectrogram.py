@@ -1,0 +1,158 @@
+"""Spectrogram images: log-magnitude STFT of a view, made into a picture.
+
+Two layouts:
+
+* ``"whole"`` — the paper's: the whole track squeezed into one square image
+  (256×256 in Gwardys & Grzywczak 2014), one CNN pass per view.
+* ``"windows"`` — the track cut into windows of a few seconds along time; each
+  window is one image at the spectrogram's own resolution (no stretching of
+  the time axis), and the CNN features of the windows are pooled per track.
+
+Images are float32 in [0, 1], low frequencies at the bottom row, 0 = ``top_db``
+below the view's maximum, 1 = the maximum.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+__all__ = ["SpectrogramConfig", "log_image", "frequency_scale", "window_images", "resize", "to_png"]
+
+
+@dataclass(frozen=True)
+class SpectrogramConfig:
+    """How a magnitude STFT becomes images.
+
+    Parameters
+    ----------
+    scale : {"mel", "linear"}
+        Frequency axis. ``"linear"`` keeps the STFT bins (the paper), ``"mel"``
+        projects on ``n_mels`` mel bands.
+    n_mels : int
+        Mel bands (image height for the mel scale).
+    fmax : float or None
+        Highest frequency shown; None = Nyquist.
+    top_db : float
+        Dynamic range of the image: values more than ``top_db`` dB below the
+        view's maximum are black.
+    layout : {"windows", "whole"}
+    window_seconds, window_hop_seconds : float
+        Window length and hop along time for ``layout="windows"``.
+    max_windows : int
+        Windows per track excerpt: a 30 s track gives 10 windows of 3 s; the
+        count is fixed so tracks can be stacked as rows of one matrix.
+    image_size : (height, width) or None
+        Resize every image to this size; None keeps the native resolution
+        (for windows: ``n_mels`` × frames per window).
+    """
+
+    scale: str = "mel"
+    n_mels: int = 128
+    fmax: float | None = None
+    top_db: float = 80.0
+    layout: str = "windows"
+    window_seconds: float = 3.0
+    window_hop_seconds: float = 3.0
+    max_windows: int = 10
+    image_size: tuple[int, int] | None = None
+
+    def __post_init__(self):
+        if self.scale not in ("mel", "linear"):
+            raise ValueError(f"scale must be 'mel' or 'linear', got {self.scale!r}")
+        if self.layout not in ("windows", "whole"):
+            raise ValueError(f"layout must be 'windows' or 'whole', got {self.layout!r}")
+        if not 8 <= self.n_mels <= 512:
+            raise ValueError(f"n_mels must be in [8, 512], got {self.n_mels}")
+        if not 10 <= self.top_db <= 200:
+            raise ValueError(f"top_db must be in [10, 200] dB, got {self.top_db}")
+        if self.window_seconds <= 0 or self.window_hop_seconds <= 0:
+            raise ValueError("window_seconds and window_hop_seconds must be > 0")
+        if self.max_windows < 1:
+            raise ValueError(f"max_windows must be >= 1, got {self.max_windows}")
+        if self.image_size is not None:
+            h, w = self.image_size
+            if h < 16 or w < 16:
+                raise ValueError(f"image_size must be at least 16×16, got {self.image_size}")
+            object.__setattr__(self, "image_size", (int(h), int(w)))
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["image_size"] = list(self.image_size) if self.image_size else None
+        return d
+
+
+def frequency_scale(S: np.ndarray, *, sr: int, n_fft: int, config: SpectrogramConfig) -> np.ndarray:
+    """Project magnitude bins onto the configured frequency axis (power spectrum)."""
+    P = np.square(S, dtype=np.float32)
+    if config.scale == "linear":
+        if config.fmax:
+            P = P[: int(np.ceil(config.fmax / (sr / n_fft))) + 1]
+        return P
+    return _mel_basis(sr, n_fft, config.n_mels, config.fmax) @ P
+
+
+_MEL_CACHE: dict = {}
+
+
+def _mel_basis(sr, n_fft, n_mels, fmax):
+    key = (sr, n_fft, n_mels, fmax)
+    if key not in _MEL_CACHE:
+        import librosa
+
+        _MEL_CACHE[key] = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmax=fmax).astype(np.float32)
+    return _MEL_CACHE[key]
+
+
+def log_image(P: np.ndarray, *, top_db: float = 80.0, ref: float | None = None) -> np.ndarray:
+    """Power spectrogram → image in [0, 1] (dB, clipped ``top_db`` below ``ref``).
+
+    ``ref`` defaults to the spectrogram's own maximum. Rows are flipped so low
+    frequencies are at the bottom, as people draw spectrograms.
+    """
+    ref = float(np.max(P)) if ref is None else float(ref)
+    if ref <= 0:
+        return np.zeros(P.shape, dtype=np.float32)[::-1].copy()
+    db = 10.0 * np.log10(np.maximum(P, ref * 10.0 ** (-top_db / 10.0)) / ref)
+    return np.ascontiguousarray(((db + top_db) / top_db)[::-1], dtype=np.float32)
+
+
+def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize a 2-D image (bilinear, antialiased) to ``size`` = (height, width)."""
+    import torch
+    import torch.nn.functional as F
+
+    if image.shape == tuple(size):
+        return image
+    t = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None]
+    out = F.interpolate(t, size=tuple(size), mode="bilinear", align_corners=False, antialias=True)
+    return out[0, 0].numpy()
+
+
+def window_images(image: np.ndarray, *, frames_per_window: int, hop_frames: int, max_windows: int) -> np.ndarray:
+    """Cut a (height, n_frames) image into ``max_windows`` windows along time.
+
+    Returns an array (max_windows, height, frames_per_window). A track shorter
+    than ``max_windows`` windows repeats its windows cyclically (so every
+    track has the same count and the pooled statistics are not diluted by
+    padding); a longer one keeps the first ``max_windows``.
+    """
+    h, n = image.shape
+    if n < frames_per_window:
+        # Too short for one window: tile it along time (only very short clips).
+        reps = int(np.ceil(frames_per_window / max(n, 1)))
+        image = np.tile(image, (1, reps))[:, :frames_per_window]
+        n = frames_per_window
+    starts = np.arange(0, n - frames_per_window + 1, hop_frames)[:max_windows]
+    starts = np.resize(starts, max_windows)  # cyclic repeat when there are fewer
+    return np.stack([image[:, s : s + frames_per_window] for s in starts])
+
+
+def to_png(image: np.ndarray, path, *, colormap: str = "magma") -> None:
+    """Write a [0, 1] spectrogram image as a PNG a person can look at."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.imsave(path, np.clip(image, 0, 1), cmap=colormap, vmin=0, vmax=1)
