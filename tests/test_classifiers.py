@@ -1,0 +1,241 @@
+"""Tests of the per-view classifiers (small synthetic data, fast)."""
+
+import numpy as np
+import pytest
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.model_selection import GridSearchCV, cross_val_predict
+
+from genrevision.classifiers import (
+    LinearHead,
+    SoftmaxHead,
+    ViewSVM,
+    WindowedClassifier,
+    accepts_groups,
+    make_inner_cv,
+)
+
+
+def blobs(n_per_class=15, n_classes=3, n_features=6, sep=3.0, seed=0, labels=None):
+    """Gaussian classes separated along the first features."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(n_classes), n_per_class)
+    X = rng.normal(size=(y.size, n_features))
+    X[np.arange(y.size), y % n_features] += sep
+    if labels is not None:
+        y = np.asarray(labels)[y]
+    return X, y
+
+
+FAST = {
+    "svm": lambda: ViewSVM(C_grid=(1.0, 10.0), gamma_grid=(1.0,)),
+    "svm_fixed": lambda: ViewSVM(C=1.0, gamma="scale"),
+    "linear": lambda: LinearHead(C_grid=(0.01, 1.0)),
+    "softmax": lambda: SoftmaxHead(max_epochs=50),
+    "windowed": lambda: WindowedClassifier(LinearHead(C=1.0), n_windows=2),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FAST))
+def test_fit_predict_proba_clone_and_cross_val_predict(name):
+    X, y = blobs(labels=np.array(["rock", "blues", "jazz"]))
+    est = FAST[name]()
+    est.fit(X, y)
+    proba = est.predict_proba(X)
+    assert proba.shape == (len(y), 3)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-9)
+    assert np.all(proba >= 0)
+    # classes_ sorted like sklearn, predictions drawn from them
+    assert list(est.classes_) == ["blues", "jazz", "rock"]
+    assert np.mean(est.predict(X) == y) > 0.8
+
+    twin = clone(est)
+    assert twin.get_params(deep=False).keys() == est.get_params(deep=False).keys()
+    assert not hasattr(twin, "classes_")
+
+    oof = cross_val_predict(clone(est), X, y, cv=3, method="predict_proba")
+    assert oof.shape == (len(y), 3)
+    np.testing.assert_allclose(oof.sum(axis=1), 1.0, atol=1e-9)
+    assert np.mean(est.classes_[oof.argmax(axis=1)] == y) > 0.7
+
+
+def test_viewsvm_learns_attributes_and_searches_grid():
+    X, y = blobs()
+    est = ViewSVM(C_grid=(1.0, 100.0), gamma_grid=(0.1, 1.0)).fit(X, y)
+    assert est.best_params_["C"] in (1.0, 100.0)
+    assert est.best_params_["gamma"] > 0
+    assert hasattr(est, "pipeline_")
+    fixed = ViewSVM(C=3.0, gamma=0.5).fit(X, y)
+    assert fixed.best_params_ == {"C": 3.0, "gamma": 0.5}
+
+
+def test_viewsvm_copes_with_tiny_classes():
+    # Smallest class has 2 samples: the inner CV must shrink to 2 folds.
+    X, y = blobs(n_per_class=8)
+    keep = np.r_[np.arange(16), [16, 17]]
+    est = ViewSVM(inner_cv=5).fit(X[keep], y[keep])
+    np.testing.assert_allclose(est.predict_proba(X).sum(axis=1), 1.0)
+    with pytest.raises(ValueError, match="at least 2 samples per class"):
+        ViewSVM().fit(X[:17], y[:17])
+
+
+@pytest.mark.parametrize(
+    "est, message",
+    [
+        (ViewSVM(C=-1.0), "C must be"),
+        (ViewSVM(gamma="auto"), "gamma must be"),
+        (ViewSVM(inner_cv=1), "inner_cv must be"),
+        (LinearHead(C_grid=()), "C_grid must be"),
+        (SoftmaxHead(validation_fraction=0.9), "validation_fraction must be"),
+        (SoftmaxHead(solver="sgd"), "solver must be"),
+        (WindowedClassifier(LinearHead(), n_windows=4), "not a multiple"),
+        (WindowedClassifier(LinearHead(), n_windows=2, aggregate="max"), "aggregate must be"),
+    ],
+)
+def test_parameter_errors_are_raised_in_fit(est, message):
+    X, y = blobs(n_features=6)
+    with pytest.raises(ValueError, match=message):
+        est.fit(X, y)
+
+
+def test_linear_head_tunes_C():
+    X, y = blobs()
+    est = LinearHead().fit(X, y)
+    assert est.best_params_["C"] in (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+    search = GridSearchCV(LinearHead(), {"C": [0.1, 1.0]}, cv=3).fit(X, y)
+    assert search.best_params_["C"] in (0.1, 1.0)
+
+
+def test_softmax_head_attributes_determinism_and_early_stopping():
+    X, y = blobs(n_per_class=30, n_features=20, sep=1.5)
+    a = SoftmaxHead(random_state=3).fit(X, y)
+    b = SoftmaxHead(random_state=3).fit(X, y)
+    np.testing.assert_array_equal(a.coef_, b.coef_)
+    np.testing.assert_array_equal(a.intercept_, b.intercept_)
+    assert a.coef_.shape == (3, 20) and a.intercept_.shape == (3,)
+    assert a.scaler_mean_.shape == (20,) and np.all(a.scaler_scale_ > 0)
+    assert 1 <= a.n_iter_ <= a.max_epochs
+    assert 0 <= a.best_epoch_ <= a.n_iter_
+    # Patience stops training well before max_epochs once it over-fits.
+    assert a.n_iter_ <= a.best_epoch_ + a.patience
+    # Same model as a hand-written softmax of the stored parameters.
+    z = ((X - a.scaler_mean_) / a.scaler_scale_) @ a.coef_.T + a.intercept_
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(a.predict_proba(X), p / p.sum(axis=1, keepdims=True))
+    adam = SoftmaxHead(solver="adam", learning_rate=1e-2, max_epochs=100).fit(X, y)
+    assert np.mean(adam.predict(X) == y) > 0.8
+
+
+def test_softmax_head_is_fast_on_paper_sized_features():
+    import time
+
+    rng = np.random.default_rng(0)
+    mu = rng.normal(scale=0.08, size=(10, 4000))
+    y = np.repeat(np.arange(10), 10)
+    X = rng.normal(size=(100, 4000)) + mu[y]
+    SoftmaxHead(max_epochs=2).fit(X, y)  # torch import / warm-up
+    start = time.perf_counter()
+    SoftmaxHead().fit(X, y)
+    # 2 s target; slack for a shared, busy test machine.
+    assert time.perf_counter() - start < 6.0
+
+
+# -- inner CV keeps groups together ------------------------------------------
+
+
+def test_make_inner_cv_partitions_and_keeps_groups_together():
+    y = np.repeat([0, 1, 2], 12)
+    groups = np.repeat(np.arange(12), 3)  # 4 groups per class
+    splits = make_inner_cv(y, groups, n_splits=10, random_state=0)
+    assert len(splits) == 4  # shrunk to the groups of the smallest class
+    seen = np.concatenate([test for _, test in splits])
+    np.testing.assert_array_equal(np.sort(seen), np.arange(y.size))
+    for train, test in splits:
+        assert not set(groups[train]) & set(groups[test])
+        assert set(y[train]) == {0, 1, 2}
+
+
+class GroupSpy(ClassifierMixin, BaseEstimator):
+    """Records the groups it is fitted with; predicts from the first feature."""
+
+    calls = []
+
+    def fit(self, X, y, groups=None):
+        GroupSpy.calls.append((np.asarray(X).copy(), None if groups is None else np.asarray(groups)))
+        self.classes_ = np.unique(y)
+        return self
+
+    def predict_proba(self, X):
+        X = np.asarray(X)
+        p = np.full((X.shape[0], self.classes_.size), 0.1)
+        p[np.arange(X.shape[0]), np.clip(X[:, 0].round().astype(int), 0, self.classes_.size - 1)] = 0.8
+        return p / p.sum(axis=1, keepdims=True)
+
+
+def windowed_data(n_tracks=12, n_windows=5, d=3, seed=0):
+    rng = np.random.default_rng(seed)
+    y = np.arange(n_tracks) % 3
+    W = rng.normal(scale=0.01, size=(n_tracks, n_windows, d))
+    W[:, :, 0] = y[:, None]  # every window says its track's class...
+    W[:, 0, 0] = (y + 1) % 3  # ...except the first, which is wrong
+    W[::2, 1, 0] = (y[::2] + 2) % 3  # and the second, on half the tracks
+    return W.reshape(n_tracks, n_windows * d), y, W
+
+
+def test_windowed_classifier_reshapes_repeats_labels_and_passes_track_groups():
+    X, y, W = windowed_data()
+    GroupSpy.calls.clear()
+    est = WindowedClassifier(GroupSpy(), n_windows=5).fit(X, y)
+    (Xw, gw), = GroupSpy.calls
+    np.testing.assert_array_equal(Xw, W.reshape(-1, 3))  # window-major rows
+    np.testing.assert_array_equal(gw, np.repeat(np.arange(12), 5))
+    # Caller groups (e.g. artists) are repeated per window instead.
+    artists = np.arange(12) // 2
+    GroupSpy.calls.clear()
+    est.fit(X, y, groups=artists)
+    np.testing.assert_array_equal(GroupSpy.calls[0][1], np.repeat(artists, 5))
+    from sklearn.svm import SVC
+
+    assert accepts_groups(GroupSpy()) and accepts_groups(ViewSVM())
+    assert not accepts_groups(SVC())
+
+
+@pytest.mark.parametrize("aggregate", ["mean", "logmean"])
+def test_windowed_classifier_averages_windows(aggregate):
+    X, y, _ = windowed_data()
+    est = WindowedClassifier(GroupSpy(), n_windows=5, aggregate=aggregate).fit(X, y)
+    per_window = est.predict_proba_windows(X)
+    assert per_window.shape == (12, 5, 3)
+    # Single windows are often wrong, the track vote is always right.
+    assert np.mean(per_window.argmax(axis=2) == y[:, None]) < 0.8
+    proba = est.predict_proba(X)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    np.testing.assert_array_equal(est.predict(X), y)
+    if aggregate == "mean":
+        np.testing.assert_allclose(proba, per_window.mean(axis=1))
+    else:
+        g = np.exp(np.log(per_window).mean(axis=1))
+        np.testing.assert_allclose(proba, g / g.sum(axis=1, keepdims=True))
+
+
+def test_windowed_svm_inner_cv_never_splits_a_track(monkeypatch):
+    # Windows of a track are near-identical, so a window-level inner CV that
+    # split tracks would score every (C, gamma) perfectly by memorisation.
+    import genrevision.classifiers as mod
+
+    used = []
+
+    def recording(y, groups=None, **kw):
+        splits = make_inner_cv(y, groups, **kw)
+        used.append((np.asarray(groups), splits))
+        return splits
+
+    monkeypatch.setattr(mod, "make_inner_cv", recording)
+    X, y, _ = windowed_data(n_tracks=18, n_windows=4)
+    est = WindowedClassifier(ViewSVM(C_grid=(1.0, 10.0), gamma_grid=(1.0,)), n_windows=4)
+    est.fit(X, y)
+    assert used, "ViewSVM did not build its inner CV"
+    for groups, splits in used:
+        np.testing.assert_array_equal(groups, np.repeat(np.arange(18), 4))
+        for train, test in splits:
+            assert not set(groups[train]) & set(groups[test])
+    np.testing.assert_array_equal(est.predict(X), y)
