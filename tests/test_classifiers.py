@@ -239,3 +239,19 @@ def test_windowed_svm_inner_cv_never_splits_a_track(monkeypatch):
         for train, test in splits:
             assert not set(groups[train]) & set(groups[test])
     np.testing.assert_array_equal(est.predict(X), y)
+
+
+def test_softmax_head_held_out_part_keeps_groups_and_falls_back():
+    X, y = blobs(n_per_class=20)
+    groups = np.arange(len(y)) // 2
+    est = SoftmaxHead(validation_fraction=0.2)
+    train, val = est._split(y, groups)
+    assert not set(groups[train]) & set(groups[val])
+    assert set(y[val]) == {0, 1, 2}
+    est.fit(X, y, groups=groups)
+    assert est.validation_loss_ is not None
+    # One sample of a class: no stratified held-out part exists.
+    keep = np.r_[np.arange(40), 40]
+    with pytest.warns(UserWarning, match="without early stopping"):
+        tiny = SoftmaxHead(max_epochs=15).fit(X[keep], y[keep])
+    assert tiny.n_iter_ == 15 and tiny.validation_loss_ is None
