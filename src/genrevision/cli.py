@@ -91,6 +91,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-images", default=None, metavar="DIR", help="also write each track's three spectrograms as PNG")
     _add_feature_args(p)
     p.set_defaults(func=cmd_extract)
+
+    p = sub.add_parser("evaluate", help="the paper's tables (and ours) under a cross-validation protocol")
+    p.add_argument("data", nargs="?", default=DEFAULT_DATA, help="label-folder tree or CSV manifest")
+    p.add_argument("--protocol", default="cv", choices=["paper", "cv", "group", "block", "split"],
+                   help="paper: repeated stratified 90/10; cv: repeated stratified k-fold; group: folds keep a "
+                        "manifest group together; block: contiguous GTZAN track-number blocks per genre; "
+                        "split: the manifest's split column or --splits-dir (default: %(default)s)")
+    p.add_argument("--out", default="runs/evaluate", help="output folder for results.json, tables, report.html")
+    p.add_argument("--folds", type=int, default=10, help="k for cv/group/block (default: %(default)s)")
+    p.add_argument("--repeats", type=int, default=5, help="repeats with different seeds (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--splits-dir", default=None,
+                   help="folder with {train,valid,test}_filtered.txt (fault-filtered GTZAN) for --protocol split")
+    p.add_argument("--paper-recipe", action=argparse.BooleanOptionalAction, default=True,
+                   help="also run the paper's recipe for Tables I-IV (default: on)")
+    _add_feature_args(p)
+    p.set_defaults(func=cmd_evaluate)
     return parser
 
 

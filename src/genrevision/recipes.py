@@ -8,9 +8,12 @@ tracks (see README, "Beyond the paper").
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from .features import FeatureSettings
+import numpy as np
+
+from .features import FeatureSettings, feature_matrix
+from .separation import VIEWS
 from .spectrogram import SpectrogramConfig
 
 __all__ = ["Recipe", "RECIPES", "get_recipe"]
@@ -35,7 +38,47 @@ class Recipe:
     layers: str = "all"
     head: str = "svm"
     fusion_weights: object = "learned"
+    hybrid_mfcc: bool = False
     description: str = ""
+
+    def columns(self):
+        """Columns of each stored window vector the classifiers use."""
+        if self.layers == "last" and self.features.layers == "all":
+            from .backbone import _spec
+
+            return slice(-_spec(self.features.backbone).feature_dim, None)
+        if self.layers == "all" and self.features.layers == "last":
+            raise ValueError(f"recipe {self.name!r}: layers='all' needs features extracted with layers='all'")
+        return None
+
+    def view_names(self) -> tuple[str, ...]:
+        views = self.features.view_names
+        return views + ("mfcc",) if self.hybrid_mfcc else views
+
+    def matrix(self, features: list[dict], *, views: tuple[str, ...] | None = None):
+        """X (n_tracks, n_columns) and its view layout, from per-track feature dicts."""
+        return feature_matrix(features, views=views or self.view_names(), pooling=self.pooling,
+                              columns=self.columns())
+
+    def make_head(self, kind: str | None = None):
+        """A fresh per-view classifier: ``"svm"``, ``"linear"`` or ``"softmax"`` (fine-tuning)."""
+        from .classifiers import LinearHead, SoftmaxHead, ViewSVM
+
+        kind = kind or self.head
+        if kind == "svm":
+            return ViewSVM()
+        if kind == "linear":
+            return LinearHead()
+        if kind == "softmax":
+            return SoftmaxHead()
+        raise ValueError(f"head must be 'svm', 'linear' or 'softmax', got {kind!r}")
+
+    def classifier(self, views, *, head: str | None = None, weights=None):
+        """The recipe's fused classifier for a view layout from :meth:`matrix`."""
+        from .fusion import LateFusionClassifier
+
+        return LateFusionClassifier(views=tuple(views), estimator=self.make_head(head),
+                                    weights=self.fusion_weights if weights is None else weights)
 
 
 PAPER = Recipe(
