@@ -1,0 +1,232 @@
+"""genrevision.features: per-track features, cached dataset extraction, matrices."""
+from __future__ import annotations
+
+import json
+import os
+import warnings
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from genrevision.backbone import get_backbone
+from genrevision.features import (FeatureSettings, extract_dataset, extract_track, feature_matrix,
+                                  pool_windows, track_images)
+from genrevision.separation import VIEWS
+from genrevision.spectrogram import SpectrogramConfig
+from genrevision.store import FeatureStore, content_digest
+
+SR = 22050
+TRACKS = ["blues/blues.00000.wav", "classical/classical.00001.wav", "metal/metal.00002.wav"]
+D = 2064
+
+
+@pytest.fixture(scope="module")
+def real_paths(gtzan_root):
+    return [str(gtzan_root / "genres" / t) for t in TRACKS]
+
+
+@pytest.fixture(scope="module")
+def single(real_paths, small_settings):
+    """extract_track of each real track (in-process, no cache)."""
+    return {p: extract_track(p, small_settings) for p in real_paths}
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("bad")
+    corrupt = d / "corrupt.wav"
+    corrupt.write_bytes(np.random.default_rng(0).bytes(20000))
+    empty = d / "empty.wav"
+    empty.write_bytes(b"")
+    short = d / "short.wav"
+    t = np.arange(int(0.2 * SR)) / SR
+    sf.write(short, 0.5 * np.sin(2 * np.pi * 440 * t), SR, subtype="PCM_16")
+    return [str(corrupt), str(empty), str(short)]
+
+
+def test_extract_track_views_and_shapes(single):
+    for p, feats in single.items():
+        assert set(feats) == set(VIEWS) | {"mfcc"}
+        for v in VIEWS:
+            assert feats[v].shape == (2, D), (p, v)
+            assert feats[v].dtype == np.float32
+            assert np.all(np.isfinite(feats[v]))
+        assert feats["mfcc"].ndim == 1 and feats["mfcc"].size > 10
+        assert feats["mfcc"].dtype == np.float32 and np.all(np.isfinite(feats["mfcc"]))
+        # the three views are different pictures, so different features
+        assert not np.allclose(feats["original"], feats["harmonic"])
+        assert not np.allclose(feats["harmonic"], feats["percussive"])
+    # different genres give different features
+    a, b, c = (single[p]["original"].mean(axis=0) for p in single)
+    assert not np.allclose(a, b) and not np.allclose(b, c)
+
+
+def test_extract_track_from_bytes_matches_path(real_paths, single, small_settings, tmp_path):
+    y, _ = sf.read(real_paths[0], frames=int(6 * SR), dtype="int16")
+    path = tmp_path / "excerpt.wav"
+    sf.write(path, y, SR, subtype="PCM_16")
+    from_bytes = extract_track(path.read_bytes(), small_settings, backbone=get_backbone())
+    for v in VIEWS:
+        np.testing.assert_allclose(from_bytes[v], single[real_paths[0]][v], rtol=1e-4, atol=1e-4)
+
+
+def test_track_images_shapes(real_paths, small_settings):
+    from genrevision.audio import load_audio
+
+    y = load_audio(real_paths[1], duration=6.0)
+    imgs = track_images(y, small_settings)
+    frames = int(round(3.0 * SR / 512))
+    assert set(imgs) == set(VIEWS)
+    for v in VIEWS:
+        assert imgs[v].shape == (2, 128, frames)
+        assert imgs[v].min() >= -1e-6 and imgs[v].max() <= 1 + 1e-6
+    stacked = track_images(y, small_settings.with_(channels="stacked"))
+    assert set(stacked) == {"stacked"}
+    assert stacked["stacked"].shape == (2, 128, frames, 3)
+    np.testing.assert_array_equal(stacked["stacked"][..., 2], imgs["percussive"])
+    whole = track_images(y, small_settings.with_(spec_layout="whole", spec_image_size=(64, 64)))
+    assert whole["original"].shape == (1, 64, 64)
+
+
+@pytest.fixture(scope="module")
+def store_runs(tmp_path_factory, real_paths, bad_files, small_settings):
+    """Two extract_dataset runs over good + bad files sharing one FeatureStore."""
+    root = tmp_path_factory.mktemp("store")
+    paths = [real_paths[0], bad_files[0], real_paths[1], bad_files[1], bad_files[2], real_paths[2]]
+    store = FeatureStore(str(root), small_settings.to_dict())
+    first = extract_dataset(paths, small_settings, store=store, jobs=0, progress=False)
+    second = extract_dataset(paths, small_settings, store=FeatureStore(str(root), small_settings.to_dict()),
+                             jobs=0, progress=False)
+    return store, paths, first, second
+
+
+def test_extract_dataset_failures_listed_good_files_extracted(store_runs, real_paths, bad_files):
+    store, paths, first, _ = store_runs
+    assert sorted(p for p, _ in first.failures) == sorted(bad_files)
+    for p, reason in first.failures:
+        assert reason and "\n" not in reason
+    reasons = dict(first.failures)
+    assert "empty" in reasons[bad_files[1]]
+    assert "too short" in reasons[bad_files[2]]
+    assert "readable" in reasons[bad_files[0]]
+    assert sorted(first.features) == sorted(real_paths)
+    assert first.computed == 3 and first.cached == 0
+    assert len(store) == 3
+    for p in real_paths:
+        assert content_digest(p) in store
+
+
+def test_extract_dataset_matches_extract_track(store_runs, single):
+    _, _, first, _ = store_runs
+    for p, feats in single.items():
+        for k in (*VIEWS, "mfcc"):
+            np.testing.assert_allclose(first.features[p][k], feats[k], rtol=1e-4, atol=1e-4)
+
+
+def test_second_run_is_all_cache(store_runs, real_paths, bad_files):
+    _, _, first, second = store_runs
+    assert second.computed == 0 and second.cached == 3
+    assert sorted(p for p, _ in second.failures) == sorted(bad_files)
+    for p in real_paths:
+        assert set(second.features[p]) == set(first.features[p])
+        for k, arr in first.features[p].items():
+            got = second.features[p][k]
+            assert got.shape == arr.shape and got.dtype == np.float32
+            np.testing.assert_allclose(got, arr.astype(np.float16).astype(np.float32), rtol=0, atol=0)
+            np.testing.assert_allclose(got, arr, rtol=1e-3, atol=1e-4)
+
+
+def test_damaged_cache_entry_is_recomputed(store_runs, real_paths, small_settings):
+    store, paths, first, _ = store_runs
+    victim = real_paths[1]
+    entry = store._file(content_digest(victim))
+    assert os.path.exists(entry)
+    with open(entry, "wb") as f:
+        f.write(b"garbage, not a zip file" * 10)
+    with pytest.warns(UserWarning, match="damaged"):
+        res = extract_dataset(real_paths, small_settings, store=store, jobs=0, progress=False)
+    assert res.computed == 1 and res.cached == 2 and res.failures == []
+    np.testing.assert_allclose(res.features[victim]["original"], first.features[victim]["original"],
+                               rtol=1e-4, atol=1e-4)
+    assert store.get(content_digest(victim)) is not None
+
+
+def test_missing_path_is_a_failure(tmp_path, small_settings):
+    missing = str(tmp_path / "gone.wav")
+    res = extract_dataset([missing], small_settings, jobs=0, progress=False)
+    assert res.failures == [(missing, "no such file")] and res.features == {}
+
+
+def test_worker_process_gives_same_features(real_paths, single, small_settings):
+    two = real_paths[:2]
+    res = extract_dataset(two, small_settings, jobs=1, progress=False)
+    assert res.failures == [] and res.computed == 2
+    for p in two:
+        for k in (*VIEWS, "mfcc"):
+            np.testing.assert_allclose(res.features[p][k], single[p][k], rtol=1e-4, atol=1e-4)
+
+
+def test_feature_matrix_layout(single):
+    feats = list(single.values())
+    X, layout = feature_matrix(feats)
+    assert X.shape == (3, 3 * 2 * D) and X.dtype == np.float32
+    assert layout == (("original", 0, 2 * D), ("harmonic", 2 * D, 4 * D), ("percussive", 4 * D, 6 * D))
+    for i, f in enumerate(feats):
+        np.testing.assert_allclose(X[i, 2 * D : 3 * D], f["harmonic"].mean(axis=0), rtol=1e-6)
+        np.testing.assert_allclose(X[i, 3 * D : 4 * D], f["harmonic"].std(axis=0), rtol=1e-5, atol=1e-6)
+    # last-layer columns, mean pooling, plus the 1-D baseline vector used as is
+    Xl, layout_l = feature_matrix(feats, views=("percussive", "mfcc"), pooling="mean", columns=slice(-1280, None))
+    m = feats[0]["mfcc"].size
+    assert layout_l == (("percussive", 0, 1280), ("mfcc", 1280, 1280 + m))
+    np.testing.assert_allclose(Xl[1, :1280], feats[1]["percussive"][:, -1280:].mean(axis=0), rtol=1e-6)
+    np.testing.assert_array_equal(Xl[2, 1280:], feats[2]["mfcc"])
+    Xn, layout_n = feature_matrix(feats, views=("original",), pooling="none")
+    assert Xn.shape == (3, 2 * D) and layout_n == (("original", 0, 2 * D),)
+    np.testing.assert_array_equal(Xn[0, D:], feats[0]["original"][1])
+
+
+def test_pool_windows():
+    w = np.arange(12, dtype=np.float32).reshape(3, 4)
+    np.testing.assert_array_equal(pool_windows(w, "mean"), [4, 5, 6, 7])
+    ms = pool_windows(w, "meanstd")
+    assert ms.shape == (8,)
+    np.testing.assert_allclose(ms[4:], np.full(4, np.std([0, 4, 8])))
+    assert pool_windows(w, "none").shape == (12,)
+    with pytest.raises(ValueError):
+        pool_windows(w, "max")
+
+
+def test_settings_round_trip(small_settings):
+    d = small_settings.to_dict()
+    assert d["spectrogram"]["max_windows"] == 2 and d["excerpt_seconds"] == 6.0
+    again = FeatureSettings.from_dict(json.loads(json.dumps(d)))
+    assert again == small_settings
+    assert again.to_dict() == d
+    other = FeatureSettings(hpss_kernel=17, hpss_margin=2, spectrogram=SpectrogramConfig(image_size=(64, 64)),
+                            channels="stacked", layers="last")
+    assert other.hpss_kernel == (17, 17) and other.hpss_margin == (2.0, 2.0)
+    assert FeatureSettings.from_dict(json.loads(json.dumps(other.to_dict()))) == other
+    # a spectrogram given as a dict is accepted
+    assert FeatureSettings(spectrogram=d["spectrogram"]) == small_settings.with_(excerpt_seconds=30.0)
+    # settings that change the numbers change the store key
+    assert json.dumps(d, sort_keys=True) != json.dumps(small_settings.with_(spec_n_mels=64).to_dict(), sort_keys=True)
+
+
+@pytest.mark.parametrize("kwargs", [dict(layers="first"), dict(channels="rgb"), dict(excerpt_seconds=0.5)])
+def test_settings_validation(kwargs):
+    with pytest.raises(ValueError):
+        FeatureSettings(**kwargs)
+
+
+def test_store_keys_by_settings(tmp_path, small_settings):
+    a = FeatureStore(str(tmp_path), small_settings.to_dict())
+    b = FeatureStore(str(tmp_path), small_settings.with_(layers="last").to_dict())
+    c = FeatureStore(str(tmp_path), small_settings.to_dict())
+    assert a.key != b.key and a.key == c.key
+    assert json.loads((tmp_path / a.key / "settings.json").read_text()) == json.loads(json.dumps(small_settings.to_dict()))
+    a.put("ab" * 20, {"x": np.array([1.5, 2.25], np.float32), "n": np.array([3])})
+    got = a.get("ab" * 20)
+    assert got["x"].dtype == np.float32 and got["x"].tolist() == [1.5, 2.25] and got["n"].tolist() == [3]
+    assert len(a) == 1 and len(b) == 0 and b.get("ab" * 20) is None
+    assert content_digest(b"abc") == "a9993e364706816aba3e25717850c26c9cd0d89d"
