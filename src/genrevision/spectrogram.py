@@ -114,7 +114,7 @@ def log_image(P: np.ndarray, *, top_db: float = 80.0, ref: float | None = None) 
     if ref <= 0:
         return np.zeros(P.shape, dtype=np.float32)[::-1].copy()
     db = 10.0 * np.log10(np.maximum(P, ref * 10.0 ** (-top_db / 10.0)) / ref)
-    return np.ascontiguousarray(((db + top_db) / top_db)[::-1], dtype=np.float32)
+    return np.ascontiguousarray(np.clip((db + top_db) / top_db, 0.0, 1.0)[::-1], dtype=np.float32)
 
 
 def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
