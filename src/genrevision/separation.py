@@ -18,6 +18,11 @@ from __future__ import annotations
 import numpy as np
 import scipy.ndimage
 
+try:  # numba ships with librosa; without it the scipy filter gives the same numbers, slower
+    import numba as _numba
+except Exception:  # noqa: BLE001 - any import failure means "no JIT"
+    _numba = None
+
 __all__ = ["VIEWS", "stft_magnitude", "hpss_masks", "separate", "separate_audio"]
 
 #: The three views of a track, in the order used everywhere.
@@ -28,6 +33,80 @@ def _odd_kernel(k, name: str) -> int:
     if int(k) != k or k < 1:
         raise ValueError(f"{name} must be a positive integer number of bins/frames, got {k!r}")
     return int(k)
+
+
+def _running_median_rows_py(x: np.ndarray, k: int, out: np.ndarray) -> np.ndarray:
+    """Median of every length-``k`` window along the rows of ``x`` (already padded).
+
+    A sorted copy of the window slides along the row: each step drops the
+    value leaving the window and inserts the one entering it (binary search,
+    then one shift), O(k) per output instead of a fresh selection of k values.
+    The median is one of the window's values, so the result equals any other
+    exact median filter bit for bit.
+    """
+    n_rows, n_pad = x.shape
+    n = n_pad - k + 1
+    half = k // 2
+    win = np.empty(k, dtype=x.dtype)
+    for r in range(n_rows):
+        row = x[r]
+        for j in range(k):
+            win[j] = row[j]
+        win.sort()
+        out[r, 0] = win[half]
+        for i in range(1, n):
+            old = row[i - 1]
+            new = row[i + k - 1]
+            # position of the leaving value (any one of equal values will do)
+            lo, hi = 0, k
+            while lo < hi:
+                mid = (lo + hi) >> 1
+                if win[mid] < old:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            pos = lo
+            if new >= old:
+                while pos + 1 < k and win[pos + 1] < new:
+                    win[pos] = win[pos + 1]
+                    pos += 1
+            else:
+                while pos > 0 and win[pos - 1] > new:
+                    win[pos] = win[pos - 1]
+                    pos -= 1
+            win[pos] = new
+            out[r, i] = win[half]
+    return out
+
+
+if _numba is not None:
+    try:
+        _running_median_rows = _numba.njit(cache=True, nogil=True)(_running_median_rows_py)
+    except Exception:  # noqa: BLE001
+        _running_median_rows = None
+else:
+    _running_median_rows = None
+
+
+def _median_along_rows(S: np.ndarray, k: int) -> np.ndarray:
+    """``scipy.ndimage.median_filter(S, size=(1, k), mode="reflect")`` for float32 ``S`` (2-D)."""
+    if _running_median_rows is None or k == 1 or not np.all(np.isfinite(S)):
+        return scipy.ndimage.median_filter(S, size=(1, k), mode="reflect")
+    half = k // 2
+    n = S.shape[1]
+    if half > n:  # reflection longer than the signal: leave the odd case to scipy
+        return scipy.ndimage.median_filter(S, size=(1, k), mode="reflect")
+    # scipy's "reflect" = half-sample symmetric: (d c b a | a b c d | d c b a)
+    padded = np.empty((S.shape[0], n + 2 * half), dtype=np.float32)
+    padded[:, half : half + n] = S
+    if half:
+        padded[:, :half] = S[:, :half][:, ::-1]
+        padded[:, half + n :] = S[:, n - half :][:, ::-1]
+    out = np.empty(S.shape, dtype=np.float32)
+    try:
+        return _running_median_rows(padded, k, out)
+    except Exception:  # noqa: BLE001 - a JIT failure must not stop extraction
+        return scipy.ndimage.median_filter(S, size=(1, k), mode="reflect")
 
 
 def stft_magnitude(y: np.ndarray, *, n_fft: int = 2048, hop_length: int = 512) -> np.ndarray:
@@ -71,8 +150,9 @@ def hpss_masks(
     Notes
     -----
     Same arithmetic as :func:`librosa.decompose.hpss` with ``mask=True``, but the
-    two median filters run on float32 with 1-D kernels, which is what makes it
-    affordable per track.
+    two median filters run on float32 with 1-D kernels as running medians
+    (numba; scipy's ``median_filter`` where numba is missing — same numbers),
+    which is what makes it affordable per track.
     """
     if np.ndim(kernel_size) == 0:
         kernel_size = (kernel_size, kernel_size)
@@ -85,9 +165,13 @@ def hpss_masks(
         raise ValueError(f"margin must be >= 1, got {margin}")
     if power <= 0:
         raise ValueError(f"power must be > 0, got {power}")
-    S = np.asarray(S, dtype=np.float32)
-    harm = scipy.ndimage.median_filter(S, size=(1, kh), mode="reflect")
-    perc = scipy.ndimage.median_filter(S, size=(kp, 1), mode="reflect")
+    S = np.ascontiguousarray(S, dtype=np.float32)
+    if S.ndim != 2:
+        raise ValueError(f"S must be 2-D (n_bins, n_frames), got shape {S.shape}")
+    # Both filters run along contiguous rows: the harmonic one along time on S,
+    # the percussive one along frequency on the transposed copy.
+    harm = _median_along_rows(S, kh)
+    perc = np.ascontiguousarray(_median_along_rows(np.ascontiguousarray(S.T), kp).T)
     # Wiener-style soft masks, as librosa.util.softmask with a tiny floor.
     tiny = np.finfo(np.float32).tiny
     harm_p = harm ** power
