@@ -81,6 +81,101 @@ def cmd_evaluate(args) -> int:
     return 0 if results else 1
 
 
+def cmd_train(args) -> int:
+    from .model import train_model
+
+    t0 = time.perf_counter()
+    model = train_model(args.data, recipe=args.recipe, weights="paper" if args.paper_weights else None,
+                        cache=args.cache, jobs=args.jobs, progress=not args.quiet)
+    path = model.save(args.model)
+    dt = time.perf_counter() - t0
+    weights = model.weights
+    wtxt = ", ".join(f"{k} {v:.2f}" for k, v in weights.items()) if weights else "stacking"
+    print(f"trained {model.recipe.name} model on {model.n_train} tracks of {len(model.labels)} genres "
+          f"({', '.join(model.labels)}) in {dt:.1f} s → {path}")
+    print(f"fusion weights: {wtxt}")
+    _report_failures(model.failures)
+    return 0
+
+
+def _fmt_time(s: float) -> str:
+    s = int(round(s))
+    return f"{s // 60}:{s % 60:02d}"
+
+
+def _print_table(preds, *, timeline: bool) -> None:
+    for p in preds:
+        probs = sorted(p.probabilities.items(), key=lambda kv: -kv[1])
+        print(f"{p.path}: {p.genre} ({p.probabilities[p.genre]:.2f})")
+        print("  probabilities: " + "  ".join(f"{k} {v:.3f}" for k, v in probs))
+        print("  views: " + "  ".join(f"{k}={v}" for k, v in p.views.items()))
+        if timeline:
+            print("  timeline:")
+            for start, end, genre, pr in p.segments:
+                print(f"    {_fmt_time(start)}-{_fmt_time(end)}  {genre} ({pr[genre]:.2f})")
+
+
+def _print_csv(preds, labels, view_names, *, timeline: bool) -> None:
+    import csv
+
+    w = csv.writer(sys.stdout)
+    head = ["path", "start_s", "end_s", "genre"] + [f"p_{c}" for c in labels]
+    w.writerow(head + [f"view_{v}" for v in view_names])
+    for p in preds:
+        w.writerow([p.path, 0.0, p.duration, p.genre] + [f"{p.probabilities[c]:.6f}" for c in labels]
+                   + [p.views.get(v, "") for v in view_names])
+        if timeline:
+            for start, end, genre, pr in p.segments:
+                w.writerow([p.path, start, end, genre] + [f"{pr[c]:.6f}" for c in labels] + [""] * len(view_names))
+
+
+def cmd_predict(args) -> int:
+    from .dataset import find_audio
+    from .model import load_model
+
+    if not os.path.exists(args.model):
+        _err(f"{args.model}: no such model file (make one with: genrevision train DATA --model {args.model})")
+        return 2
+    paths, failures = [], []
+    for item in args.inputs:
+        if not os.path.exists(item):
+            failures.append((item, "no such file or folder"))
+        elif os.path.isdir(item):
+            found = find_audio(item)
+            if not found:
+                _err(f"{item}: no audio files found (looked for {', '.join(_audio_exts())})")
+                return 2
+            paths.extend(found)
+        else:
+            paths.append(item)
+    model = load_model(args.model)
+    preds, fails = model.predict_many(paths, progress=not args.quiet, timeline=args.timeline)
+    failures += fails
+    labels = [str(c) for c in model.labels]
+    if args.format == "json":
+        out = {"model": os.path.abspath(args.model), "labels": labels,
+               "predictions": [p.to_dict() for p in preds],
+               "failures": [{"path": p, "reason": r} for p, r in failures]}
+        if not args.timeline:
+            for d in out["predictions"]:
+                d.pop("segments", None)
+        print(json.dumps(out, indent=2))
+    elif args.format == "csv":
+        view_names = [v[0] for v in model.views]
+        _print_csv(preds, labels, view_names, timeline=args.timeline)
+    else:
+        _print_table(preds, timeline=args.timeline)
+    sys.stdout.flush()
+    _report_failures(failures)
+    return 0 if preds else 1
+
+
+def _audio_exts():
+    from .audio import AUDIO_EXTENSIONS
+
+    return AUDIO_EXTENSIONS
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="genrevision", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -108,6 +203,29 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also run the paper's recipe for Tables I-IV (default: on)")
     _add_feature_args(p)
     p.set_defaults(func=cmd_evaluate)
+
+    from .recipes import RECIPES
+
+    p = sub.add_parser("train", help="fit a genre model on a labelled dataset and save it to one file")
+    p.add_argument("data", help="label-folder tree or CSV manifest (path,label[,group])")
+    p.add_argument("--model", required=True, metavar="FILE", help="model file to write (e.g. genres.model)")
+    p.add_argument("--recipe", default="default", choices=sorted(RECIPES),
+                   help="named configuration of features and classifiers (default: %(default)s)")
+    p.add_argument("--paper-weights", action="store_true",
+                   help="fuse views with the paper's fixed weights 0.5/0.1/0.4 instead of the recipe's")
+    p.add_argument("--cache", default=os.environ.get("GENREVISION_CACHE", DEFAULT_CACHE),
+                   help="feature cache folder (default: %(default)s)")
+    p.add_argument("--jobs", type=int, default=None, help="worker processes for decoding/HPSS (default: cores - 1)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("predict", help="genre of audio files (and of every audio file in folders) with a saved model")
+    p.add_argument("inputs", nargs="+", metavar="FILE_OR_FOLDER", help="audio files or folders (walked recursively)")
+    p.add_argument("--model", required=True, metavar="FILE", help="model file written by 'genrevision train'")
+    p.add_argument("--format", default="table", choices=["table", "json", "csv"], help="output format (default: %(default)s)")
+    p.add_argument("--timeline", action="store_true", help="also the genre of every 30 s segment")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_predict)
     return parser
 
 

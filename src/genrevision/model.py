@@ -1,0 +1,532 @@
+"""Train once, predict anywhere: a fitted genre model in one safe file.
+
+:func:`train_model` extracts (cached) features of a labelled dataset with a
+recipe and fits the recipe's late-fusion classifier on every track.
+:class:`GenreModel` carries everything prediction needs: the recipe (feature
+settings included, so a model trained with other settings is applied with
+*its* settings), the backbone name and the SHA-256 of its weights, the label
+names, the fitted classifier and the package versions it was made with.
+
+File format (a zip, never a pickle)::
+
+    meta.json         format name and version, recipe, feature settings,
+                      backbone + weights sha256, labels, fusion weights,
+                      view layout, versions, training size, and the sha256
+                      of classifier.skops
+    classifier.skops  skops.io.dumps of the fitted LateFusionClassifier
+
+:func:`load_model` checks the zip CRCs, the payload checksum, the format
+version and the backbone weights, and loads the classifier with skops using
+an explicit allow-list of types (:data:`ALLOWED_TYPES`); anything else is
+refused with a one-line :class:`ModelError` "<path>: <reason>".
+
+Three lines::
+
+    from genrevision import load_model
+    model = load_model("genres.model")
+    print(model.predict("song.mp3").genre)
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import sys
+import zipfile
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .audio import AudioError, audio_info, iter_segments, normalise
+
+__all__ = [
+    "ModelError",
+    "GenreModel",
+    "Prediction",
+    "train_model",
+    "load_model",
+    "signal_features",
+    "ALLOWED_TYPES",
+    "FORMAT_VERSION",
+    "SEGMENT_SECONDS",
+]
+
+#: Name written in meta.json; a zip without it is not a genrevision model.
+FORMAT_NAME = "genrevision-model"
+#: Bumped when the file layout changes incompatibly.
+FORMAT_VERSION = 1
+#: Long files are classified in segments of this length.
+SEGMENT_SECONDS = 30.0
+#: Files up to this long are one piece (GTZAN's "30 s" tracks are 30.01 s).
+SINGLE_PIECE_SECONDS = 36.0
+#: The paper's fusion weights (``weights="paper"``); views not named get 0.
+PAPER_FUSION = {"original": 0.5, "harmonic": 0.1, "percussive": 0.4}
+
+#: Types skops may build when loading a classifier: found with
+#: ``skops.io.get_untrusted_types`` on real models of every recipe
+#: (LinearHead and ViewSVM heads, learned and fixed fusion). Nothing else loads.
+ALLOWED_TYPES = [
+    "genrevision.classifiers.LinearHead",
+    "genrevision.classifiers.ViewSVM",
+    "genrevision.fusion.LateFusionClassifier",
+    "sklearn.calibration._CalibratedClassifier",
+    "sklearn.calibration._SigmoidCalibration",
+]
+
+_DEFAULT_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "genrevision", "features")
+
+
+class ModelError(ValueError):
+    """A model file that cannot be used; ``str(err)`` is one line "<path>: <reason>"."""
+
+    def __init__(self, path, reason: str):
+        self.path = os.fspath(path) if not isinstance(path, str) else path
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+@dataclass
+class Prediction:
+    """The answer for one file.
+
+    Attributes
+    ----------
+    path : str
+    genre : str  top class of the fused probabilities
+    probabilities : dict label → float (sums to 1), fused over the views
+    views : dict view → that view's own top guess
+    segments : list of (start_s, end_s, genre, probabilities), one per 30 s
+        segment of a long file (empty for a file of one piece unless
+        ``timeline=True`` was asked)
+    duration : float, seconds
+    """
+
+    path: str
+    genre: str
+    probabilities: dict
+    views: dict
+    segments: list = field(default_factory=list)
+    duration: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {
+            "path": self.path,
+            "genre": self.genre,
+            "probabilities": self.probabilities,
+            "views": self.views,
+            "duration": self.duration,
+            "segments": [
+                {"start": s, "end": e, "genre": g, "probabilities": p} for s, e, g, p in self.segments
+            ],
+        }
+
+
+# ----------------------------------------------------------------------------- recipes <-> JSON
+
+
+def _recipe_to_dict(recipe) -> dict:
+    out = {}
+    for f in dataclasses.fields(recipe):
+        v = getattr(recipe, f.name)
+        if f.name == "features":
+            v = v.to_dict()
+        elif isinstance(v, tuple):
+            v = list(v)
+        out[f.name] = v
+    return out
+
+
+def _recipe_from_dict(d: dict):
+    from .features import FeatureSettings
+    from .recipes import Recipe
+
+    known = {f.name for f in dataclasses.fields(Recipe)}
+    kw = {k: v for k, v in d.items() if k in known}
+    kw["features"] = FeatureSettings.from_dict(d["features"])
+    if isinstance(kw.get("fusion_weights"), list):
+        kw["fusion_weights"] = tuple(kw["fusion_weights"])
+    return Recipe(**kw)
+
+
+def _versions() -> dict:
+    import sklearn
+
+    from . import __version__
+
+    out = {"genrevision": __version__, "numpy": np.__version__, "sklearn": sklearn.__version__,
+           "python": sys.version.split()[0]}
+    try:
+        import torch
+
+        out["torch"] = torch.__version__
+    except ImportError:  # pragma: no cover
+        out["torch"] = None
+    return out
+
+
+# ----------------------------------------------------------------------------- features of a signal
+
+
+def signal_features(y: np.ndarray, settings, *, backbone=None) -> dict:
+    """Features of a decoded signal (mono float32 at ``settings.sr``), as :func:`extract_track` gives for a file.
+
+    The signal is cut to ``settings.excerpt_seconds`` and normalised the same
+    way as a file would be, so a segment of a long file is treated like a
+    training track.
+    """
+    from .baseline import mfcc_features
+    from .features import images_to_features, track_images
+
+    if settings.excerpt_seconds is not None:
+        n = int(round(settings.excerpt_seconds * settings.sr))
+        if y.size > n:
+            y = normalise(y[:n], method=settings.normalisation)
+    images = track_images(y, settings)
+    feats = images_to_features(images, settings, backbone=backbone)
+    feats["mfcc"] = mfcc_features(y, sr=settings.sr).astype(np.float32)
+    return feats
+
+
+# ----------------------------------------------------------------------------- the model
+
+
+class GenreModel:
+    """A fitted genre classifier plus everything needed to apply it elsewhere.
+
+    Build one with :func:`train_model` or :func:`load_model`.
+    """
+
+    def __init__(self, *, recipe, classifier, labels, views, backbone_sha256: str,
+                 n_train: int, versions: dict | None = None, failures=None, source: str | None = None):
+        self.recipe = recipe
+        self.classifier = classifier
+        self.labels = [str(x) for x in labels]
+        self.views = tuple(tuple(v) for v in views)
+        self.backbone_sha256 = backbone_sha256
+        self.n_train = int(n_train)
+        self.versions = versions or _versions()
+        #: Training files that could not be used: [(path, reason)].
+        self.failures = list(failures or [])
+        self.source = source
+
+    # -- what it is ----------------------------------------------------------
+
+    @property
+    def settings(self):
+        """The FeatureSettings the model was trained with (and predicts with)."""
+        return self.recipe.features
+
+    @property
+    def backbone_name(self) -> str:
+        return self.recipe.features.backbone
+
+    @property
+    def weights(self):
+        """Fusion weight per view (None for stacking)."""
+        w = getattr(self.classifier, "weights_", None)
+        return None if w is None else dict(zip(self.classifier.view_names_, (float(x) for x in w)))
+
+    def __repr__(self) -> str:
+        return (f"GenreModel(recipe={self.recipe.name!r}, labels={self.labels}, backbone={self.backbone_name!r}, "
+                f"n_train={self.n_train})")
+
+    def meta(self) -> dict:
+        return {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "recipe": _recipe_to_dict(self.recipe),
+            "recipe_name": self.recipe.name,
+            "feature_settings": self.recipe.features.to_dict(),
+            "backbone": {"name": self.backbone_name, "weights_sha256": self.backbone_sha256},
+            "labels": self.labels,
+            "views": [list(v) for v in self.views],
+            "fusion_weights": self.weights,
+            "n_train": self.n_train,
+            "versions": self.versions,
+        }
+
+    # -- saving ----------------------------------------------------------------
+
+    def save(self, path) -> str:
+        """Write the model file (zip of meta.json + classifier.skops), atomically."""
+        import tempfile
+
+        import skops.io as sio
+
+        path = os.fspath(path)
+        payload = sio.dumps(self.classifier)
+        unknown = sorted(set(sio.get_untrusted_types(data=payload)) - set(ALLOWED_TYPES))
+        if unknown:
+            raise ModelError(path, f"cannot save: classifier holds types outside the allow-list ({', '.join(unknown)})")
+        meta = self.meta()
+        meta["classifier_sha256"] = hashlib.sha256(payload).hexdigest()
+        folder = os.path.dirname(os.path.abspath(path))
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".model")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as z:
+                    z.writestr("meta.json", json.dumps(meta, indent=2, sort_keys=True))
+                    z.writestr("classifier.skops", payload)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        return path
+
+    # -- predicting ------------------------------------------------------------
+
+    def _backbone(self):
+        from .backbone import get_backbone
+
+        return get_backbone(self.backbone_name)
+
+    def _probas(self, feats: dict):
+        X, _ = self.recipe.matrix([feats])
+        n_in = getattr(self.classifier, "n_features_in_", X.shape[1])
+        if X.shape[1] != n_in:
+            raise ValueError(f"features have {X.shape[1]} columns, the classifier expects {n_in}")
+        fused = self.classifier.predict_proba(X)[0]
+        per_view = self.classifier.predict_proba_views(X)
+        return fused, {v: p[0] for v, p in per_view.items()}
+
+    def _as_dict(self, p: np.ndarray) -> dict:
+        p = np.asarray(p, dtype=np.float64)
+        p = p / p.sum()
+        return {str(c): float(x) for c, x in zip(self.classifier.classes_, p)}
+
+    def _top(self, p) -> str:
+        return str(self.classifier.classes_[int(np.argmax(p))])
+
+    def predict(self, path, *, timeline: bool = False) -> Prediction:
+        """Genre of one audio file.
+
+        Files up to ~36 s are one piece, read exactly as training tracks were.
+        Longer files are cut into 30 s segments (decoded one at a time: memory
+        stays bounded); each is classified, and the file's probabilities are
+        the mean of the segments' (weighted by segment length).
+
+        Raises :class:`~genrevision.audio.AudioError` (one line naming the
+        file) for input that is not usable audio.
+        """
+        from .features import extract_track
+
+        path_s = os.fspath(path)
+        info = audio_info(path_s)
+        duration = float(info.duration)
+        settings = self.settings
+        bb = self._backbone()
+        segments = []
+        if duration <= SINGLE_PIECE_SECONDS:
+            feats = extract_track(path_s, settings, backbone=bb)
+            fused, per_view = self._probas(feats)
+            if timeline:
+                segments.append((0.0, round(duration, 3), self._top(fused), self._as_dict(fused)))
+        else:
+            total = None
+            view_sums: dict[str, np.ndarray] = {}
+            weight_sum = 0.0
+            for start, y in iter_segments(path_s, segment_seconds=SEGMENT_SECONDS, sr=settings.sr,
+                                          normalisation=settings.normalisation):
+                seg_len = y.size / settings.sr
+                f, v = self._probas(signal_features(y, settings, backbone=bb))
+                segments.append((float(start), round(float(start) + seg_len, 3), self._top(f), self._as_dict(f)))
+                total = f * seg_len if total is None else total + f * seg_len
+                for name, p in v.items():
+                    view_sums[name] = view_sums.get(name, 0.0) + p * seg_len
+                weight_sum += seg_len
+            fused = total / weight_sum
+            per_view = {k: s / weight_sum for k, s in view_sums.items()}
+        return Prediction(
+            path=path_s,
+            genre=self._top(fused),
+            probabilities=self._as_dict(fused),
+            views={v: self._top(p) for v, p in per_view.items()},
+            segments=segments,
+            duration=round(duration, 3),
+        )
+
+    def predict_many(self, paths, *, progress: bool = True, timeline: bool = False):
+        """Predict every file; returns (list of Prediction, [(path, reason)] failures)."""
+        from tqdm.auto import tqdm
+
+        preds, failures = [], []
+        for p in tqdm(list(paths), desc="predict", unit="file", disable=not progress,
+                      file=sys.stderr, dynamic_ncols=True):
+            try:
+                preds.append(self.predict(p, timeline=timeline))
+            except AudioError as err:
+                failures.append((os.fspath(p), err.reason))
+            except Exception as err:  # noqa: BLE001 - one bad file must not stop the batch
+                msg = str(err).splitlines()[0] if str(err) else ""
+                failures.append((os.fspath(p), f"{type(err).__name__}: {msg}".rstrip(": ")))
+        return preds, failures
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def train_model(data, *, recipe="default", weights=None, cache=_DEFAULT_CACHE, jobs=None,
+                progress: bool = True) -> GenreModel:
+    """Fit a genre model on every track of a dataset.
+
+    Parameters
+    ----------
+    data : str or Dataset
+        Label-folder tree, CSV manifest (``path,label``) or a loaded
+        :class:`~genrevision.dataset.Dataset`.
+    recipe : str or Recipe
+        Named recipe (``"default"``, ``"paper"``) or a Recipe object.
+    weights : None, "paper", tuple or dict
+        Fusion weights: None = the recipe's; ``"paper"`` = original 0.5,
+        harmonic 0.1, percussive 0.4.
+    cache : str or None
+        Feature store folder (None: no cache).
+    jobs : int, optional
+        Worker processes for decoding/HPSS (0 = in this process).
+    progress : bool
+        Progress bar on stderr.
+
+    Returns
+    -------
+    GenreModel; ``model.failures`` lists training files that could not be
+    used (and manifest rows without a label).
+
+    Raises
+    ------
+    ValueError
+        Fewer than 2 genres, or a genre with fewer than 2 usable tracks (the
+        fusion weights and the heads' regularisation are chosen by inner
+        cross-validation, which needs 2 tracks per genre): the message names
+        the genre.
+    """
+    from .backbone import get_backbone
+    from .dataset import Dataset, load_dataset
+    from .features import extract_dataset
+    from .recipes import get_recipe
+    from .store import FeatureStore
+
+    rec = get_recipe(recipe) if isinstance(recipe, str) else recipe
+    ds = data if isinstance(data, Dataset) else load_dataset(os.fspath(data))
+    name = getattr(ds, "root", "") or (data if isinstance(data, str) else "dataset")
+    settings = rec.features
+    store = FeatureStore(cache, settings.to_dict()) if cache else None
+    res = extract_dataset(list(ds.paths), settings, store=store, jobs=jobs, progress=progress)
+    failures = list(getattr(ds, "problems", [])) + list(res.failures)
+    keep = [i for i, p in enumerate(ds.paths) if p in res.features]
+    if not keep:
+        raise ValueError(f"{name}: no usable tracks ({len(failures)} failed)")
+    labels = np.asarray(ds.labels)[keep]
+    classes, counts = np.unique(labels, return_counts=True)
+    if classes.size < 2:
+        raise ValueError(f"{name}: needs at least 2 genres, found {classes.size} ({', '.join(map(str, classes))})")
+    small = [f"{c!r} ({n})" for c, n in zip(classes, counts) if n < 2]
+    if small:
+        raise ValueError(f"{name}: every genre needs at least 2 usable tracks; too few for {', '.join(small)}")
+    X, views = rec.matrix([res.features[ds.paths[i]] for i in keep])
+    if isinstance(weights, str) and weights == "paper":
+        weights = {v: w for v, w in PAPER_FUSION.items() if v in {n for n, _, _ in views}}
+    clf = rec.classifier(views, weights=weights)
+    groups = getattr(ds, "groups", None)
+    if groups is not None and "groups" in _fit_params(clf):
+        clf.fit(X, labels, groups=np.asarray(groups)[keep])
+    else:
+        clf.fit(X, labels)
+    return GenreModel(
+        recipe=rec, classifier=clf, labels=list(clf.classes_), views=views,
+        backbone_sha256=get_backbone(settings.backbone).weights_sha256,
+        n_train=len(keep), failures=failures,
+    )
+
+
+def _fit_params(est) -> set:
+    import inspect
+
+    return set(inspect.signature(est.fit).parameters)
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def load_model(path, *, check_backbone: bool = True) -> GenreModel:
+    """Read a model file written by :meth:`GenreModel.save`, verifying it.
+
+    Raises :class:`ModelError` "<path>: <reason>" for a missing, foreign,
+    damaged or too-new file, a classifier of types outside
+    :data:`ALLOWED_TYPES`, or backbone weights that differ from this
+    machine's.
+    """
+    import skops.io as sio
+
+    path_s = os.fspath(path)
+    if not os.path.exists(path_s):
+        raise ModelError(path_s, "no such model file")
+    if os.path.isdir(path_s):
+        raise ModelError(path_s, "is a directory, not a model file")
+    if not zipfile.is_zipfile(path_s):
+        raise ModelError(path_s, "not a genrevision model file")
+    try:
+        with zipfile.ZipFile(path_s) as z:
+            names = set(z.namelist())
+            if "meta.json" not in names:
+                raise ModelError(path_s, "not a genrevision model file (no meta.json)")
+            bad = z.testzip()
+            if bad is not None:
+                raise ModelError(path_s, f"damaged (checksum mismatch in {bad})")
+            meta_raw = z.read("meta.json")
+            payload = z.read("classifier.skops") if "classifier.skops" in names else None
+    except ModelError:
+        raise
+    except Exception as err:  # noqa: BLE001 - zlib/zip errors of a damaged file
+        raise ModelError(path_s, f"damaged ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
+    try:
+        meta = json.loads(meta_raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise ModelError(path_s, "damaged (meta.json is not valid JSON)") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
+        raise ModelError(path_s, "not a genrevision model file")
+    version = meta.get("format_version")
+    if not isinstance(version, int):
+        raise ModelError(path_s, "damaged (no format version)")
+    if version > FORMAT_VERSION:
+        raise ModelError(path_s, f"model format version {version} is newer than this genrevision supports "
+                                 f"({FORMAT_VERSION}); upgrade genrevision")
+    if payload is None:
+        raise ModelError(path_s, "damaged (no classifier.skops)")
+    if hashlib.sha256(payload).hexdigest() != meta.get("classifier_sha256"):
+        raise ModelError(path_s, "damaged (checksum mismatch)")
+    try:
+        recipe = _recipe_from_dict(meta["recipe"])
+        bb_name = meta["backbone"]["name"]
+        bb_sha = meta["backbone"]["weights_sha256"]
+        labels, views = meta["labels"], meta["views"]
+    except (KeyError, TypeError, ValueError) as err:
+        raise ModelError(path_s, f"damaged (meta.json: {type(err).__name__} {err})") from None
+    if check_backbone:
+        from .backbone import get_backbone
+
+        try:
+            local = get_backbone(bb_name).weights_sha256
+        except Exception as err:  # noqa: BLE001 - BackboneUnavailable, unknown name
+            raise ModelError(path_s, f"needs backbone {bb_name}, not available here ({str(err).splitlines()[0]})") from None
+        if local != bb_sha:
+            raise ModelError(path_s, f"made with backbone {bb_name} weights {bb_sha}, this machine has {local}")
+    try:
+        untrusted = sio.get_untrusted_types(data=payload)
+    except Exception as err:  # noqa: BLE001
+        raise ModelError(path_s, f"damaged (classifier unreadable: {type(err).__name__})") from None
+    refused = sorted(set(untrusted) - set(ALLOWED_TYPES))
+    if refused:
+        raise ModelError(path_s, f"refused: classifier holds types outside the allow-list ({', '.join(refused)})")
+    try:
+        clf = sio.loads(payload, trusted=[t for t in untrusted if t in ALLOWED_TYPES])
+    except Exception as err:  # noqa: BLE001
+        raise ModelError(path_s, f"damaged (classifier unreadable: {type(err).__name__}: "
+                                 f"{str(err).splitlines()[0] if str(err) else ''})") from None
+    if [str(c) for c in getattr(clf, "classes_", [])] != [str(x) for x in labels]:
+        raise ModelError(path_s, "damaged (classifier labels differ from meta.json)")
+    return GenreModel(recipe=recipe, classifier=clf, labels=labels, views=views, backbone_sha256=bb_sha,
+                      n_train=meta.get("n_train", 0), versions=meta.get("versions"), source=path_s)
