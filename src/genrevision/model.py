@@ -423,7 +423,7 @@ def train_model(data, *, recipe="default", weights=None, cache=_DEFAULT_CACHE, j
     classes, counts = np.unique(labels, return_counts=True)
     if classes.size < 2:
         raise ValueError(f"{name}: needs at least 2 genres, found {classes.size} ({', '.join(map(str, classes))})")
-    small = [f"{c!r} ({n})" for c, n in zip(classes, counts) if n < 2]
+    small = [f"{str(c)!r} ({n})" for c, n in zip(classes, counts) if n < 2]
     if small:
         raise ValueError(f"{name}: every genre needs at least 2 usable tracks; too few for {', '.join(small)}")
     X, views = rec.matrix([res.features[ds.paths[i]] for i in keep])
@@ -526,6 +526,10 @@ def load_model(path, *, check_backbone: bool = True) -> GenreModel:
     except Exception as err:  # noqa: BLE001
         raise ModelError(path_s, f"damaged (classifier unreadable: {type(err).__name__}: "
                                  f"{str(err).splitlines()[0] if str(err) else ''})") from None
+    from .fusion import LateFusionClassifier
+
+    if not isinstance(clf, LateFusionClassifier):
+        raise ModelError(path_s, f"damaged (classifier is a {type(clf).__name__}, not a LateFusionClassifier)")
     if [str(c) for c in getattr(clf, "classes_", [])] != [str(x) for x in labels]:
         raise ModelError(path_s, "damaged (classifier labels differ from meta.json)")
     return GenreModel(recipe=recipe, classifier=clf, labels=labels, views=views, backbone_sha256=bb_sha,
