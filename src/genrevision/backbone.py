@@ -405,11 +405,25 @@ class Backbone:
         Fold BatchNorm into the convolutions (EfficientNet-Lite): same features
         up to float32 rounding, ~1.4× faster. ``False`` keeps the network as
         loaded (the reference the benchmark compares against).
+    engine : {"auto", "torch", "onnxruntime"}
+        What runs :meth:`features`. ``"onnxruntime"``: the fused network
+        exported to ONNX once per image size (cached on disk under
+        ``$GENREVISION_CACHE`` or ``~/.cache/genrevision/onnx``) and run by ONNX
+        Runtime — same features up to float32 rounding, about 2× faster than
+        PyTorch on CPU. Needs ``pip install onnxruntime onnx``. ``"auto"`` (default,
+        or the ``GENREVISION_ENGINE`` environment variable) uses it for
+        EfficientNet-Lite when both are installed, else PyTorch; any failure to
+        export or load falls back to PyTorch with one warning.
     """
 
     def __init__(self, name: str = DEFAULT_BACKBONE, *, weights: str | None = None,
-                 allow_download: bool = False, threads: int | None = None, fuse: bool = True):
+                 allow_download: bool = False, threads: int | None = None, fuse: bool = True,
+                 engine: str | None = None):
         import torch
+
+        engine = engine or os.environ.get("GENREVISION_ENGINE") or "auto"
+        if engine not in ("auto", "torch", "onnxruntime"):
+            raise ValueError(f"engine must be 'auto', 'torch' or 'onnxruntime', got {engine!r}")
 
         self.spec = _spec(name)
         self.name = self.spec.name
@@ -424,6 +438,47 @@ class Backbone:
             module = fuse_lite(module)
         # channels-last: the layout oneDNN's convolutions run fastest in on CPU
         self.module = module.to(memory_format=torch.channels_last)
+        self._ort_sessions: dict = {}
+        self.engine = "torch"
+        if engine != "torch" and self.fused and _onnxruntime_available():
+            self.engine = "onnxruntime"
+        elif engine == "onnxruntime":
+            import warnings
+
+            warnings.warn(f"{self.name}: ONNX Runtime path unavailable (needs onnxruntime + onnx and an "
+                          "EfficientNet-Lite backbone); using PyTorch", stacklevel=2)
+
+    def _ort_session(self, shape: tuple[int, int]):
+        """ONNX Runtime session for images of ``shape`` (exported once, cached on disk), or None."""
+        if shape in self._ort_sessions:
+            return self._ort_sessions[shape]
+        try:
+            sess = _ort_session_for(self, shape)
+        except Exception as err:  # noqa: BLE001 - any failure: PyTorch does the work instead
+            import warnings
+
+            warnings.warn(f"{self.name}: ONNX Runtime failed ({type(err).__name__}: {str(err)[:120]}); "
+                          "using PyTorch", stacklevel=3)
+            self.engine = "torch"
+            sess = None
+        self._ort_sessions[shape] = sess
+        return sess
+
+    def _features_ort(self, images: np.ndarray, layers: str, batch_size: int) -> np.ndarray | None:
+        x_all = np.asarray(images, dtype=np.float32)
+        if x_all.ndim == 2:
+            x_all = x_all[None]
+        if len(x_all) == 0 or x_all.ndim not in (3, 4):
+            return None
+        sess = self._ort_session(tuple(x_all.shape[1:3]))
+        if sess is None:
+            return None
+        outs = []
+        for i in range(0, len(x_all), batch_size):
+            x = self.spec.preprocess(x_all[i : i + batch_size]).contiguous().numpy()
+            outs.append(sess.run(None, {"x": x})[0])
+        out = np.concatenate(outs).astype(np.float32, copy=False)
+        return np.ascontiguousarray(out[:, -self.spec.feature_dim :]) if layers == "last" else out
 
     def _run(self, images: np.ndarray, *, batch_size: int, fn):
         import torch
@@ -446,6 +501,10 @@ class Backbone:
         """
         if layers not in ("last", "all"):
             raise ValueError(f"layers must be 'last' or 'all', got {layers!r}")
+        if self.engine == "onnxruntime":
+            out = self._features_ort(images, layers, batch_size)
+            if out is not None:
+                return out
 
         def fn(x):
             import torch
@@ -461,6 +520,69 @@ class Backbone:
     def logits(self, images: np.ndarray, *, batch_size: int = 32) -> np.ndarray:
         """ImageNet class scores (N, 1000): proof that the weights are the real ones."""
         return self._run(images, batch_size=batch_size, fn=lambda x: self.module(x).float().numpy())
+
+
+def _onnxruntime_available() -> bool:
+    try:
+        import onnx  # noqa: F401 - the exporter needs it
+        import onnxruntime  # noqa: F401
+    except Exception:  # noqa: BLE001
+        return False
+    return True
+
+
+_ONNX_FORMAT = 1  # bump when the exported graph changes
+
+
+def _onnx_cache_dir() -> str:
+    root = os.environ.get("GENREVISION_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "genrevision")
+    return os.path.join(root, "onnx")
+
+
+def _ort_session_for(bb: "Backbone", shape: tuple[int, int]):
+    """Export ``bb``'s fused stage means ("all" columns) for one image size and open it in ONNX Runtime."""
+    import tempfile
+    import warnings
+
+    import onnxruntime as ort
+    import torch
+
+    h, w = (int(v) for v in shape)
+    folder = _onnx_cache_dir()
+    path = os.path.join(folder, f"{bb.name}-{bb.weights_sha256[:16]}-{h}x{w}-v{_ONNX_FORMAT}.onnx")
+    if not os.path.exists(path):
+        os.makedirs(folder, exist_ok=True)
+
+        class AllStages(torch.nn.Module):
+            def __init__(self, module, stages):
+                super().__init__()
+                self.module, self.stages = module, stages
+
+            def forward(self, x):
+                parts = self.stages(self.module, x)
+                return torch.cat([p.mean(dim=(2, 3)) if p.ndim == 4 else p for p in parts], dim=1)
+
+        example = bb.spec.preprocess(np.zeros((1, h, w), np.float32)).contiguous()
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".onnx")
+        os.close(fd)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(AllStages(bb.module, bb._stages).eval(), (example,), tmp, dynamo=False,
+                                  input_names=["x"], output_names=["features"],
+                                  dynamic_axes={"x": {0: "n"}, "features": {0: "n"}}, opset_version=17)
+            os.replace(tmp, path)  # atomic: two processes exporting at once both end with a whole file
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = max(1, torch.get_num_threads())
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    # no busy-waiting between ops: the HPSS worker processes need the cores
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so.log_severity_level = 3
+    return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
 
 
 @lru_cache(maxsize=4)
