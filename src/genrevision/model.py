@@ -69,6 +69,7 @@ PAPER_FUSION = {"original": 0.5, "harmonic": 0.1, "percussive": 0.4}
 #: (LinearHead and ViewSVM heads, learned and fixed fusion). Nothing else loads.
 ALLOWED_TYPES = [
     "genrevision.classifiers.LinearHead",
+    "genrevision.classifiers.RowSpan",
     "genrevision.classifiers.ViewSVM",
     "genrevision.fusion.LateFusionClassifier",
     "sklearn.calibration._CalibratedClassifier",
