@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Callable
@@ -317,6 +318,34 @@ def _mobilenet_stages(model, x):
     return out
 
 
+@contextmanager
+def _hf_offline(offline: bool):
+    """Hugging Face hub offline for the block. huggingface_hub reads HF_HUB_OFFLINE once,
+    at import (timm imports it), so setting the variable alone comes too late: a cache
+    miss would retry the network for about a minute. Patch its constant too, and restore."""
+    if not offline:
+        yield
+        return
+    old_env = os.environ.get("HF_HUB_OFFLINE")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        import huggingface_hub.constants as hfc
+    except ImportError:
+        hfc = None
+    old_const = getattr(hfc, "HF_HUB_OFFLINE", None)
+    if hfc is not None:
+        hfc.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        if hfc is not None:
+            hfc.HF_HUB_OFFLINE = old_const
+        if old_env is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = old_env
+
+
 def _build_timm(name: str):
     def build(weights: str | None, allow_download: bool = False):
         try:
@@ -333,10 +362,9 @@ def _build_timm(name: str):
                 raise BackboneUnavailable(f"{weights}: weights lack {len(missing.missing_keys)} tensors of timm:{name}")
             digest = _sha256(weights)
         else:
-            if not allow_download:
-                os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a cache miss fails at once, no network wait
             try:
-                model = timm.create_model(name, pretrained=True, num_classes=0)
+                with _hf_offline(not allow_download):  # a cache miss fails at once, no network wait
+                    model = timm.create_model(name, pretrained=True, num_classes=0)
             except Exception as err:  # noqa: BLE001
                 raise BackboneUnavailable(
                     f"timm:{name}: pretrained weights not available offline ({type(err).__name__}); pass weights=FILE"

@@ -1,0 +1,44 @@
+# Set-up is part of every target: a fresh clone needs nothing but Python 3.11 and make.
+PY      ?= python3
+VENV    ?= .venv
+DATA    ?= ../shared/data/gtzan-mini
+PROTOCOL ?= paper
+OUT     ?= runs/evaluate-$(PROTOCOL)
+BIN      = $(VENV)/bin
+VVENV   ?= $(VENV)-vision
+VBIN     = $(VVENV)/bin
+
+.PHONY: setup evaluate test test-core test-vision clean
+
+$(BIN)/genrevision: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch 2.13.0 CPU is a local wheel here; elsewhere pip takes it from PyPI.
+	$(BIN)/pip install -q "torch==2.13.0" -e ".[test,lite]"
+	touch $@
+
+setup: $(BIN)/genrevision
+
+# torchvision/timm backbones (AlexNet, VGG16, ResNet, MobileNetV2, timm:*) need the
+# matching torch build: a separate venv, built once (the stamp file).
+$(VBIN)/.vision-stamp: pyproject.toml
+	$(PY) -m venv $(VVENV)
+	echo "*" > $(VVENV)/.gitignore
+	$(VBIN)/pip install -q --upgrade pip
+	$(VBIN)/pip install -q "torch==2.14.1" "torchvision==0.29.1" timm -e ".[test]"
+	touch $@
+
+# The paper's evaluation (Tables I-IV, our recipe and the MFCC baseline on the same folds).
+evaluate: setup
+	$(BIN)/genrevision evaluate $(DATA) --protocol $(PROTOCOL) --out $(OUT)
+
+test: test-core test-vision
+
+test-core: setup
+	$(BIN)/python -m pytest -q
+
+test-vision: $(VBIN)/.vision-stamp
+	$(VBIN)/python -m pytest -q tests/vision
+
+clean:
+	rm -rf $(VENV) $(VENV)-vision .pytest_cache
