@@ -244,8 +244,37 @@ def _failure_reason(path: str, err: BaseException) -> str:
 
 
 def _prepare_job(path: str, settings_dict: dict, save_images: str | None):
-    settings = FeatureSettings.from_dict(settings_dict)
+    settings = _settings_from_dict(settings_dict)
     return prepare_track(path, settings, save_images=save_images)
+
+
+_SETTINGS_CACHE: dict = {}
+
+
+def _settings_from_dict(d: dict) -> FeatureSettings:
+    key = json.dumps(d, sort_keys=True, default=str)
+    if key not in _SETTINGS_CACHE:
+        _SETTINGS_CACHE[key] = FeatureSettings.from_dict(d)
+    return _SETTINGS_CACHE[key]
+
+
+def _worker_init() -> None:
+    """One thread per worker process: the workers already fill the cores, and
+    BLAS/OpenMP threads inside each of them only fight the CNN in the parent."""
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)
+    except Exception:  # noqa: BLE001 - threadpoolctl is optional (scikit-learn brings it)
+        pass
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
+    try:  # compile (or load from numba's cache) the running median before the first track
+        from .separation import hpss_masks
+
+        hpss_masks(np.ones((4, 40), np.float32), kernel_size=3)
+    except Exception:  # noqa: BLE001
+        pass
 
 
 def extract_dataset(
@@ -352,7 +381,8 @@ def extract_dataset(
             accept(p, imgs, base)
     else:
         # spawn: workers must not inherit the parent's torch/OpenMP thread state.
-        with ProcessPoolExecutor(max_workers=n_jobs, mp_context=get_context("spawn")) as pool:
+        with ProcessPoolExecutor(max_workers=n_jobs, mp_context=get_context("spawn"),
+                                 initializer=_worker_init) as pool:
             sdict = settings.to_dict()
             queue = list(reversed(todo))
             running = {}
