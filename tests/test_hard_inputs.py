@@ -26,7 +26,7 @@ def run_cli(*args, timeout=300):
 @pytest.fixture(scope="module")
 def model_file(gtzan_root, tmp_path_factory):
     d = tmp_path_factory.mktemp("hardm")
-    return train_subset(gtzan_root, small_recipe(), d / "cache").save(d / "genres.model")
+    return train_subset(gtzan_root, small_recipe(), tmp_path_factory.getbasetemp() / "feature-cache").save(d / "genres.model")
 
 
 @pytest.fixture(scope="module")

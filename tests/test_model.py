@@ -42,7 +42,7 @@ def train_subset(gtzan_root, recipe, cache):
 @pytest.fixture(scope="module")
 def model_file(gtzan_root, tmp_path_factory):
     d = tmp_path_factory.mktemp("model")
-    model = train_subset(gtzan_root, small_recipe(), d / "cache")
+    model = train_subset(gtzan_root, small_recipe(), tmp_path_factory.getbasetemp() / "feature-cache")
     assert model.n_train == 12 and model.failures == []
     return model.save(d / "genres.model")
 

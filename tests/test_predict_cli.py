@@ -24,7 +24,7 @@ def run_cli(*args, timeout=300):
 @pytest.fixture(scope="module")
 def model_file(gtzan_root, tmp_path_factory):
     d = tmp_path_factory.mktemp("clim")
-    return train_subset(gtzan_root, small_recipe(), d / "cache").save(d / "genres.model")
+    return train_subset(gtzan_root, small_recipe(), tmp_path_factory.getbasetemp() / "feature-cache").save(d / "genres.model")
 
 
 @pytest.fixture(scope="module")
@@ -56,13 +56,15 @@ def test_predict_table_folder_recursive(model_file, music_dir):
 
 def test_predict_json_and_csv(model_file, music_dir):
     f = music_dir / "a classical.wav"
-    proc = run_cli("predict", f, "--model", model_file, "--format", "json", "--quiet")
+    proc = run_cli("predict", f, "--model", model_file, "--format", "json", "--quiet", "--timeline")
     assert proc.returncode == 0 and proc.stderr == ""
     doc = json.loads(proc.stdout)
     (p,) = doc["predictions"]
     assert p["path"] == str(f) and p["genre"] == "classical"
     assert sum(p["probabilities"].values()) == pytest.approx(1.0) and set(p["probabilities"]) == set(GENRES)
     assert set(p["views"]) == {"original", "harmonic", "percussive"} and doc["failures"] == []
+    (seg,) = p["segments"]  # a 30 s file is one segment
+    assert seg["start"] == 0.0 and seg["genre"] == "classical"
     proc = run_cli("predict", f, "--model", model_file, "--format", "csv", "--quiet")
     rows = list(csv.DictReader(io.StringIO(proc.stdout)))
     assert len(rows) == 1 and rows[0]["genre"] == "classical"
@@ -81,9 +83,6 @@ def test_predict_timeline(model_file, gtzan_root, tmp_path):
     assert len(lines) == 4
     assert lines[0].split()[0] == "0:00-0:30" and lines[0].split()[1] == "classical"
     assert lines[-1].split()[0] == "1:30-2:00" and lines[-1].split()[1] == "metal"
-    proc = run_cli("predict", path, "--model", model_file, "--timeline", "--quiet", "--format", "json")
-    segs = json.loads(proc.stdout)["predictions"][0]["segments"]
-    assert [s["genre"] for s in segs][0] == "classical" and segs[-1]["genre"] == "metal"
 
 
 def test_usage_errors(model_file, tmp_path):
