@@ -117,6 +117,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--threads", type=int, default=2, help="torch threads for the CNN figures")
     ap.add_argument("--jobs", type=int, default=None, help="extract_dataset jobs (default: its own default)")
     ap.add_argument("--skip-end-to-end", action="store_true")
+    ap.add_argument("--compare-jobs", type=int, default=6, metavar="N",
+                    help="also time N tracks with jobs=0 against the default jobs (0 = skip)")
     ap.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     args = ap.parse_args(argv)
 
@@ -134,7 +136,8 @@ def main(argv=None) -> dict:
         sys.exit(f"no audio under {args.data}")
     s = F.FeatureSettings()
     res: dict = {"tracks": len(paths), "threads": args.threads, "cpus": os.cpu_count(),
-                 "torch": torch.__version__, "settings": "FeatureSettings() defaults"}
+                 "torch": torch.__version__, "settings": "FeatureSettings() defaults",
+                 "loadavg_start": os.getloadavg()[0]}
     rows: list[tuple[str, str]] = []
 
     # ------------------------------------------------------------------ end to end (first: fresh memory figures)
@@ -146,6 +149,16 @@ def main(argv=None) -> dict:
                              "failures": len(out.failures), **_peak_rss_mb()}
         rows.append(("end to end: extract_dataset (no cache)", f"{len(out.features) / wall:.2f} tracks/s "
                      f"({wall:.1f} s for {len(out.features)}; 1000 tracks ≈ {1000 * wall / max(1, len(out.features)) / 60:.1f} min)"))
+        rows.append(("  peak RSS after it: main / largest child*", f"{res['end_to_end']['self_mb']:.0f} MB / "
+                     f"{res['end_to_end']['children_mb']:.0f} MB"))
+        if args.compare_jobs:
+            few = paths[: args.compare_jobs]
+            F.extract_dataset(few[:1], s, store=None, progress=False, jobs=0)  # warm this process
+            jt = _interleaved({"serial (jobs=0)": lambda: F.extract_dataset(few, s, store=None, progress=False, jobs=0),
+                               "default jobs": lambda: F.extract_dataset(few, s, store=None, progress=False)}, repeat=1)
+            res["jobs_ratio"] = {k: len(few) / v for k, v in jt.items()}
+            rows.append((f"  pool vs serial, {len(few)} tracks", f"{len(few) / jt['default jobs']:.2f} vs "
+                         f"{len(few) / jt['serial (jobs=0)']:.2f} tracks/s ×{jt['serial (jobs=0)'] / jt['default jobs']:.2f}"))
     torch.set_num_threads(args.threads)
 
     # ------------------------------------------------------------------ stages, one after the other
@@ -264,17 +277,21 @@ def main(argv=None) -> dict:
     res["warm_extract_track_s"] = lat
     rows.append(("warm extract_track, one 30 s track", f"{lat:.3f} s"))
     res["peak_rss"] = _peak_rss_mb()
-    rows.append(("peak RSS: this process / largest child", f"{res['peak_rss']['self_mb']:.0f} MB / {res['peak_rss']['children_mb']:.0f} MB"))
+    rows.append(("peak RSS of the whole benchmark: main / largest child*", f"{res['peak_rss']['self_mb']:.0f} MB / {res['peak_rss']['children_mb']:.0f} MB"))
 
+    res["loadavg_end"] = os.getloadavg()[0]
     width = max(len(a) for a, _ in rows)
-    print(f"genrevision throughput: {len(paths)} tracks, {os.cpu_count()} CPUs, torch {torch.__version__}, {args.threads} threads")
+    print(f"genrevision throughput: {len(paths)} tracks, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+          f"{args.threads} threads, CNN engine {getattr(bb, 'engine', 'torch')}; load average "
+          f"{res['loadavg_start']:.1f} → {res['loadavg_end']:.1f} (other jobs share the cores)")
     for a, b in rows:
         print(f"  {a:<{width}}  {b}")
+    print("  * a child's ru_maxrss starts from the parent's size at fork, before exec; spawned workers are ~300 MB")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(res, f, indent=2)
     return res
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # spawn workers re-import this file: keep the run behind the guard
     main()
