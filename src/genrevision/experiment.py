@@ -38,34 +38,40 @@ def fold_rows(recipe, X, views, y, train, test, *, head: str, random_state: int 
     Returns row name → (n_test, n_classes) probabilities; ``"fused"`` is the
     recipe's own fusion (its configured weights) over all of its views.
     """
-    clf = LateFusionClassifier(views=tuple(views), estimator=recipe.make_head(head), weights="learned",
-                               random_state=random_state)
+    # The fine-tuned softmax layer is the slow head and the paper fuses it with
+    # fixed weights only, so it skips the inner cross-validation.
+    learn = head != "softmax"
+    clf = LateFusionClassifier(views=tuple(views), estimator=recipe.make_head(head),
+                               weights="learned" if learn else "uniform", random_state=random_state)
     clf.fit(X[train], y[train])
     per_view = clf.predict_proba_views(X[test])
     oof = clf.oof_probas_
     ytr = y[train]
     rows = {v: per_view[v] for v in per_view}
 
-    def learned(names, rule="sum"):
-        w = learn_weights([oof[n] for n in names], ytr, rule=rule, classes=clf.classes_)
+    def fused(names, rule="sum"):
+        w = (learn_weights([oof[n] for n in names], ytr, rule=rule, classes=clf.classes_) if learn
+             else (1 / len(names),) * len(names))
         return fuse_probabilities([per_view[n] for n in names], w, rule=rule)
 
+    tag = "learned" if learn else "uniform"
     names = [v for v in (O, H, P) if v in per_view]
     if len(names) == 3:
-        rows[HP] = learned([H, P])
-        rows[OP + " (learned)"] = learned([O, P])
-        rows[OHP + " (learned)"] = learned([O, H, P])
-        rows[OHP + " (product, learned)"] = learned([O, H, P], rule="product")
-        rows[OHP + " (uniform)"] = fuse_probabilities([per_view[n] for n in (O, H, P)], (1 / 3,) * 3)
+        rows[HP] = fused([H, P])
+        rows[f"{OP} ({tag})"] = fused([O, P])
+        rows[f"{OHP} ({tag})"] = fused([O, H, P])
+        rows[f"{OHP} (product, {tag})"] = fused([O, H, P], rule="product")
+        if learn:
+            rows[OHP + " (uniform)"] = fuse_probabilities([per_view[n] for n in (O, H, P)], (1 / 3,) * 3)
         for row, w in PAPER_WEIGHTS.get(head, {}).items():
             parts = row.split("+")
             rows[row] = fuse_probabilities([per_view[n] for n in parts], w)
             if row == OHP:
                 rows[OHP + " (product)"] = fuse_probabilities([per_view[n] for n in parts], w, rule="product")
         if head != "svm":
-            rows[OHP] = rows[OHP + " (learned)"]
+            rows[OHP] = rows[f"{OHP} ({tag})"]
     # The recipe's own fused prediction over every view it uses (MFCC included in hybrids).
-    if recipe.fusion_weights == "learned" or head != recipe.head:
+    if (recipe.fusion_weights == "learned" and learn) or head != recipe.head:
         rows["fused"] = clf.predict_proba(X[test])
     else:
         fixed = LateFusionClassifier(views=tuple(views), estimator=recipe.make_head(head),
