@@ -26,7 +26,6 @@ if not (DATA / "gtzan-mini").is_dir():
 MINI = DATA / "gtzan-mini"
 SPLITS = DATA / "gtzan-splits"
 
-pytestmark = pytest.mark.skipif(not (MINI / "manifest.csv").is_file(), reason="gtzan-mini not available")
 
 
 @pytest.fixture(scope="module")
