@@ -14,7 +14,9 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "gtzan-mini"
 if not DATA.is_dir():  # checkout not next to shared/
     DATA = Path("/work/shared/data/gtzan-mini")
 # The shared GTZAN tracks are required: a missing folder must fail, not skip.
-needs_data = pytest.mark.usefixtures()
+def needs_data(test):
+    assert (DATA / "genres").is_dir(), f"{DATA}: shared GTZAN tracks missing"
+    return test
 
 
 def _load(rel: str, seconds: float = 10.0) -> np.ndarray:

@@ -20,10 +20,10 @@ SR = 22050
 
 
 def small_recipe(**spec):
-    """The default recipe on 6 s excerpts, 2 windows, fast SVM heads with fixed fusion (test speed only)."""
-    fs = FeatureSettings(excerpt_seconds=6.0, spectrogram=SpectrogramConfig(max_windows=2, **spec))
-    return dataclasses.replace(get_recipe("default"), features=fs, head="svm", fusion_weights="uniform",
-                               pooling="mean")
+    """The default recipe, classifiers included, on 6 s excerpts with 2 windows (test speed only)."""
+    base = get_recipe("default")
+    fs = base.features.with_(excerpt_seconds=6.0, **{f"spec_{k}": v for k, v in dict(max_windows=2, **spec).items()})
+    return dataclasses.replace(base, features=fs)
 
 
 def genre_paths(gtzan_root, genre):
@@ -57,7 +57,7 @@ def test_train_save_load_predict_held_out(model_file, gtzan_root):
         assert set(pred.probabilities) == set(GENRES)
         assert sum(pred.probabilities.values()) == pytest.approx(1.0)
         assert pred.probabilities[genre] == max(pred.probabilities.values())
-        assert set(pred.views) == {"original", "harmonic", "percussive"}
+        assert set(pred.views) == set(model.recipe.view_names())  # the default joins O+H+P into one view
         assert all(v in GENRES for v in pred.views.values())
         assert 29.9 < pred.duration < 30.1 and pred.segments == []
 
@@ -78,7 +78,7 @@ def test_meta_is_complete(model_file):
     assert meta["backbone"]["name"] == "efficientnet_lite0" and len(meta["backbone"]["weights_sha256"]) == 64
     assert meta["labels"] == sorted(GENRES) and meta["n_train"] == 12
     assert set(meta["versions"]) >= {"genrevision", "numpy", "sklearn", "torch"}
-    assert meta["fusion_weights"] == pytest.approx({"original": 1 / 3, "harmonic": 1 / 3, "percussive": 1 / 3})
+    assert meta["fusion_weights"] == pytest.approx({"original+harmonic+percussive": 1.0})  # one joined view
     for key in ("pooling", "layers", "hybrid_mfcc", "name"):
         assert key in meta["recipe"]
 

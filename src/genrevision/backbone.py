@@ -46,6 +46,28 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+#: What :meth:`Backbone.features` returns: the penultimate layer; the spatial
+#: mean of every stage then the penultimate layer; or means, maxima, penultimate.
+LAYERS = ("last", "all", "all+max")
+
+
+def pool_stages(stages, *, with_max: bool = False):
+    """Concatenate spatial means (and maxima) of stage maps, then the penultimate vector.
+
+    A spectrogram's texture sits in the early stages; the maximum keeps a
+    pattern that is strong in one place (a hi-hat band, a bass line) from
+    being averaged away over the image.
+    """
+    import torch
+
+    maps = [s for s in stages if s.ndim == 4]
+    vecs = [s for s in stages if s.ndim != 4]
+    parts = [m.mean(dim=(2, 3)) for m in maps]
+    if with_max:
+        parts += [m.amax(dim=(2, 3)) for m in maps]
+    return torch.cat(parts + vecs, dim=1)
+
+
 class BackboneUnavailable(RuntimeError):
     """The backbone's code or weights are not available on this machine."""
 
@@ -506,7 +528,14 @@ class Backbone:
             x = self.spec.preprocess(x_all[i : i + batch_size]).contiguous().numpy()
             outs.append(sess.run(None, {"x": x})[0])
         out = np.concatenate(outs).astype(np.float32, copy=False)
-        return np.ascontiguousarray(out[:, -self.spec.feature_dim :]) if layers == "last" else out
+        # The exported graph gives the "all+max" superset; cut what was asked for.
+        d = self.spec.feature_dim
+        if layers == "last":
+            return np.ascontiguousarray(out[:, -d:])
+        if layers == "all":
+            n_maps = (out.shape[1] - d) // 2
+            return np.ascontiguousarray(np.hstack([out[:, :n_maps], out[:, -d:]]))
+        return out
 
     def _run(self, images: np.ndarray, *, batch_size: int, fn):
         import torch
@@ -527,8 +556,8 @@ class Backbone:
 
         Returns float32 (N, D).
         """
-        if layers not in ("last", "all"):
-            raise ValueError(f"layers must be 'last' or 'all', got {layers!r}")
+        if layers not in LAYERS:
+            raise ValueError(f"layers must be one of {', '.join(LAYERS)}, got {layers!r}")
         if self.engine == "onnxruntime":
             out = self._features_ort(images, layers, batch_size)
             if out is not None:
@@ -540,8 +569,7 @@ class Backbone:
             stages = self._stages(self.module, x)
             if layers == "last":
                 return stages[-1].float().numpy()
-            parts = [s.mean(dim=(2, 3)) if s.ndim == 4 else s for s in stages]
-            return torch.cat(parts, dim=1).float().numpy()
+            return pool_stages(stages, with_max=layers == "all+max").float().numpy()
 
         return self._run(images, batch_size=batch_size, fn=fn)
 
@@ -559,7 +587,7 @@ def _onnxruntime_available() -> bool:
     return True
 
 
-_ONNX_FORMAT = 1  # bump when the exported graph changes
+_ONNX_FORMAT = 2  # bump when the exported graph changes
 
 
 def _onnx_cache_dir() -> str:
@@ -587,8 +615,7 @@ def _ort_session_for(bb: "Backbone", shape: tuple[int, int]):
                 self.module, self.stages = module, stages
 
             def forward(self, x):
-                parts = self.stages(self.module, x)
-                return torch.cat([p.mean(dim=(2, 3)) if p.ndim == 4 else p for p in parts], dim=1)
+                return pool_stages(self.stages(self.module, x), with_max=True)
 
         example = bb.spec.preprocess(np.zeros((1, h, w), np.float32)).contiguous()
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".onnx")

@@ -40,7 +40,7 @@ def fold_rows(recipe, X, views, y, train, test, *, head: str, random_state: int 
     """
     # The fine-tuned softmax layer is the slow head and the paper fuses it with
     # fixed weights only, so it skips the inner cross-validation.
-    learn = head != "softmax"
+    learn = head != "softmax" and len(views) > 1
     clf = LateFusionClassifier(views=tuple(views), estimator=recipe.make_head(head),
                                weights="learned" if learn else "uniform", random_state=random_state)
     clf.fit(X[train], y[train])
@@ -125,7 +125,8 @@ def evaluate_recipe(recipe, features, y, folds, *, heads=None, jobs=1, progress=
 
     Returns {head: {row: evaluate_predictions entry}} and the recipe's fused row.
     """
-    heads = heads or sorted({"svm", "softmax", recipe.head})
+    # A recipe that joins the views has no per-view rows: only its own head.
+    heads = heads or ([recipe.head] if recipe.views == "concat" else sorted({"svm", "softmax", recipe.head}))
     X, views = recipe.matrix(features)
     per_fold = _parallel(lambda f: _run_fold(recipe, X, views, y, f, heads, seed), folds,
                          jobs=jobs, desc=f"{recipe.name}: folds", progress=progress)
@@ -182,7 +183,7 @@ def run_evaluation(args) -> dict:
     results = {"protocol": args.protocol, "n_tracks": len(ds), "backbone": recipes[0].features.backbone,
                "rows": {}, "std": {}, "recipes": {}, "ablation": [], "confusion": {},
                "config": {"recipes": {r.name: {"features": r.features.to_dict(), "pooling": r.pooling,
-                                               "layers": r.layers, "head": r.head,
+                                               "layers": r.layers, "head": r.head, "views": r.views,
                                                "fusion_weights": r.fusion_weights, "hybrid_mfcc": r.hybrid_mfcc}
                                       for r in recipes},
                           "folds": args.folds, "repeats": args.repeats, "seed": args.seed, "n_folds_run": len(folds),

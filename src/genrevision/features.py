@@ -53,7 +53,8 @@ class FeatureSettings:
     hpss_kernel, hpss_margin : (harmonic, percussive) median filter lengths and margins.
     spectrogram : SpectrogramConfig
     backbone : registry name (see :mod:`genrevision.backbone`)
-    layers : {"last", "all"} penultimate layer only, or every stage pooled.
+    layers : {"last", "all", "all+max"} penultimate layer only, or every stage
+        pooled by its spatial mean (and maximum), see :func:`genrevision.backbone.pool_stages`.
     channels : {"views", "stacked"}
         ``"views"``: one grey image per view, three CNN passes. ``"stacked"``:
         original/harmonic/percussive as the R/G/B channels of one image, one pass.
@@ -72,8 +73,8 @@ class FeatureSettings:
     channels: str = "views"
 
     def __post_init__(self):
-        if self.layers not in ("last", "all"):
-            raise ValueError(f"layers must be 'last' or 'all', got {self.layers!r}")
+        if self.layers not in ("last", "all", "all+max"):
+            raise ValueError(f"layers must be 'last', 'all' or 'all+max', got {self.layers!r}")
         if self.channels not in ("views", "stacked"):
             raise ValueError(f"channels must be 'views' or 'stacked', got {self.channels!r}")
         if self.excerpt_seconds is not None and self.excerpt_seconds < 1:

@@ -71,6 +71,7 @@ ALLOWED_TYPES = [
     "genrevision.classifiers.LinearHead",
     "genrevision.classifiers.RowSpan",
     "genrevision.classifiers.ViewSVM",
+    "genrevision.classifiers.WindowedClassifier",
     "genrevision.fusion.LateFusionClassifier",
     "sklearn.calibration._CalibratedClassifier",
     "sklearn.calibration._SigmoidCalibration",

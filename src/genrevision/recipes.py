@@ -26,59 +26,129 @@ class Recipe:
     Attributes
     ----------
     features : FeatureSettings
-    pooling : {"mean", "meanstd"} how window features become a track vector.
-    layers : {"last", "all"} columns used by the classifiers (the store may hold more).
-    head : {"svm", "linear"} per-view classifier.
-    fusion_weights : tuple or "learned" | "stacking"
+    pooling : {"mean", "meanstd", "windows"}
+        How window features become a track row: pooled statistics, or every
+        window kept (the head then learns from windows and averages per track,
+        see :class:`~genrevision.classifiers.WindowedClassifier`).
+    layers : {"last", "mean", "max", "meanmax"}
+        Columns of the stored features the classifiers use: the penultimate
+        layer only, or every stage by its spatial mean / maximum / both, plus
+        the penultimate layer.
+    head : {"svm", "linear", "softmax"} per-view classifier.
+    views : {"separate", "concat"}
+        One classifier per view with late fusion (the paper), or the three
+        views' features side by side for one classifier (early fusion).
+    fusion_weights : tuple or "learned" | "stacking" | "uniform"
+    hybrid_mfcc : bool
+        Add the MFCC baseline as one more view of the late fusion.
     """
 
     name: str
     features: FeatureSettings
     pooling: str = "meanstd"
-    layers: str = "all"
+    layers: str = "mean"
     head: str = "svm"
+    views: str = "separate"
     fusion_weights: object = "learned"
     hybrid_mfcc: bool = False
     description: str = ""
 
     def columns(self):
-        """Columns of each stored window vector the classifiers use."""
-        if self.layers == "last" and self.features.layers == "all":
-            from .backbone import _spec
+        """Column indices of each stored window vector the classifiers use (None = all)."""
+        from .backbone import _spec
 
-            return slice(-_spec(self.features.backbone).feature_dim, None)
-        if self.layers == "all" and self.features.layers == "last":
-            raise ValueError(f"recipe {self.name!r}: layers='all' needs features extracted with layers='all'")
-        return None
+        stored = self.features.layers
+        if self.layers not in ("last", "mean", "max", "meanmax"):
+            raise ValueError(f"recipe {self.name!r}: layers must be last, mean, max or meanmax, got {self.layers!r}")
+        if stored == "last":
+            if self.layers != "last":
+                raise ValueError(f"recipe {self.name!r}: layers={self.layers!r} needs features with every stage")
+            return None
+        d = _spec(self.features.backbone).feature_dim
+        if self.layers == "last":
+            return slice(-d, None)
+        if stored == "all":
+            if self.layers != "mean":
+                raise ValueError(f"recipe {self.name!r}: layers={self.layers!r} needs features with layers='all+max'")
+            return None
+        # stored "all+max": [stage means (m) | stage maxima (m) | penultimate (d)]
+        width = self._stored_width()
+        m = (width - d) // 2
+        idx = {"mean": np.r_[0:m, 2 * m:width], "max": np.r_[m:width], "meanmax": None}[self.layers]
+        return idx
+
+    def _stored_width(self) -> int:
+        from .backbone import get_backbone
+
+        bb = get_backbone(self.features.backbone)
+        return bb.features(np.zeros((1, 64, 64), np.float32), layers=self.features.layers).shape[1]
 
     def view_names(self) -> tuple[str, ...]:
         views = self.features.view_names
+        if self.views == "concat" and len(views) > 1:
+            views = ("+".join(views),)
         return views + ("mfcc",) if self.hybrid_mfcc else views
 
     def matrix(self, features: list[dict], *, views: tuple[str, ...] | None = None):
         """X (n_tracks, n_columns) and its view layout, from per-track feature dicts."""
-        return feature_matrix(features, views=views or self.view_names(), pooling=self.pooling,
-                              columns=self.columns())
+        views = views or self.view_names()
+        cols = self.columns()
+        joined = [v for v in views if "+" in v]
+        if joined:
+            # Early fusion: the views' window features side by side, window by window.
+            features = [dict(f, **{v: np.concatenate([_cols(f[p], cols) for p in v.split("+")], axis=1)
+                                   for v in joined}) for f in features]
+        pooling = "none" if self.pooling == "windows" else self.pooling
+        if joined and cols is not None:
+            # Columns already chosen for the joined view; choose for the others only.
+            blocks = [feature_matrix(features, views=(v,), pooling=pooling, columns=None if v in joined else cols)
+                      for v in views]
+            X = np.concatenate([b[0] for b in blocks], axis=1)
+            layout, start = [], 0
+            for (_, ((name, a, b),)) in blocks:
+                layout.append((name, start, start + b - a))
+                start += b - a
+            return X, tuple(layout)
+        return feature_matrix(features, views=views, pooling=pooling, columns=cols)
 
-    def make_head(self, kind: str | None = None):
-        """A fresh per-view classifier: ``"svm"``, ``"linear"`` or ``"softmax"`` (fine-tuning)."""
-        from .classifiers import LinearHead, SoftmaxHead, ViewSVM
+    @property
+    def n_windows(self) -> int:
+        return self.features.spectrogram.max_windows if self.features.spectrogram.layout == "windows" else 1
+
+    def make_head(self, kind: str | None = None, *, view: str | None = None):
+        """A fresh per-view classifier: ``"svm"``, ``"linear"`` or ``"softmax"`` (fine-tuning).
+
+        With ``pooling="windows"`` the head is wrapped to learn from windows
+        (the MFCC view is one vector per track and is not wrapped).
+        """
+        from .classifiers import LinearHead, SoftmaxHead, ViewSVM, WindowedClassifier
 
         kind = kind or self.head
         if kind == "svm":
-            return ViewSVM()
-        if kind == "linear":
-            return LinearHead()
-        if kind == "softmax":
-            return SoftmaxHead()
-        raise ValueError(f"head must be 'svm', 'linear' or 'softmax', got {kind!r}")
+            head = ViewSVM()
+        elif kind == "linear":
+            head = LinearHead(C_grid=(3e-4, 1e-3, 3e-3, 1e-2)) if self.pooling == "windows" else LinearHead()
+        elif kind == "softmax":
+            head = SoftmaxHead()
+        else:
+            raise ValueError(f"head must be 'svm', 'linear' or 'softmax', got {kind!r}")
+        if self.pooling == "windows" and view != "mfcc":
+            head = WindowedClassifier(head, n_windows=self.n_windows, aggregate="logmean")
+        return head
 
     def classifier(self, views, *, head: str | None = None, weights=None):
         """The recipe's fused classifier for a view layout from :meth:`matrix`."""
         from .fusion import LateFusionClassifier
 
+        weights = self.fusion_weights if weights is None else weights
+        if len(views) == 1 and isinstance(weights, str):
+            weights = "uniform"  # one view: nothing to fuse, no inner cross-validation needed
         return LateFusionClassifier(views=tuple(views), estimator=self.make_head(head),
-                                    weights=self.fusion_weights if weights is None else weights)
+                                    weights=weights)
+
+
+def _cols(arr, cols):
+    return arr if cols is None else arr[:, cols]
 
 
 PAPER = Recipe(
@@ -90,18 +160,22 @@ PAPER = Recipe(
     pooling="mean",
     layers="last",
     head="svm",
+    views="separate",
     fusion_weights=(0.5, 0.1, 0.4),
     description="Gwardys & Grzywczak 2014: whole-track linear STFT image per view, penultimate features, RBF-SVM, 0.5/0.1/0.4",
 )
 
 DEFAULT = Recipe(
     name="default",
-    features=FeatureSettings(),
-    pooling="meanstd",
-    layers="all",
+    features=FeatureSettings(layers="all+max"),
+    pooling="windows",
+    layers="max",
     head="linear",
-    fusion_weights="learned",
-    description="3 s log-mel windows, every CNN stage pooled (mean+std over windows), linear heads, learned fusion",
+    views="concat",
+    fusion_weights="uniform",
+    description="3 s log-mel windows; spatial maximum of every CNN stage + penultimate layer of the "
+                "original, harmonic and percussive images side by side; a linear head learns from "
+                "windows and averages their log-likelihoods per track",
 )
 
 RECIPES = {r.name: r for r in (PAPER, DEFAULT)}
