@@ -38,10 +38,14 @@ def variants():
     R = dataclasses.replace
     return [
         ("paper recipe: whole-track linear STFT, fc (penultimate), RBF-SVM, .5/.1/.4", p),
-        ("default: 3 s mel windows, stage maxima + penultimate, O|H|P joined, window-level linear", d),
-        ("  stage means instead of maxima", R(d, layers="mean")),
-        ("  stage means and maxima", R(d, layers="meanmax")),
+        ("default: 3 s mel windows, stage means+maxima + penultimate, O|H|P joined, window-level linear", d),
+        ("  stage maxima only", R(d, layers="max")),
+        ("  stage means only", R(d, layers="mean")),
         ("  penultimate layer only", R(d, layers="last")),
+        ("  whole track in one image (the paper's layout) instead of 3 s windows",
+         R(d, features=d.features.with_(spec_layout="whole"))),
+        ("  windows upsampled to 224×224 (the CNN's training size)",
+         R(d, features=d.features.with_(spec_image_size=(224, 224)))),
         ("  track-level mean+std pooling instead of window-level training", R(d, pooling="meanstd")),
         ("  track-level mean+std pooling, RBF-SVM head", R(d, pooling="meanstd", head="svm")),
     ]

@@ -169,11 +169,11 @@ DEFAULT = Recipe(
     name="default",
     features=FeatureSettings(layers="all+max"),
     pooling="windows",
-    layers="max",
+    layers="meanmax",
     head="linear",
     views="concat",
     fusion_weights="uniform",
-    description="3 s log-mel windows; spatial maximum of every CNN stage + penultimate layer of the "
+    description="3 s log-mel windows; spatial mean and maximum of every CNN stage + penultimate layer of the "
                 "original, harmonic and percussive images side by side; a linear head learns from "
                 "windows and averages their log-likelihoods per track",
 )
