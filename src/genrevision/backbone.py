@@ -458,7 +458,7 @@ class Backbone:
     engine : {"auto", "torch", "onnxruntime"}
         What runs :meth:`features`. ``"onnxruntime"``: the fused network
         exported to ONNX once per image size (cached on disk under
-        ``$GENREVISION_CACHE`` or ``~/.cache/genrevision/onnx``) and run by ONNX
+        ``$GENREVISION_ONNX_CACHE`` or ``~/.cache/genrevision/onnx``) and run by ONNX
         Runtime — same features up to float32 rounding, about 2× faster than
         PyTorch on CPU. Needs ``pip install onnxruntime onnx``. ``"auto"`` (default,
         or the ``GENREVISION_ENGINE`` environment variable) uses it for
@@ -591,8 +591,8 @@ _ONNX_FORMAT = 2  # bump when the exported graph changes
 
 
 def _onnx_cache_dir() -> str:
-    root = os.environ.get("GENREVISION_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "genrevision")
-    return os.path.join(root, "onnx")
+    # Its own variable: GENREVISION_CACHE names the feature store.
+    return os.environ.get("GENREVISION_ONNX_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "genrevision", "onnx")
 
 
 def _ort_session_for(bb: "Backbone", shape: tuple[int, int]):
