@@ -230,3 +230,24 @@ def test_store_keys_by_settings(tmp_path, small_settings):
     assert got["x"].dtype == np.float32 and got["x"].tolist() == [1.5, 2.25] and got["n"].tolist() == [3]
     assert len(a) == 1 and len(b) == 0 and b.get("ab" * 20) is None
     assert content_digest(b"abc") == "a9993e364706816aba3e25717850c26c9cd0d89d"
+
+
+def test_worker_processes_report_bad_files_and_go_on(tmp_path, real_paths, bad_files, small_settings):
+    # The same bad files through the worker pool: their errors cross a process
+    # boundary and must arrive as one line each, without breaking the pool.
+    paths = [bad_files[1], real_paths[0], bad_files[0], bad_files[2]]
+    res = extract_dataset(paths, small_settings, jobs=1, progress=False)
+    reasons = dict(res.failures)
+    assert sorted(reasons) == sorted(bad_files)
+    assert "empty" in reasons[bad_files[1]] and "too short" in reasons[bad_files[2]]
+    assert "readable" in reasons[bad_files[0]]
+    assert list(res.features) == [real_paths[0]]
+
+
+def test_audio_error_survives_pickling():
+    import pickle
+
+    from genrevision.audio import AudioError
+
+    err = pickle.loads(pickle.dumps(AudioError("/music/a b.wav", "silent")))
+    assert str(err) == "/music/a b.wav: silent" and err.reason == "silent"

@@ -45,6 +45,10 @@ class AudioError(ValueError):
         self.reason = reason
         super().__init__(f"{self.source}: {reason}")
 
+    def __reduce__(self):
+        # Rebuilt from (source, reason) when it crosses a process boundary.
+        return (type(self), (self.source, self.reason))
+
 
 @dataclass(frozen=True)
 class AudioInfo:
