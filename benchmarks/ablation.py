@@ -70,9 +70,10 @@ def main(argv=None):
                         n_repeats=args.repeats, random_state=0)
     rows = []
     feats_by_key = {}
-    for i, (name, recipe) in enumerate(variants()):
-        if args.only and i not in args.only:
-            continue
+    table = list(enumerate(variants()))
+    if args.only:
+        table = [table[i] for i in args.only]  # in the order given
+    for i, (name, recipe) in table:
         key = json.dumps(recipe.features.to_dict(), sort_keys=True)
         if key not in feats_by_key:
             res = extract_dataset(ds.paths, recipe.features, store=FeatureStore(args.cache, recipe.features.to_dict()))

@@ -88,6 +88,9 @@ class ModelError(ValueError):
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
 
+    def __reduce__(self):
+        return (type(self), (self.path, self.reason))
+
 
 @dataclass
 class Prediction:
