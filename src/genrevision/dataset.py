@@ -54,7 +54,7 @@ class Dataset:
 
 
 def gtzan_track_number(path: str) -> int:
-    m = re.search(r"\.(\d{5})\.\w+$", os.path.basename(path))
+    m = re.search(r"\.(\d+)\.[A-Za-z0-9]+$", os.path.basename(os.fspath(path)))
     return int(m.group(1)) if m else -1
 
 

@@ -26,7 +26,6 @@ Random cross-validation on GTZAN is optimistic because of artist repetition;
 """
 from __future__ import annotations
 
-import re
 from collections import namedtuple
 from pathlib import Path, PurePath
 
@@ -64,7 +63,6 @@ train, test : numpy.ndarray of int
     Sorted indices into the track list.
 """
 
-_TRACK_RE = re.compile(r"\.(\d+)\.[A-Za-z0-9]+$")
 
 
 def gtzan_track_number(path):
@@ -85,14 +83,15 @@ def gtzan_track_number(path):
     ValueError
         If the file name does not look like ``<genre>.<digits>.<ext>``.
     """
-    name = PurePath(str(path)).name
-    match = _TRACK_RE.search(name)
-    if match is None:
+    from .dataset import gtzan_track_number as parse  # one parser; -1 when a name has no number
+
+    number = parse(str(path))
+    if number < 0:
         raise ValueError(
             f"cannot parse a GTZAN track number from {str(path)!r}; "
             "expected a name like 'blues.00012.wav'."
         )
-    return int(match.group(1))
+    return number
 
 
 def _genre_file_key(path):
