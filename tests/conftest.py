@@ -70,3 +70,23 @@ def small_settings():
     from genrevision.spectrogram import SpectrogramConfig
 
     return FeatureSettings(excerpt_seconds=6.0, spectrogram=SpectrogramConfig(max_windows=2))
+
+
+def run_cli(*args, timeout=300):
+    """Run ``genrevision`` in a subprocess; a traceback on stderr is always a failure."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "genrevision.cli", *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc
+
+
+@pytest.fixture(scope="session")
+def model_file(gtzan_root, tmp_path_factory):
+    """One small default-recipe model, trained once for every CLI and hard-input test."""
+    from test_model import small_recipe, train_subset
+
+    d = tmp_path_factory.mktemp("clim")
+    return train_subset(gtzan_root, small_recipe(), tmp_path_factory.getbasetemp() / "feature-cache").save(d / "genres.model")

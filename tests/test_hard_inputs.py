@@ -13,20 +13,10 @@ import soundfile as sf
 
 from genrevision import load_model
 from genrevision.audio import AudioError
-from test_model import GENRES, SR, genre_paths, small_recipe, train_subset
+from conftest import run_cli
+from test_model import GENRES, SR, genre_paths
 
 
-def run_cli(*args, timeout=300):
-    proc = subprocess.run([sys.executable, "-m", "genrevision.cli", *map(str, args)],
-                          capture_output=True, text=True, timeout=timeout)
-    assert "Traceback" not in proc.stderr, proc.stderr
-    return proc
-
-
-@pytest.fixture(scope="module")
-def model_file(gtzan_root, tmp_path_factory):
-    d = tmp_path_factory.mktemp("hardm")
-    return train_subset(gtzan_root, small_recipe(), tmp_path_factory.getbasetemp() / "feature-cache").save(d / "genres.model")
 
 
 @pytest.fixture(scope="module")
