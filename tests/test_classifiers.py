@@ -105,6 +105,21 @@ def test_linear_head_tunes_C():
     assert search.best_params_["C"] in (0.1, 1.0)
 
 
+def test_linear_head_in_row_span_equals_plain_logistic_regression():
+    # More features than rows: the head solves in the span of the rows and keeps
+    # weights on the original features; same model as a plain fit on all features.
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = blobs(n_per_class=10, n_features=200, sep=2.0)
+    head = LinearHead(C=0.05, max_iter=5000).fit(X, y)
+    plain = make_pipeline(StandardScaler(), LogisticRegression(C=0.05, max_iter=5000, tol=1e-10)).fit(X, y)
+    assert head.pipeline_[-1].coef_.shape == (3, 200) and len(head.pipeline_) == 2
+    X_new = blobs(n_per_class=5, n_features=200, sep=2.0, seed=1)[0]
+    np.testing.assert_allclose(head.predict_proba(X_new), plain.predict_proba(X_new), atol=2e-3)
+
+
 def test_softmax_head_attributes_determinism_and_early_stopping():
     X, y = blobs(n_per_class=30, n_features=20, sep=1.5)
     a = SoftmaxHead(random_state=3).fit(X, y)

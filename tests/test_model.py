@@ -57,8 +57,11 @@ def test_train_save_load_predict_held_out(model_file, gtzan_root):
         assert set(pred.probabilities) == set(GENRES)
         assert sum(pred.probabilities.values()) == pytest.approx(1.0)
         assert pred.probabilities[genre] == max(pred.probabilities.values())
-        assert set(pred.views) == set(model.recipe.view_names())  # the default joins O+H+P into one view
+        # The default joins O|H|P into one classifier; per-view heads still report each view's guess.
+        assert model.recipe.view_names() == ("original+harmonic+percussive",)
+        assert list(pred.views) == ["original", "harmonic", "percussive"]
         assert all(v in GENRES for v in pred.views.values())
+        assert pred.views["original"] == genre, pred.views
         assert 29.9 < pred.duration < 30.1 and pred.segments == []
 
 
@@ -71,8 +74,9 @@ def test_three_line_api(model_file, gtzan_root):
 
 def test_meta_is_complete(model_file):
     with zipfile.ZipFile(model_file) as z:
-        assert sorted(z.namelist()) == ["classifier.skops", "meta.json"]
+        assert sorted(z.namelist()) == ["classifier.skops", "meta.json", "views.skops"]
         meta = json.loads(z.read("meta.json"))
+    assert len(meta["classifier_sha256"]) == 64 and len(meta["view_classifier_sha256"]) == 64
     assert meta["format"] == "genrevision-model" and meta["format_version"] == 1
     assert meta["feature_settings"]["excerpt_seconds"] == 6.0
     assert meta["backbone"]["name"] == "efficientnet_lite0" and len(meta["backbone"]["weights_sha256"]) == 64
@@ -129,6 +133,8 @@ def test_damaged_and_foreign_files_are_refused(model_file, tmp_path):
     _refused(tmp_path / "missing.model", "no such model file")
     _refused(_rewrite(model_file, tmp_path / "nometa.model", drop="meta.json"), "not a genrevision model file")
     _refused(_rewrite(model_file, tmp_path / "nopayload.model", drop="classifier.skops"), "damaged")
+    _refused(_rewrite(model_file, tmp_path / "noviews.model", drop="views.skops"),
+             "damaged (views.skops and meta.json disagree)")
 
     def other_weights(meta):
         meta["backbone"]["weights_sha256"] = "0" * 64
@@ -147,6 +153,12 @@ def test_damaged_and_foreign_files_are_refused(model_file, tmp_path):
 
     _refused(_rewrite(model_file, tmp_path / "sum.model", meta_change=other_payload), "damaged (checksum mismatch)")
 
+    def other_views_payload(meta):
+        meta["view_classifier_sha256"] = "f" * 64
+
+    _refused(_rewrite(model_file, tmp_path / "vsum.model", meta_change=other_views_payload),
+             "damaged (checksum mismatch)")
+
 
 def test_untrusted_types_are_refused(model_file, tmp_path):
     import hashlib
@@ -157,13 +169,16 @@ def test_untrusted_types_are_refused(model_file, tmp_path):
 
     payload = sio.dumps(SoftmaxHead())  # a type not on the allow-list
     with zipfile.ZipFile(model_file) as z:
-        meta = json.loads(z.read("meta.json"))
-    meta["classifier_sha256"] = hashlib.sha256(payload).hexdigest()
-    p = tmp_path / "evil.model"
-    with zipfile.ZipFile(p, "w") as z:
-        z.writestr("meta.json", json.dumps(meta))
-        z.writestr("classifier.skops", payload)
-    _refused(p, "outside the allow-list", "genrevision.classifiers.SoftmaxHead")
+        items = {n: z.read(n) for n in z.namelist()}
+    for member, key, what in (("classifier.skops", "classifier_sha256", "classifier"),
+                              ("views.skops", "view_classifier_sha256", "view classifier")):
+        meta = json.loads(items["meta.json"])
+        meta[key] = hashlib.sha256(payload).hexdigest()
+        p = tmp_path / f"evil-{member}.model"
+        with zipfile.ZipFile(p, "w") as z:
+            for n, data in dict(items, **{"meta.json": json.dumps(meta).encode(), member: payload}).items():
+                z.writestr(n, data)
+        _refused(p, f"refused: {what} holds types outside the allow-list", "genrevision.classifiers.SoftmaxHead")
 
 
 def test_model_with_other_settings_uses_its_own(gtzan_root, tmp_path):

@@ -399,6 +399,22 @@ class RowSpan(TransformerMixin, BaseEstimator):
         return X if self.components_ is None else X @ self.components_
 
 
+def _fold_span(pipe: Pipeline) -> Pipeline:
+    """scale → span → logreg as scale → logreg with the same predictions.
+
+    The span projection is linear, so its basis can be multiplied into the
+    weights once: the fitted head then keeps (n_classes, n_features) weights
+    instead of an (n_features, n_training_rows) basis (a 70 MB model file
+    becomes < 1 MB, and prediction skips one matrix product).
+    """
+    span, logreg = pipe.named_steps["span"], pipe.named_steps["logreg"]
+    if span.components_ is None:
+        return Pipeline([("scale", pipe.named_steps["scale"]), ("logreg", logreg)])
+    logreg.coef_ = logreg.coef_ @ span.components_.T
+    logreg.n_features_in_ = span.components_.shape[0]
+    return Pipeline([("scale", pipe.named_steps["scale"]), ("logreg", logreg)])
+
+
 class LinearHead(_ProbaClassifierMixin, ClassifierMixin, BaseEstimator):
     """Standardised multinomial logistic regression with tuned regularisation.
 
@@ -424,7 +440,9 @@ class LinearHead(_ProbaClassifierMixin, ClassifierMixin, BaseEstimator):
     Attributes
     ----------
     pipeline_ : Pipeline
-        Fitted StandardScaler + LogisticRegression.
+        Fitted StandardScaler + LogisticRegression (fitted in the span of the
+        training rows, see :class:`RowSpan`, with the weights mapped back to
+        the original features).
     classes_ : ndarray of shape (n_classes,)
     best_params_ : dict
         ``{"C": float}``.
@@ -506,7 +524,7 @@ class LinearHead(_ProbaClassifierMixin, ClassifierMixin, BaseEstimator):
         else:
             C = float(self.C if self.C is not None else self.C_grid[0])
         self.best_params_ = {"C": C}
-        self.pipeline_ = pipe(C).fit(X, y)
+        self.pipeline_ = _fold_span(pipe(C).fit(X, y))
         return self
 
     def predict_proba(self, X):

@@ -161,8 +161,7 @@ def cmd_predict(args) -> int:
                 d.pop("segments", None)
         print(json.dumps(out, indent=2))
     elif args.format == "csv":
-        view_names = [v[0] for v in model.views]
-        _print_csv(preds, labels, view_names, timeline=args.timeline)
+        _print_csv(preds, labels, model.report_views, timeline=args.timeline)
     else:
         _print_table(preds, timeline=args.timeline)
     sys.stdout.flush()

@@ -22,7 +22,7 @@ from multiprocessing import get_context
 
 import numpy as np
 
-from .audio import SAMPLE_RATE, AudioError, load_audio
+from .audio import SAMPLE_RATE, AudioError, load_audio, normalise
 from .separation import VIEWS, separate
 from .spectrogram import SpectrogramConfig, frequency_scale, log_image, resize, to_png, window_images
 
@@ -31,6 +31,7 @@ __all__ = [
     "view_images",
     "track_images",
     "images_to_features",
+    "extract_signal",
     "extract_track",
     "extract_dataset",
     "ExtractionResult",
@@ -204,6 +205,23 @@ def _stem(source) -> str:
     return "track" if isinstance(source, (bytes, bytearray)) else os.path.splitext(os.path.basename(os.fspath(source)))[0]
 
 
+def extract_signal(y: np.ndarray, settings: FeatureSettings | None = None, *, backbone=None) -> dict[str, np.ndarray]:
+    """Features of a decoded signal (mono float32 at ``settings.sr``).
+
+    The signal is cut to ``settings.excerpt_seconds`` and normalised as a
+    decoded file would be, so a segment of a long file is treated exactly
+    like a training track. Same output as :func:`extract_track`.
+    """
+    settings = settings or FeatureSettings()
+    if settings.excerpt_seconds is not None:
+        n = int(round(settings.excerpt_seconds * settings.sr))
+        if y.size > n:
+            y = normalise(y[:n], method=settings.normalisation)
+    feats = images_to_features(track_images(y, settings), settings, backbone=backbone)
+    feats["mfcc"] = _baseline(y, settings.sr).astype(np.float32)
+    return feats
+
+
 def extract_track(source, settings: FeatureSettings | None = None, *, backbone=None) -> dict[str, np.ndarray]:
     """Features of one track: a pure function of (audio, settings).
 
@@ -219,10 +237,9 @@ def extract_track(source, settings: FeatureSettings | None = None, *, backbone=N
     dict: view name → (n_windows, D) float32, and ``"mfcc"`` → (d,) float32.
     """
     settings = settings or FeatureSettings()
-    images, base = prepare_track(source, settings)
-    feats = images_to_features(images, settings, backbone=backbone)
-    feats["mfcc"] = base.astype(np.float32)
-    return feats
+    y = load_audio(source, sr=settings.sr, normalisation=settings.normalisation,
+                   duration=settings.excerpt_seconds)
+    return extract_signal(y, settings, backbone=backbone)
 
 
 # ----------------------------------------------------------------------------- datasets

@@ -14,6 +14,9 @@ File format (a zip, never a pickle)::
                       view layout, versions, training size, and the sha256
                       of classifier.skops
     classifier.skops  skops.io.dumps of the fitted LateFusionClassifier
+    views.skops       (recipes that join the views into one classifier) one
+                      head per view, fitted on the same tracks, used only to
+                      report each view's own guess; its sha256 is in meta.json
 
 :func:`load_model` checks the zip CRCs, the payload checksum, the format
 version and the backbone weights, and loads the classifier with skops using
@@ -39,7 +42,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .audio import AudioError, audio_info, iter_segments, normalise
+from .audio import AudioError, audio_info, iter_segments
 
 __all__ = [
     "ModelError",
@@ -47,7 +50,6 @@ __all__ = [
     "Prediction",
     "train_model",
     "load_model",
-    "signal_features",
     "ALLOWED_TYPES",
     "FORMAT_VERSION",
     "SEGMENT_SECONDS",
@@ -76,6 +78,9 @@ ALLOWED_TYPES = [
     "sklearn.calibration._CalibratedClassifier",
     "sklearn.calibration._SigmoidCalibration",
 ]
+
+#: Zip members holding fitted estimators → the meta.json key of their SHA-256.
+_SHA_KEY = {"classifier.skops": "classifier_sha256", "views.skops": "view_classifier_sha256"}
 
 _DEFAULT_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "genrevision", "features")
 
@@ -171,29 +176,6 @@ def _versions() -> dict:
     return out
 
 
-# ----------------------------------------------------------------------------- features of a signal
-
-
-def signal_features(y: np.ndarray, settings, *, backbone=None) -> dict:
-    """Features of a decoded signal (mono float32 at ``settings.sr``), as :func:`extract_track` gives for a file.
-
-    The signal is cut to ``settings.excerpt_seconds`` and normalised the same
-    way as a file would be, so a segment of a long file is treated like a
-    training track.
-    """
-    from .baseline import mfcc_features
-    from .features import images_to_features, track_images
-
-    if settings.excerpt_seconds is not None:
-        n = int(round(settings.excerpt_seconds * settings.sr))
-        if y.size > n:
-            y = normalise(y[:n], method=settings.normalisation)
-    images = track_images(y, settings)
-    feats = images_to_features(images, settings, backbone=backbone)
-    feats["mfcc"] = mfcc_features(y, sr=settings.sr).astype(np.float32)
-    return feats
-
-
 # ----------------------------------------------------------------------------- the model
 
 
@@ -204,9 +186,13 @@ class GenreModel:
     """
 
     def __init__(self, *, recipe, classifier, labels, views, backbone_sha256: str,
-                 n_train: int, versions: dict | None = None, failures=None, source: str | None = None):
+                 n_train: int, versions: dict | None = None, failures=None, source: str | None = None,
+                 view_classifier=None):
         self.recipe = recipe
         self.classifier = classifier
+        #: Recipes that join O|H|P into one classifier also carry one head per
+        #: view (a LateFusionClassifier), only to report each view's own guess.
+        self.view_classifier = view_classifier
         self.labels = [str(x) for x in labels]
         self.views = tuple(tuple(v) for v in views)
         self.backbone_sha256 = backbone_sha256
@@ -226,6 +212,12 @@ class GenreModel:
     @property
     def backbone_name(self) -> str:
         return self.recipe.features.backbone
+
+    @property
+    def report_views(self) -> tuple[str, ...]:
+        """Names of the views whose own guesses :class:`Prediction` reports."""
+        src = self.view_classifier if self.view_classifier is not None else self.classifier
+        return tuple(str(v) for v in src.view_names_)
 
     @property
     def weights(self):
@@ -261,12 +253,17 @@ class GenreModel:
         import skops.io as sio
 
         path = os.fspath(path)
-        payload = sio.dumps(self.classifier)
-        unknown = sorted(set(sio.get_untrusted_types(data=payload)) - set(ALLOWED_TYPES))
-        if unknown:
-            raise ModelError(path, f"cannot save: classifier holds types outside the allow-list ({', '.join(unknown)})")
+        members = {"classifier.skops": self.classifier}
+        if self.view_classifier is not None:
+            members["views.skops"] = self.view_classifier
         meta = self.meta()
-        meta["classifier_sha256"] = hashlib.sha256(payload).hexdigest()
+        payloads = {}
+        for member, est in members.items():
+            payloads[member] = sio.dumps(est)
+            unknown = sorted(set(sio.get_untrusted_types(data=payloads[member])) - set(ALLOWED_TYPES))
+            if unknown:
+                raise ModelError(path, f"cannot save: {member} holds types outside the allow-list ({', '.join(unknown)})")
+            meta[_SHA_KEY[member]] = hashlib.sha256(payloads[member]).hexdigest()
         folder = os.path.dirname(os.path.abspath(path))
         os.makedirs(folder, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".model")
@@ -274,7 +271,8 @@ class GenreModel:
             with os.fdopen(fd, "wb") as f:
                 with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as z:
                     z.writestr("meta.json", json.dumps(meta, indent=2, sort_keys=True))
-                    z.writestr("classifier.skops", payload)
+                    for member, payload in payloads.items():
+                        z.writestr(member, payload)
             os.replace(tmp, path)
         except BaseException:
             if os.path.exists(tmp):
@@ -295,7 +293,11 @@ class GenreModel:
         if X.shape[1] != n_in:
             raise ValueError(f"features have {X.shape[1]} columns, the classifier expects {n_in}")
         fused = self.classifier.predict_proba(X)[0]
-        per_view = self.classifier.predict_proba_views(X)
+        if self.view_classifier is None:
+            per_view = self.classifier.predict_proba_views(X)
+        else:
+            Xv, _ = self.recipe.matrix([feats], views=tuple(self.view_classifier.view_names_))
+            per_view = self.view_classifier.predict_proba_views(Xv)
         return fused, {v: p[0] for v, p in per_view.items()}
 
     def _as_dict(self, p: np.ndarray) -> dict:
@@ -317,7 +319,7 @@ class GenreModel:
         Raises :class:`~genrevision.audio.AudioError` (one line naming the
         file) for input that is not usable audio.
         """
-        from .features import extract_track
+        from .features import extract_signal, extract_track
 
         path_s = os.fspath(path)
         info = audio_info(path_s)
@@ -337,7 +339,7 @@ class GenreModel:
             for start, y in iter_segments(path_s, segment_seconds=SEGMENT_SECONDS, sr=settings.sr,
                                           normalisation=settings.normalisation):
                 seg_len = y.size / settings.sr
-                f, v = self._probas(signal_features(y, settings, backbone=bb))
+                f, v = self._probas(extract_signal(y, settings, backbone=bb))
                 segments.append((float(start), round(float(start) + seg_len, 3), self._top(f), self._as_dict(f)))
                 total = f * seg_len if total is None else total + f * seg_len
                 for name, p in v.items():
@@ -431,26 +433,33 @@ def train_model(data, *, recipe="default", weights=None, cache=_DEFAULT_CACHE, j
     small = [f"{str(c)!r} ({n})" for c, n in zip(classes, counts) if n < 2]
     if small:
         raise ValueError(f"{name}: every genre needs at least 2 usable tracks; too few for {', '.join(small)}")
-    X, views = rec.matrix([res.features[ds.paths[i]] for i in keep])
+    feats = [res.features[ds.paths[i]] for i in keep]
+    X, views = rec.matrix(feats)
     if isinstance(weights, str) and weights == "paper":
         weights = {v: w for v, w in PAPER_FUSION.items() if v in {n for n, _, _ in views}}
-    clf = rec.classifier(views, weights=weights)
     groups = getattr(ds, "groups", None)
-    if groups is not None and "groups" in _fit_params(clf):
-        clf.fit(X, labels, groups=np.asarray(groups)[keep])
-    else:
-        clf.fit(X, labels)
+    groups = None if groups is None else np.asarray(groups)[keep]
+    clf = _fit(rec.classifier(views, weights=weights), X, labels, groups)
+    view_clf = None
+    single = tuple(dict.fromkeys(part for name, _, _ in views if "+" in name for part in name.split("+")))
+    if single:
+        # The recipe joins views into one classifier (it predicts better); one
+        # head per view, on the same tracks, tells the user what each view says.
+        Xv, view_layout = rec.matrix(feats, views=single)
+        view_clf = _fit(rec.classifier(view_layout, weights="uniform"), Xv, labels, groups)
     return GenreModel(
         recipe=rec, classifier=clf, labels=list(clf.classes_), views=views,
         backbone_sha256=get_backbone(settings.backbone).weights_sha256,
-        n_train=len(keep), failures=failures,
+        n_train=len(keep), failures=failures, view_classifier=view_clf,
     )
 
 
-def _fit_params(est) -> set:
+def _fit(est, X, y, groups):
     import inspect
 
-    return set(inspect.signature(est.fit).parameters)
+    if groups is not None and "groups" in inspect.signature(est.fit).parameters:
+        return est.fit(X, y, groups=groups)
+    return est.fit(X, y)
 
 
 # ----------------------------------------------------------------------------- loading
@@ -464,8 +473,6 @@ def load_model(path, *, check_backbone: bool = True) -> GenreModel:
     :data:`ALLOWED_TYPES`, or backbone weights that differ from this
     machine's.
     """
-    import skops.io as sio
-
     path_s = os.fspath(path)
     if not os.path.exists(path_s):
         raise ModelError(path_s, "no such model file")
@@ -482,7 +489,7 @@ def load_model(path, *, check_backbone: bool = True) -> GenreModel:
             if bad is not None:
                 raise ModelError(path_s, f"damaged (checksum mismatch in {bad})")
             meta_raw = z.read("meta.json")
-            payload = z.read("classifier.skops") if "classifier.skops" in names else None
+            payloads = {m: z.read(m) for m in _SHA_KEY if m in names}
     except ModelError:
         raise
     except Exception as err:  # noqa: BLE001 - zlib/zip errors of a damaged file
@@ -499,10 +506,13 @@ def load_model(path, *, check_backbone: bool = True) -> GenreModel:
     if version > FORMAT_VERSION:
         raise ModelError(path_s, f"model format version {version} is newer than this genrevision supports "
                                  f"({FORMAT_VERSION}); upgrade genrevision")
-    if payload is None:
+    if "classifier.skops" not in payloads:
         raise ModelError(path_s, "damaged (no classifier.skops)")
-    if hashlib.sha256(payload).hexdigest() != meta.get("classifier_sha256"):
-        raise ModelError(path_s, "damaged (checksum mismatch)")
+    for member, key in _SHA_KEY.items():
+        if (member in payloads) != (key in meta):
+            raise ModelError(path_s, f"damaged ({member} and meta.json disagree)")
+        if member in payloads and hashlib.sha256(payloads[member]).hexdigest() != meta[key]:
+            raise ModelError(path_s, "damaged (checksum mismatch)")
     try:
         recipe = _recipe_from_dict(meta["recipe"])
         bb_name = meta["backbone"]["name"]
@@ -519,23 +529,34 @@ def load_model(path, *, check_backbone: bool = True) -> GenreModel:
             raise ModelError(path_s, f"needs backbone {bb_name}, not available here ({str(err).splitlines()[0]})") from None
         if local != bb_sha:
             raise ModelError(path_s, f"made with backbone {bb_name} weights {bb_sha}, this machine has {local}")
+    clf = _load_estimator(path_s, payloads["classifier.skops"], "classifier")
+    view_clf = _load_estimator(path_s, payloads["views.skops"], "view classifier") if "views.skops" in payloads else None
+    for est in (clf, view_clf):
+        if est is not None and [str(c) for c in getattr(est, "classes_", [])] != [str(x) for x in labels]:
+            raise ModelError(path_s, "damaged (classifier labels differ from meta.json)")
+    return GenreModel(recipe=recipe, classifier=clf, labels=labels, views=views, backbone_sha256=bb_sha,
+                      n_train=meta.get("n_train", 0), versions=meta.get("versions"), source=path_s,
+                      view_classifier=view_clf)
+
+
+def _load_estimator(path_s: str, payload: bytes, what: str):
+    """A LateFusionClassifier from skops bytes, building only allow-listed types."""
+    import skops.io as sio
+
+    from .fusion import LateFusionClassifier
+
     try:
         untrusted = sio.get_untrusted_types(data=payload)
     except Exception as err:  # noqa: BLE001
-        raise ModelError(path_s, f"damaged (classifier unreadable: {type(err).__name__})") from None
+        raise ModelError(path_s, f"damaged ({what} unreadable: {type(err).__name__})") from None
     refused = sorted(set(untrusted) - set(ALLOWED_TYPES))
     if refused:
-        raise ModelError(path_s, f"refused: classifier holds types outside the allow-list ({', '.join(refused)})")
+        raise ModelError(path_s, f"refused: {what} holds types outside the allow-list ({', '.join(refused)})")
     try:
-        clf = sio.loads(payload, trusted=[t for t in untrusted if t in ALLOWED_TYPES])
+        est = sio.loads(payload, trusted=[t for t in untrusted if t in ALLOWED_TYPES])
     except Exception as err:  # noqa: BLE001
-        raise ModelError(path_s, f"damaged (classifier unreadable: {type(err).__name__}: "
+        raise ModelError(path_s, f"damaged ({what} unreadable: {type(err).__name__}: "
                                  f"{str(err).splitlines()[0] if str(err) else ''})") from None
-    from .fusion import LateFusionClassifier
-
-    if not isinstance(clf, LateFusionClassifier):
-        raise ModelError(path_s, f"damaged (classifier is a {type(clf).__name__}, not a LateFusionClassifier)")
-    if [str(c) for c in getattr(clf, "classes_", [])] != [str(x) for x in labels]:
-        raise ModelError(path_s, "damaged (classifier labels differ from meta.json)")
-    return GenreModel(recipe=recipe, classifier=clf, labels=labels, views=views, backbone_sha256=bb_sha,
-                      n_train=meta.get("n_train", 0), versions=meta.get("versions"), source=path_s)
+    if not isinstance(est, LateFusionClassifier):
+        raise ModelError(path_s, f"damaged ({what} is a {type(est).__name__}, not a LateFusionClassifier)")
+    return est
