@@ -33,21 +33,39 @@ DEFAULT_CACHE = os.environ.get("GENREVISION_CACHE", os.path.join(os.path.expandu
 
 
 def variants():
+    """(name, recipe) rows: the paper, the default, then one lever changed at a time."""
     d = get_recipe("default")
     p = get_recipe("paper")
     R = dataclasses.replace
+
+    def feat(**changes):
+        return R(d, features=d.features.with_(**changes))
+
     return [
         ("paper recipe: whole-track linear STFT, fc (penultimate), RBF-SVM, .5/.1/.4", p),
         ("default: 3 s mel windows, stage means+maxima + penultimate, O|H|P joined, window-level linear", d),
         ("  stage maxima only", R(d, layers="max")),
         ("  stage means only", R(d, layers="mean")),
         ("  penultimate layer only", R(d, layers="last")),
-        ("  whole track in one image (the paper's layout) instead of 3 s windows",
-         R(d, features=d.features.with_(spec_layout="whole"))),
-        ("  windows upsampled to 224×224 (the CNN's training size)",
-         R(d, features=d.features.with_(spec_image_size=(224, 224)))),
+        ("  whole track in one image (the paper's layout) instead of 3 s windows", feat(spec_layout="whole")),
+        ("  windows upsampled to 224×224 (the CNN's training size)", feat(spec_image_size=(224, 224))),
         ("  track-level mean+std pooling instead of window-level training", R(d, pooling="meanstd")),
         ("  track-level mean+std pooling, RBF-SVM head", R(d, pooling="meanstd", head="svm")),
+        ("  EfficientNet-Lite1 instead of Lite0", feat(backbone="efficientnet_lite1")),
+        ("  EfficientNet-Lite2 instead of Lite0", feat(backbone="efficientnet_lite2")),
+        ("  linear frequency axis (STFT bins resized to 128 rows) instead of mel", feat(spec_scale="linear", spec_image_size=(128, 129))),
+        ("  dB range 60 instead of 80", feat(spec_top_db=60.0)),
+        ("  dB range 100 instead of 80", feat(spec_top_db=100.0)),
+        ("  1.5 s windows (20 per track) instead of 3 s", feat(spec_window_seconds=1.5, spec_window_hop_seconds=1.5, spec_max_windows=20)),
+        ("  6 s windows (5 per track) instead of 3 s", feat(spec_window_seconds=6.0, spec_window_hop_seconds=6.0, spec_max_windows=5)),
+        ("  3 s windows with 1.5 s hop (19 per track)", feat(spec_window_hop_seconds=1.5, spec_max_windows=19)),
+        ("  O/H/P as the R/G/B channels of one image (one CNN pass)", feat(channels="stacked")),
+        ("  HPSS kernel 17 instead of 31", feat(hpss_kernel=(17, 17))),
+        ("  HPSS kernel 63 instead of 31", feat(hpss_kernel=(63, 63))),
+        ("  HPSS margin 2 instead of 1", feat(hpss_margin=(2.0, 2.0))),
+        ("  views separate, fusion weights learned on inner folds", R(d, views="separate", fusion_weights="learned")),
+        ("  views separate, stacking meta-classifier on inner out-of-fold likelihoods", R(d, views="separate", fusion_weights="stacking")),
+        ("  hybrid: + MFCC baseline as a fourth view, weights learned", R(d, hybrid_mfcc=True, fusion_weights="learned")),
     ]
 
 
@@ -68,39 +86,77 @@ def main(argv=None):
     y = ds.labels
     folds = make_splits(args.protocol, labels=y, track_ids=ds.track_ids, n_splits=args.folds,
                         n_repeats=args.repeats, random_state=0)
-    rows = []
-    feats_by_key = {}
-    table = list(enumerate(variants()))
-    if args.only:
-        table = [table[i] for i in args.only]  # in the order given
-    for i, (name, recipe) in table:
+    # Resumable: rows already in --json (same protocol, folds, repeats) are not run again.
+    done = {}
+    if args.json and os.path.exists(args.json):
+        with open(args.json) as f:
+            prev = json.load(f)
+        if (prev.get("protocol"), prev.get("folds"), prev.get("repeats")) == (args.protocol, args.folds, args.repeats):
+            done = {r["name"]: r for r in prev.get("rows", [])}
+    rows = list(done.values())
+
+    def save():
+        if args.json:
+            tmp = args.json + ".tmp"
+            with open(tmp, "w") as f:
+                json.dump({"protocol": args.protocol, "folds": args.folds, "repeats": args.repeats, "rows": rows}, f, indent=2)
+            os.replace(tmp, args.json)
+
+    feats_by_key, speed = {}, {}
+
+    def features_of(recipe):
         key = json.dumps(recipe.features.to_dict(), sort_keys=True)
         if key not in feats_by_key:
+            t = time.perf_counter()
             res = extract_dataset(ds.paths, recipe.features, store=FeatureStore(args.cache, recipe.features.to_dict()))
             if res.failures:
                 sys.exit(f"extraction failed for {len(res.failures)} tracks: {res.failures[:3]}")
             feats_by_key[key] = [res.features[p] for p in ds.paths]
-        F = feats_by_key[key]
+            if res.computed == len(ds.paths):  # a cold run: its speed is the recipe's extraction cost
+                speed[key] = len(ds.paths) / (time.perf_counter() - t)
+        return feats_by_key[key], key
+
+    table = list(enumerate(variants()))
+    if args.only:
+        table = [table[i] for i in args.only]  # in the order given
+    for i, (name, recipe) in table:
+        if name.strip() in done:
+            print(f"{name:90s} {100 * done[name.strip()]['mean']:.1f} (from {args.json})", flush=True)
+            continue
+        F, key = features_of(recipe)
         t = time.perf_counter()
         out = evaluate_recipe(recipe, F, y, folds, heads=[recipe.head], jobs=args.jobs, progress=True)
         e = out[recipe.head]["fused"]
         rows.append({"name": name.strip(), "mean": float(e["mean"]), "std": float(e["std"]),
-                     "seconds": time.perf_counter() - t})
+                     "fold_accuracies": [float(x) for x in e["fold_accuracies"]],
+                     "seconds": time.perf_counter() - t, "extract_tracks_per_s": speed.get(key)})
+        save()
         print(f"{name:90s} {100 * e['mean']:.1f} ± {100 * e['std']:.1f}", flush=True)
     # Engineered baseline on the same folds.
-    F = next(iter(feats_by_key.values()))
+    F, _ = features_of(get_recipe("default"))
     Xb = np.stack([f["mfcc"] for f in F])
     base = _parallel(lambda f: _baseline_fold(Xb, y, f), folds, jobs=args.jobs, desc="baseline", progress=True)
     e = evaluate_predictions(y, {"mfcc": [b[0] for b in base]}, folds, classes=base[0][1])["mfcc"]
-    rows.append({"name": "baseline: MFCC + spectral statistics, RBF-SVM", "mean": float(e["mean"]), "std": float(e["std"])})
+    rows = [r for r in rows if not r["name"].startswith("baseline")]
+    rows.append({"name": "baseline: MFCC + spectral statistics, RBF-SVM", "mean": float(e["mean"]), "std": float(e["std"]),
+                 "fold_accuracies": [float(x) for x in e["fold_accuracies"]]})
+    save()
 
     print(f"\n{args.protocol}, {args.folds} folds × {args.repeats} repeats, {len(y)} tracks\n")
-    print("| configuration | accuracy (%) |\n|---|---|")
+    # Rows share folds, so the paired difference to the default (mean over
+    # folds; ± std of the per-repeat means) is far less noisy than the
+    # rows' own spreads, which are dominated by how hard each fold is.
+    reps = np.array([f.repeat for f in folds])
+    ref = next((np.array(r["fold_accuracies"]) for r in rows if r["name"].startswith("default")), None)
+    print("| configuration | accuracy (%) | vs default (points) | extraction (tracks/s) |\n|---|---|---|---|")
     for r in rows:
-        print(f"| {r['name']} | {100 * r['mean']:.1f} ± {100 * r['std']:.1f} |")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"protocol": args.protocol, "folds": args.folds, "repeats": args.repeats, "rows": rows}, f, indent=2)
+        tps = r.get("extract_tracks_per_s")
+        diff = ""
+        if ref is not None and "fold_accuracies" in r and not r["name"].startswith("default"):
+            d = np.array(r["fold_accuracies"]) - ref
+            per_rep = [d[reps == k].mean() for k in np.unique(reps)]
+            diff = f"{100 * d.mean():+.1f} ± {100 * np.std(per_rep):.1f}"
+        print(f"| {r['name']} | {100 * r['mean']:.1f} ± {100 * r['std']:.1f} | {diff} | {'' if tps is None else f'{tps:.2f}'} |")
 
 
 if __name__ == "__main__":
