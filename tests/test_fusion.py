@@ -162,6 +162,22 @@ def test_late_fusion_learns_to_trust_the_informative_view():
     assert set(est.oof_probas_) == {"original", "harmonic", "percussive"}
 
 
+def test_with_fusion_reuses_the_view_classifiers():
+    X, y, _ = three_views(seed=1)
+    est = fast_fusion(weights="learned").fit(X, y)
+    per_view = est.predict_proba_views(X)
+    paper = est.with_fusion((0.5, 0.1, 0.4), y)
+    assert paper.estimators_ is est.estimators_ and paper.weights_ == (0.5, 0.1, 0.4)
+    np.testing.assert_allclose(paper.predict_proba(X), fuse_probabilities(list(per_view.values()), (0.5, 0.1, 0.4)))
+    # Same answer as fitting "stacking" from scratch (same inner folds, same view fits).
+    stacked = est.with_fusion("stacking", y)
+    assert stacked.weights_ is None and stacked.meta_ is not None
+    np.testing.assert_allclose(stacked.predict_proba(X), fast_fusion(weights="stacking").fit(X, y).predict_proba(X))
+    assert est.with_fusion("learned", y).weights_ == est.weights_ and est.meta_ is None  # original unchanged
+    with pytest.raises(ValueError, match="needs out-of-fold likelihoods"):
+        fast_fusion(weights="uniform").fit(X, y).with_fusion("stacking", y)
+
+
 def test_late_fusion_view_subset_and_default_estimator():
     X, y, views = three_views(n_per_class=10)
     hp = LateFusionClassifier(views[1:], ViewSVM(C=1.0, gamma="scale"), weights="uniform").fit(X, y)

@@ -79,7 +79,7 @@ def test_meta_is_complete(model_file):
     assert len(meta["classifier_sha256"]) == 64 and len(meta["view_classifier_sha256"]) == 64
     assert meta["format"] == "genrevision-model" and meta["format_version"] == 1
     assert meta["feature_settings"]["excerpt_seconds"] == 6.0
-    assert meta["backbone"]["name"] == "efficientnet_lite0" and len(meta["backbone"]["weights_sha256"]) == 64
+    assert meta["backbone"]["name"] == "efficientnet_lite2" and len(meta["backbone"]["weights_sha256"]) == 64
     assert meta["labels"] == sorted(GENRES) and meta["n_train"] == 12
     assert set(meta["versions"]) >= {"genrevision", "numpy", "sklearn", "torch"}
     assert meta["fusion_weights"] == pytest.approx({"original+harmonic+percussive": 1.0})  # one joined view
@@ -140,7 +140,7 @@ def test_damaged_and_foreign_files_are_refused(model_file, tmp_path):
         meta["backbone"]["weights_sha256"] = "0" * 64
 
     _refused(_rewrite(model_file, tmp_path / "otherbb.model", meta_change=other_weights),
-             "made with backbone efficientnet_lite0 weights " + "0" * 64, "this machine has")
+             "made with backbone efficientnet_lite2 weights " + "0" * 64, "this machine has")
 
     def newer(meta):
         meta["format_version"] = 99

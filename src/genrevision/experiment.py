@@ -63,6 +63,8 @@ def fold_rows(recipe, X, views, y, train, test, *, head: str, random_state: int 
         rows[f"{OHP} (product, {tag})"] = fused([O, H, P], rule="product")
         if learn:
             rows[OHP + " (uniform)"] = fuse_probabilities([per_view[n] for n in (O, H, P)], (1 / 3,) * 3)
+            if len(per_view) == 3:  # a meta-classifier on the same out-of-fold likelihoods, instead of weights
+                rows[OHP + " (stacking)"] = clf.with_fusion("stacking", ytr).predict_proba(X[test])
         for row, w in PAPER_WEIGHTS.get(head, {}).items():
             parts = row.split("+")
             rows[row] = fuse_probabilities([per_view[n] for n in parts], w)
@@ -74,12 +76,7 @@ def fold_rows(recipe, X, views, y, train, test, *, head: str, random_state: int 
     if (recipe.fusion_weights == "learned" and learn) or head != recipe.head:
         rows["fused"] = clf.predict_proba(X[test])
     else:
-        fixed = LateFusionClassifier(views=tuple(views), estimator=recipe.make_head(head),
-                                     weights=recipe.fusion_weights, random_state=random_state)
-        fixed.estimators_, fixed.views_, fixed.view_names_ = clf.estimators_, clf.views_, clf.view_names_
-        fixed.classes_, fixed.meta_, fixed.n_features_in_ = clf.classes_, None, clf.n_features_in_
-        fixed.weights_ = fixed._fixed_weights(clf.view_names_)
-        rows["fused"] = fixed.predict_proba(X[test])
+        rows["fused"] = clf.with_fusion(recipe.fusion_weights, ytr).predict_proba(X[test])
     return rows, clf.classes_
 
 

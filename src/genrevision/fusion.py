@@ -413,16 +413,7 @@ class LateFusionClassifier(ClassifierMixin, BaseEstimator):
                 )
                 for name, start, stop in views
             }
-            oof = list(self.oof_probas_.values())
-            if mode == "learned":
-                self.weights_ = learn_weights(
-                    oof, y, step=self.weight_step, rule=self.rule, classes=self.classes_
-                )
-            else:
-                self.weights_ = None
-                self.meta_ = LogisticRegression(max_iter=1000).fit(np.hstack(oof), y)
-        else:
-            self.weights_ = fixed
+        self._fit_fusion(y, fixed)
 
         self.estimators_ = []
         for name, start, stop in views:
@@ -435,6 +426,41 @@ class LateFusionClassifier(ClassifierMixin, BaseEstimator):
             self.estimators_.append(est)
         self.views_ = views
         return self
+
+    def _fit_fusion(self, y, fixed):
+        """Set ``weights_`` / ``meta_`` from fixed weights or the out-of-fold likelihoods."""
+        mode = self.weights if isinstance(self.weights, str) else "fixed"
+        self.weights_, self.meta_ = fixed, None
+        if mode == "learned":
+            self.weights_ = learn_weights(
+                list(self.oof_probas_.values()), y, step=self.weight_step, rule=self.rule, classes=self.classes_
+            )
+        elif mode == "stacking":
+            self.weights_ = None
+            self.meta_ = LogisticRegression(max_iter=1000).fit(np.hstack(list(self.oof_probas_.values())), y)
+
+    def with_fusion(self, weights, y):
+        """A fitted copy that keeps these view classifiers and fuses them with ``weights``.
+
+        Compares fusion rules without refitting the views (evaluation tables).
+        ``"learned"`` and ``"stacking"`` are fitted on the out-of-fold
+        likelihoods this classifier stored, so it must have been fitted with
+        one of them; ``y`` are its training labels.
+
+        Returns
+        -------
+        LateFusionClassifier
+        """
+        check_is_fitted(self)
+        new = clone(self).set_params(weights=weights)
+        mode = weights if isinstance(weights, str) else "fixed"
+        if mode in ("learned", "stacking") and self.oof_probas_ is None:
+            raise ValueError(f"weights={weights!r} needs out-of-fold likelihoods: fit with 'learned' or 'stacking' first.")
+        for attr in ("n_features_in_", "classes_", "view_names_", "views_", "estimators_", "oof_probas_"):
+            setattr(new, attr, getattr(self, attr))
+        fixed = None if mode in ("learned", "stacking") else new._fixed_weights(self.view_names_)
+        new._fit_fusion(np.asarray(y), fixed)
+        return new
 
     # -- prediction --------------------------------------------------------
 

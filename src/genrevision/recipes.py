@@ -41,6 +41,11 @@ class Recipe:
     fusion_weights : tuple or "learned" | "stacking" | "uniform"
     hybrid_mfcc : bool
         Add the MFCC baseline as one more view of the late fusion.
+    C : float or None
+        Fixed inverse regularisation of the linear heads; None chooses it by
+        inner cross-validation on the training data (the default). A fixed C
+        makes recipes with learned fusion (which fit every head once per inner
+        fold) affordable in ablations.
     """
 
     name: str
@@ -51,6 +56,7 @@ class Recipe:
     views: str = "separate"
     fusion_weights: object = "learned"
     hybrid_mfcc: bool = False
+    C: float | None = None
     description: str = ""
 
     def columns(self):
@@ -127,7 +133,7 @@ class Recipe:
         if kind == "svm":
             head = ViewSVM()
         elif kind == "linear":
-            head = LinearHead(C_grid=(3e-4, 1e-3, 3e-3, 1e-2)) if self.pooling == "windows" else LinearHead()
+            head = LinearHead(C=self.C, C_grid=(3e-4, 1e-3, 3e-3, 1e-2)) if self.pooling == "windows" else LinearHead(C=self.C)
         elif kind == "softmax":
             head = SoftmaxHead()
         else:
@@ -167,13 +173,14 @@ PAPER = Recipe(
 
 DEFAULT = Recipe(
     name="default",
-    features=FeatureSettings(layers="all+max"),
+    # Lite2 over Lite0: +2.0 points in the ablation (cv 10×5) for 12 % slower extraction.
+    features=FeatureSettings(layers="all+max", backbone="efficientnet_lite2"),
     pooling="windows",
     layers="meanmax",
     head="linear",
     views="concat",
     fusion_weights="uniform",
-    description="3 s log-mel windows; spatial mean and maximum of every CNN stage + penultimate layer of the "
+    description="EfficientNet-Lite2; 3 s log-mel windows; spatial mean and maximum of every CNN stage + penultimate layer of the "
                 "original, harmonic and percussive images side by side; a linear head learns from "
                 "windows and averages their log-likelihoods per track",
 )
