@@ -41,7 +41,9 @@ def _results():
         "default": 0.80,
         "std": {"svm": {k: 0.031 for k in KEYS}, "finetune": {k: 0.02 for k in KEYS},
                 "baseline_mfcc": 0.04, "default": 0.03},
-        "config": {"n_splits": 10, "weights": [0.5, 0.1, 0.4]},
+        "config": {"n_splits": 10, "weights": [0.5, 0.1, 0.4],
+                   "extraction": {"default": {"seconds": 40.0, "computed": 109, "cached": 0, "tracks_per_s": 2.725},
+                                  "paper": {"seconds": 0.4, "computed": 0, "cached": 109, "tracks_per_s": None}}},
         "confusion": {
             "svm/original+harmonic+percussive": {"labels": GENRES, "matrix": _matrix(0).tolist()},
             "mfcc": {"labels": GENRES, "matrix": _matrix(1)},
@@ -120,6 +122,9 @@ def test_write_report(tmp_path):
     assert "| original+harmonic+percussive | 79.3 ± 3.1 | 78 |" in md
     assert "| no HPSS | 66.0 ± 2.0 |" in md
     assert "artist" in md
+    # Extraction cost in the benchmark's unit, beside the accuracy.
+    assert "| Extraction, recipe default (tracks/s) | 2.73 |" in md
+    assert "| Extraction, recipe paper (tracks/s) | from the cache (109 tracks) |" in md
 
     assert set(written["confusion"]) == {"svm/original+harmonic+percussive", "mfcc"}
     for label, files in written["confusion"].items():

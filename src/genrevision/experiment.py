@@ -161,7 +161,10 @@ def run_evaluation(args) -> dict:
     for r in recipes:
         t = time.perf_counter()
         res = _extract(ds.paths, r.features, args)
-        timing[r.name] = {"seconds": time.perf_counter() - t, "computed": res.computed, "cached": res.cached}
+        dt = time.perf_counter() - t
+        timing[r.name] = {"seconds": dt, "computed": res.computed, "cached": res.cached,
+                          # Speed of the tracks computed in this run (None when all came from the cache).
+                          "tracks_per_s": res.computed / dt if res.computed and not res.cached else None}
         feats[r.name] = res.features
         failures += [f for f in res.failures if f not in failures]
     ok = [i for i, p in enumerate(ds.paths) if all(p in feats[r.name] for r in recipes)]

@@ -443,6 +443,11 @@ def write_report(results, out_dir, *, dpi=100):
              format_accuracy(results.get("default"), std_all.get("default")))
         )
 
+    for name, t in ((results.get("config") or {}).get("extraction") or {}).items():
+        speed = t.get("tracks_per_s")
+        summary.append((f"Extraction, recipe {name} (tracks/s)",
+                        f"{speed:.2f}" if speed else f"from the cache ({t.get('cached', '?')} tracks)"))
+
     md = [f"# {title}", ""]
     md += [_markdown(("Item", "Value"), summary), ""]
     md += ["## Table I: SVM on CNN features", "", paper_table_markdown(results, kind="svm"), ""]
