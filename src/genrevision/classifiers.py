@@ -408,10 +408,9 @@ def _fold_span(pipe: Pipeline) -> Pipeline:
     becomes < 1 MB, and prediction skips one matrix product).
     """
     span, logreg = pipe.named_steps["span"], pipe.named_steps["logreg"]
-    if span.components_ is None:
-        return Pipeline([("scale", pipe.named_steps["scale"]), ("logreg", logreg)])
-    logreg.coef_ = logreg.coef_ @ span.components_.T
-    logreg.n_features_in_ = span.components_.shape[0]
+    if span.components_ is not None:  # else the span passed X through unchanged
+        logreg.coef_ = logreg.coef_ @ span.components_.T
+        logreg.n_features_in_ = span.components_.shape[0]
     return Pipeline([("scale", pipe.named_steps["scale"]), ("logreg", logreg)])
 
 

@@ -37,6 +37,8 @@ from sklearn.model_selection import (
     StratifiedShuffleSplit,
 )
 
+from .dataset import gtzan_track_number as _parse_track_number
+
 __all__ = [
     "PROTOCOLS",
     "Fold",
@@ -83,9 +85,7 @@ def gtzan_track_number(path):
     ValueError
         If the file name does not look like ``<genre>.<digits>.<ext>``.
     """
-    from .dataset import gtzan_track_number as parse  # one parser; -1 when a name has no number
-
-    number = parse(str(path))
+    number = _parse_track_number(str(path))  # dataset's parser: -1 when a name has no number
     if number < 0:
         raise ValueError(
             f"cannot parse a GTZAN track number from {str(path)!r}; "

@@ -177,13 +177,17 @@ def _baseline(y: np.ndarray, sr: int) -> np.ndarray:
     return mfcc_features(y, sr=sr)
 
 
+def _decode(source, settings: FeatureSettings) -> np.ndarray:
+    # One decode for the worker path and the single-track path: training and prediction must match.
+    return load_audio(source, sr=settings.sr, normalisation=settings.normalisation, duration=settings.excerpt_seconds)
+
+
 def prepare_track(source, settings: FeatureSettings, *, save_images: str | None = None):
     """Decode and make images (the CPU-only half of :func:`extract_track`).
 
     Returns (images dict, baseline vector). Runs in worker processes; needs no CNN.
     """
-    y = load_audio(source, sr=settings.sr, normalisation=settings.normalisation,
-                   duration=settings.excerpt_seconds)
+    y = _decode(source, settings)
     images = track_images(y, settings)
     if save_images:
         save_view_pngs(y, settings, save_images, _stem(source))
@@ -237,9 +241,7 @@ def extract_track(source, settings: FeatureSettings | None = None, *, backbone=N
     dict: view name → (n_windows, D) float32, and ``"mfcc"`` → (d,) float32.
     """
     settings = settings or FeatureSettings()
-    y = load_audio(source, sr=settings.sr, normalisation=settings.normalisation,
-                   duration=settings.excerpt_seconds)
-    return extract_signal(y, settings, backbone=backbone)
+    return extract_signal(_decode(source, settings), settings, backbone=backbone)
 
 
 # ----------------------------------------------------------------------------- datasets
