@@ -166,15 +166,15 @@ def main(argv=None) -> dict:
     bb = get_backbone(s.backbone)
     stage = {k: 0.0 for k in ("decode", "stft", "hpss_masks", "mel_images", "mfcc_baseline", "cnn")}
     # warm-up: JIT of the running median, ONNX export/session, mel basis
-    y0 = load_audio(sp[0], sr=s.sr, normalisation=s.normalisation, duration=s.excerpt_seconds)
-    warm_imgs = F.track_images(y0, s)
+    y0 = load_audio(sp[0], sr=s.sr, normalisation=s.normalisation, duration=s.segment_seconds)
+    warm_imgs, _ = F.track_images(y0, s)
     F.images_to_features(warm_imgs, s, backbone=bb)
     frames = int(round(s.spectrogram.window_seconds * s.sr / s.hop_length))
     hop = int(round(s.spectrogram.window_hop_seconds * s.sr / s.hop_length))
     cnn_images = None
     for p in sp:
         t0 = time.perf_counter()
-        y = load_audio(p, sr=s.sr, normalisation=s.normalisation, duration=s.excerpt_seconds)
+        y = load_audio(p, sr=s.sr, normalisation=s.normalisation, duration=s.segment_seconds)
         t1 = time.perf_counter()
         S = stft_magnitude(y, n_fft=s.n_fft, hop_length=s.hop_length)
         t2 = time.perf_counter()
@@ -183,7 +183,7 @@ def main(argv=None) -> dict:
         imgs = {}
         for v, M in zip(VIEWS, (S, S * mh, S * mp)):
             img = log_image(frequency_scale(M, sr=s.sr, n_fft=s.n_fft, config=s.spectrogram), top_db=s.spectrogram.top_db)
-            imgs[v] = window_images(img, frames_per_window=frames, hop_frames=hop, max_windows=s.spectrogram.max_windows)
+            imgs[v] = window_images(img, frames_per_window=frames, hop_frames=hop)
         t4 = time.perf_counter()
         mfcc_features(y, sr=s.sr)
         t5 = time.perf_counter()
@@ -202,7 +202,7 @@ def main(argv=None) -> dict:
     import librosa
     import scipy.ndimage
 
-    y = load_audio(sp[0], sr=s.sr, duration=s.excerpt_seconds)
+    y = load_audio(sp[0], sr=s.sr, duration=s.segment_seconds)
     D = librosa.stft(y, n_fft=s.n_fft, hop_length=s.hop_length)
     S = np.abs(D).astype(np.float32)
     tt = _interleaved({

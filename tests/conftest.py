@@ -69,7 +69,7 @@ def small_settings():
     from genrevision.features import FeatureSettings
     from genrevision.spectrogram import SpectrogramConfig
 
-    return FeatureSettings(excerpt_seconds=6.0, spectrogram=SpectrogramConfig(max_windows=2))
+    return FeatureSettings(segment_seconds=6.0, spectrogram=SpectrogramConfig(max_windows=2))
 
 
 def run_cli(*args, timeout=300):

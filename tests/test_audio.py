@@ -6,7 +6,7 @@ import pytest
 import soundfile as sf
 import soxr
 
-from genrevision.audio import AudioError, audio_info, iter_segments, load_audio, normalise
+from genrevision.audio import AudioError, audio_info, load_audio, normalise
 
 SR = 22050
 
@@ -222,29 +222,6 @@ def test_bytes_input(write_wav):
     assert "<bytes>" in str(ei.value)
     with pytest.raises(AudioError):
         load_audio(b"garbage that is not audio at all" * 10)
-
-
-def test_iter_segments_long_file(write_wav):
-    rng = np.random.default_rng(0)
-    y = (0.1 * rng.standard_normal(70 * SR)).astype(np.float32)
-    path = write_wav("long.wav", y, subtype="PCM_16")
-    segs = list(iter_segments(path, segment_seconds=30.0))
-    assert [s for s, _ in segs] == [0.0, 30.0, 60.0]
-    lengths = [len(seg) for _, seg in segs]
-    assert lengths == [30 * SR, 30 * SR, 10 * SR]
-    for _, seg in segs:
-        assert len(seg) <= 30 * SR
-        assert seg.dtype == np.float32
-        assert np.max(np.abs(seg)) == pytest.approx(1.0, abs=1e-6)
-
-
-def test_iter_segments_skips_silent_stretch(write_wav):
-    rng = np.random.default_rng(1)
-    y = (0.1 * rng.standard_normal(25 * SR)).astype(np.float32)
-    y[10 * SR : 20 * SR] = 0.0
-    path = write_wav("gap.wav", y, subtype="PCM_16")
-    starts = [s for s, _ in iter_segments(path, segment_seconds=10.0)]
-    assert starts == [0.0, 20.0]
 
 
 @pytest.mark.parametrize("name", ["my track 01.wav", "Café déjà vu – Łódź 音楽.wav"])

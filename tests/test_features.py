@@ -10,8 +10,9 @@ import pytest
 import soundfile as sf
 
 from genrevision.backbone import get_backbone
-from genrevision.features import (FeatureSettings, extract_dataset, extract_track, feature_matrix,
-                                  pool_windows, track_images)
+from genrevision.features import (FeatureSettings, Segment, extract_dataset, extract_track, feature_matrix,
+                                  plan_segments, pool_windows, track_images)
+from genrevision.ragged import Ragged
 from genrevision.separation import VIEWS
 from genrevision.spectrogram import SpectrogramConfig
 from genrevision.store import FeatureStore, content_digest
@@ -47,7 +48,9 @@ def bad_files(tmp_path_factory):
 
 def test_extract_track_views_and_shapes(single):
     for p, feats in single.items():
-        assert set(feats) == set(VIEWS) | {"mfcc"}
+        assert set(feats) == set(VIEWS) | {"mfcc", "starts"}
+        # 6 s segments, at most 2 windows spread over the 30 s track: its first and its last
+        np.testing.assert_allclose(feats["starts"], [0.0, 24 + 129 * 512 / SR], atol=1e-4)
         for v in VIEWS:
             assert feats[v].shape == (2, D), (p, v)
             assert feats[v].dtype == np.float32
@@ -62,30 +65,117 @@ def test_extract_track_views_and_shapes(single):
     assert not np.allclose(a, b) and not np.allclose(b, c)
 
 
-def test_extract_track_from_bytes_matches_path(real_paths, single, small_settings, tmp_path):
-    y, _ = sf.read(real_paths[0], frames=int(6 * SR), dtype="int16")
-    path = tmp_path / "excerpt.wav"
-    sf.write(path, y, SR, subtype="PCM_16")
-    from_bytes = extract_track(path.read_bytes(), small_settings, backbone=get_backbone())
-    for v in VIEWS:
-        np.testing.assert_allclose(from_bytes[v], single[real_paths[0]][v], rtol=1e-4, atol=1e-4)
+def test_extract_track_from_bytes_matches_path(real_paths, single, small_settings):
+    with open(real_paths[0], "rb") as f:
+        from_bytes = extract_track(f.read(), small_settings, backbone=get_backbone())
+    for k in (*VIEWS, "starts", "mfcc"):
+        np.testing.assert_allclose(from_bytes[k], single[real_paths[0]][k], rtol=1e-4, atol=1e-4)
+
+
+def test_short_clip_yields_its_real_windows_only(gtzan_root, write_wav):
+    # An 8 s clip has 2 real 3 s windows: neither padded nor repeated to the cap.
+    from conftest import real_excerpt
+
+    settings = FeatureSettings()
+    assert settings.spectrogram.max_windows == 20
+    clip = write_wav("clip.wav", real_excerpt(gtzan_root, "rock/rock.00003.wav", 8.0), subtype="PCM_16")
+    images, base, starts = __import__("genrevision.features", fromlist=["prepare_track"]).prepare_track(
+        str(clip), settings)
+    assert {v: a.shape[0] for v, a in images.items()} == {v: 2 for v in VIEWS}
+    np.testing.assert_allclose(starts, [0.0, 129 * 512 / SR], atol=1e-4)
+    assert not np.allclose(images["original"][0], images["original"][1])
+    assert base.ndim == 1
+    # The same two windows as cutting the first 8 s of the track by hand.
+    y = __import__("genrevision.audio", fromlist=["load_audio"]).load_audio(str(clip))
+    by_hand, _ = track_images(y, settings)
+    np.testing.assert_array_equal(images["harmonic"], by_hand["harmonic"])
+
+
+def test_long_file_contributes_windows_from_start_to_end(gtzan_root, write_wav):
+    # A 3-minute file made of six different tracks: the windows kept for
+    # training come from all of it, its end as well as its start.
+    from conftest import real_excerpt
+
+    parts = ["classical/classical.00000.wav", "metal/metal.00000.wav", "jazz/jazz.00001.wav",
+             "disco/disco.00002.wav", "reggae/reggae.00003.wav", "blues/blues.00004.wav"]
+    y = np.concatenate([real_excerpt(gtzan_root, p, 30.0) for p in parts])
+    path = write_wav("three-minutes.wav", y, subtype="PCM_16")
+    settings = FeatureSettings(spectrogram=SpectrogramConfig(max_windows=6))
+    plan = plan_segments(180.0, settings, max_windows=6)
+    assert [s.start for s in plan] == [0, 30, 60, 90, 120, 150]  # 60 windows, every 12th kept
+    assert sum(len(s.windows) for s in plan) == 6 and plan[-1].to_end
+    images, _, starts = __import__("genrevision.features", fromlist=["prepare_track"]).prepare_track(
+        str(path), settings, baseline=False)
+    assert images["original"].shape[0] == 6 and starts[0] == 0.0 and starts[-1] > 170.0
+    assert np.all(np.diff(starts) > 25)
+    # The last window is the file's last 3 s: the same picture as cutting it from the last 30 s.
+    from genrevision.audio import load_audio
+
+    last, _ = track_images(load_audio(str(path), offset=150.0), settings)
+    np.testing.assert_allclose(images["original"][-1], last["original"][-1], atol=1e-5)
+
+
+def test_decode_segments_of_a_long_file(write_wav):
+    from genrevision.features import decode_segments
+
+    rng = np.random.default_rng(0)
+    path = write_wav("long.wav", (0.1 * rng.standard_normal(70 * SR)).astype(np.float32), subtype="PCM_16")
+    settings = FeatureSettings()
+    segs = list(decode_segments(str(path), settings, plan_segments(70.0, settings)))
+    assert [s.start for s, _ in segs] == [0.0, 30.0, 60.0]
+    assert [len(y) for _, y in segs] == [30 * SR, 30 * SR, 10 * SR]
+    for _, y in segs:  # each segment normalised on its own
+        assert y.dtype == np.float32 and np.max(np.abs(y)) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_decode_segments_skips_a_silent_stretch(write_wav):
+    from genrevision.features import decode_segments
+
+    rng = np.random.default_rng(1)
+    y = (0.1 * rng.standard_normal(25 * SR)).astype(np.float32)
+    y[10 * SR : 20 * SR] = 0.0
+    path = write_wav("gap.wav", y, subtype="PCM_16")
+    settings = FeatureSettings(segment_seconds=10.0)
+    assert [s.start for s, _ in decode_segments(str(path), settings, plan_segments(25.0, settings))] == [0.0, 20.0]
+
+
+def test_plan_segments():
+    s = FeatureSettings()
+    assert plan_segments(30.37, s) == [Segment(0.0, 30.0, None, False)]  # GTZAN: its first 30 s, one segment
+    assert plan_segments(8.0, s) == [Segment(0.0, 8.0, None, True)]
+    # 65 s: two full segments and a 5 s tail (one window); 62 s: the 2 s tail holds no window.
+    assert [(p.start, p.duration, p.to_end) for p in plan_segments(65.0, s)] == [
+        (0.0, 30.0, False), (30.0, 30.0, False), (60.0, 5.0, True)]
+    assert [p.to_end for p in plan_segments(62.0, s)] == [False, False]
+    # At most max_windows windows, spread evenly over the file.
+    plan = plan_segments(300.0, s, max_windows=20)
+    assert sum(len(p.windows) for p in plan) == 20 and plan[0].windows[0] == 0 and plan[-1].windows[-1] == 9
+    # Prediction samples segments instead, keeping all their windows.
+    sampled = plan_segments(300.0, s, max_segments=3)
+    assert [p.start for p in sampled] == [0.0, 120.0, 270.0] and all(p.windows is None for p in sampled)
+    with pytest.raises(ValueError, match="max_windows"):
+        plan_segments(30.0, s, max_windows=0)
+    # The paper's whole-track layout: one image per segment.
+    whole = s.with_(spec_layout="whole", spec_max_windows=1)
+    assert plan_segments(300.0, whole, max_windows=1) == [Segment(0.0, 30.0, (0,), False)]
 
 
 def test_track_images_shapes(real_paths, small_settings):
     from genrevision.audio import load_audio
 
     y = load_audio(real_paths[1], duration=6.0)
-    imgs = track_images(y, small_settings)
+    imgs, starts = track_images(y, small_settings)
     frames = int(round(3.0 * SR / 512))
+    np.testing.assert_allclose(starts, [0.0, frames * 512 / SR], atol=1e-5)
     assert set(imgs) == set(VIEWS)
     for v in VIEWS:
         assert imgs[v].shape == (2, 128, frames)
         assert imgs[v].min() >= -1e-6 and imgs[v].max() <= 1 + 1e-6
-    stacked = track_images(y, small_settings.with_(channels="stacked"))
+    stacked, _ = track_images(y, small_settings.with_(channels="stacked"))
     assert set(stacked) == {"stacked"}
     assert stacked["stacked"].shape == (2, 128, frames, 3)
     np.testing.assert_array_equal(stacked["stacked"][..., 2], imgs["percussive"])
-    whole = track_images(y, small_settings.with_(spec_layout="whole", spec_image_size=(64, 64)))
+    whole, _ = track_images(y, small_settings.with_(spec_layout="whole", spec_image_size=(64, 64)))
     assert whole["original"].shape == (1, 64, 64)
 
 
@@ -120,7 +210,7 @@ def test_extract_dataset_failures_listed_good_files_extracted(store_runs, real_p
 def test_extract_dataset_matches_extract_track(store_runs, single):
     _, _, first, _ = store_runs
     for p, feats in single.items():
-        for k in (*VIEWS, "mfcc"):
+        for k in (*VIEWS, "starts", "mfcc"):
             np.testing.assert_allclose(first.features[p][k], feats[k], rtol=1e-4, atol=1e-4)
 
 
@@ -133,7 +223,9 @@ def test_second_run_is_all_cache(store_runs, real_paths, bad_files):
         for k, arr in first.features[p].items():
             got = second.features[p][k]
             assert got.shape == arr.shape and got.dtype == np.float32
-            np.testing.assert_allclose(got, arr.astype(np.float16).astype(np.float32), rtol=0, atol=0)
+            # Window features are stored as float16, per-track vectors and times exactly.
+            expected = arr.astype(np.float16).astype(np.float32) if arr.ndim == 2 else arr
+            np.testing.assert_allclose(got, expected, rtol=0, atol=0)
             np.testing.assert_allclose(got, arr, rtol=1e-3, atol=1e-4)
 
 
@@ -163,7 +255,7 @@ def test_worker_process_gives_same_features(real_paths, single, small_settings):
     res = extract_dataset(two, small_settings, jobs=1, progress=False)
     assert res.failures == [] and res.computed == 2
     for p in two:
-        for k in (*VIEWS, "mfcc"):
+        for k in (*VIEWS, "starts", "mfcc"):
             np.testing.assert_allclose(res.features[p][k], single[p][k], rtol=1e-4, atol=1e-4)
 
 
@@ -181,9 +273,14 @@ def test_feature_matrix_layout(single):
     assert layout_l == (("percussive", 0, 1280), ("mfcc", 1280, 1280 + m))
     np.testing.assert_allclose(Xl[1, :1280], feats[1]["percussive"][:, -1280:].mean(axis=0), rtol=1e-6)
     np.testing.assert_array_equal(Xl[2, 1280:], feats[2]["mfcc"])
-    Xn, layout_n = feature_matrix(feats, views=("original",), pooling="none")
-    assert Xn.shape == (3, 2 * D) and layout_n == (("original", 0, 2 * D),)
-    np.testing.assert_array_equal(Xn[0, D:], feats[0]["original"][1])
+    # Every window a row of a ragged matrix; per-track vectors repeat on each window.
+    short = dict(feats[1], original=feats[1]["original"][:1])
+    Xw, layout_w = feature_matrix([feats[0], short], views=("original", "mfcc"), pooling="windows")
+    assert isinstance(Xw, Ragged) and len(Xw) == 2 and list(Xw.lengths) == [2, 1]
+    assert layout_w == (("original", 0, D), ("mfcc", D, D + m))
+    np.testing.assert_array_equal(Xw.track(0)[1, :D], feats[0]["original"][1])
+    np.testing.assert_array_equal(Xw.track(0)[:, D:], np.stack([feats[0]["mfcc"]] * 2))
+    np.testing.assert_array_equal(Xw[[1]].data[0, :D], feats[1]["original"][0])
 
 
 def test_pool_windows():
@@ -192,14 +289,13 @@ def test_pool_windows():
     ms = pool_windows(w, "meanstd")
     assert ms.shape == (8,)
     np.testing.assert_allclose(ms[4:], np.full(4, np.std([0, 4, 8])))
-    assert pool_windows(w, "none").shape == (12,)
     with pytest.raises(ValueError):
         pool_windows(w, "max")
 
 
 def test_settings_round_trip(small_settings):
     d = small_settings.to_dict()
-    assert d["spectrogram"]["max_windows"] == 2 and d["excerpt_seconds"] == 6.0
+    assert d["spectrogram"]["max_windows"] == 2 and d["segment_seconds"] == 6.0
     again = FeatureSettings.from_dict(json.loads(json.dumps(d)))
     assert again == small_settings
     assert again.to_dict() == d
@@ -208,12 +304,13 @@ def test_settings_round_trip(small_settings):
     assert other.hpss_kernel == (17, 17) and other.hpss_margin == (2.0, 2.0)
     assert FeatureSettings.from_dict(json.loads(json.dumps(other.to_dict()))) == other
     # a spectrogram given as a dict is accepted
-    assert FeatureSettings(spectrogram=d["spectrogram"]) == small_settings.with_(excerpt_seconds=30.0)
+    assert FeatureSettings(spectrogram=d["spectrogram"]) == small_settings.with_(segment_seconds=30.0)
     # settings that change the numbers change the store key
     assert json.dumps(d, sort_keys=True) != json.dumps(small_settings.with_(spec_n_mels=64).to_dict(), sort_keys=True)
 
 
-@pytest.mark.parametrize("kwargs", [dict(layers="first"), dict(channels="rgb"), dict(excerpt_seconds=0.5)])
+@pytest.mark.parametrize("kwargs", [dict(layers="first"), dict(channels="rgb"), dict(segment_seconds=0.5),
+                                    dict(segment_seconds=2.0)])
 def test_settings_validation(kwargs):
     with pytest.raises(ValueError):
         FeatureSettings(**kwargs)

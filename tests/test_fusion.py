@@ -152,13 +152,17 @@ def test_late_fusion_fit_predict_shapes(weights, rule):
 def test_late_fusion_learns_to_trust_the_informative_view():
     # Harder views than three_views(), so that accuracy, not just log-loss,
     # separates the weightings; a view of pure noise only smooths.
-    noise_weights = []
-    for seed in range(4):
+    # Weights chosen by accuracy on 90 out-of-fold samples are noisy from one
+    # draw to the next (a 1e-4 change of the view likelihoods can swap equally
+    # accurate weightings), so the claim is checked over eight draws.
+    weights = []
+    for seed in range(8):
         X, y, _ = three_views(n_per_class=30, seed=seed, sep=(1.5, 0.7))
-        est = fast_fusion(weights="learned").fit(X, y)
-        assert est.weights_[0] >= 0.5  # the informative original view
-        noise_weights.append(est.weights_[1])
-    assert np.mean(noise_weights) <= 0.2
+        weights.append(fast_fusion(weights="learned").fit(X, y).weights_)
+    w = np.asarray(weights)
+    assert np.mean(w[:, 0]) >= 0.5 and np.median(w[:, 0]) >= 0.5  # the informative original view
+    assert np.mean(w[:, 1]) <= 0.2 and np.median(w[:, 1]) == 0.0  # the noise view
+    est = fast_fusion(weights="learned").fit(X, y)
     assert set(est.oof_probas_) == {"original", "harmonic", "percussive"}
 
 

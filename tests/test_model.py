@@ -20,9 +20,9 @@ SR = 22050
 
 
 def small_recipe(**spec):
-    """The default recipe, classifiers included, on 6 s excerpts with 2 windows (test speed only)."""
+    """The default recipe, classifiers included, training on 2 windows per track (test speed only)."""
     base = get_recipe("default")
-    fs = base.features.with_(excerpt_seconds=6.0, **{f"spec_{k}": v for k, v in dict(max_windows=2, **spec).items()})
+    fs = base.features.with_(**{f"spec_{k}": v for k, v in dict(max_windows=2, **spec).items()})
     return dataclasses.replace(base, features=fs)
 
 
@@ -50,7 +50,7 @@ def model_file(gtzan_root, tmp_path_factory):
 def test_train_save_load_predict_held_out(model_file, gtzan_root):
     model = load_model(model_file)
     assert model.labels == sorted(GENRES)
-    assert model.settings.excerpt_seconds == 6.0 and model.settings.spectrogram.max_windows == 2
+    assert model.settings.segment_seconds == 30.0 and model.settings.spectrogram.max_windows == 2
     for genre, index in (("classical", 6), ("hiphop", 6)):  # tracks 0-3 trained, these held out
         pred = model.predict(genre_paths(gtzan_root, genre)[index])
         assert pred.genre == genre, pred
@@ -77,8 +77,8 @@ def test_meta_is_complete(model_file):
         assert sorted(z.namelist()) == ["classifier.skops", "meta.json", "views.skops"]
         meta = json.loads(z.read("meta.json"))
     assert len(meta["classifier_sha256"]) == 64 and len(meta["view_classifier_sha256"]) == 64
-    assert meta["format"] == "genrevision-model" and meta["format_version"] == 1
-    assert meta["feature_settings"]["excerpt_seconds"] == 6.0
+    assert meta["format"] == "genrevision-model" and meta["format_version"] == 2
+    assert meta["feature_settings"]["segment_seconds"] == 30.0
     assert meta["backbone"]["name"] == "efficientnet_lite2" and len(meta["backbone"]["weights_sha256"]) == 64
     assert meta["labels"] == sorted(GENRES) and meta["n_train"] == 12
     assert set(meta["versions"]) >= {"genrevision", "numpy", "sklearn", "torch"}
@@ -147,6 +147,12 @@ def test_damaged_and_foreign_files_are_refused(model_file, tmp_path):
 
     _refused(_rewrite(model_file, tmp_path / "newer.model", meta_change=newer),
              "model format version 99 is newer than this genrevision supports")
+
+    def older(meta):
+        meta["format_version"] = 1  # fixed-width windows: its heads cannot read today's features
+
+    _refused(_rewrite(model_file, tmp_path / "older.model", meta_change=older),
+             "made by an older genrevision (model format 1", "train it again")
 
     def other_payload(meta):
         meta["classifier_sha256"] = "f" * 64

@@ -54,30 +54,30 @@ def test_frequency_scale_shapes():
     assert lin.shape[0] == int(np.ceil(5000 / (SR / 2048))) + 1
 
 
-def test_window_images_count_and_shape():
+def test_window_images_are_the_real_windows_only():
     img = np.arange(8 * 100, dtype=np.float32).reshape(8, 100)
-    w = window_images(img, frames_per_window=20, hop_frames=20, max_windows=3)
-    assert w.shape == (3, 8, 20)
+    w = window_images(img, frames_per_window=20, hop_frames=20)
+    assert w.shape == (5, 8, 20)
     np.testing.assert_array_equal(w[1], img[:, 20:40])
-    w = window_images(img, frames_per_window=20, hop_frames=10, max_windows=50)
-    assert w.shape == (50, 8, 20)  # 9 distinct windows, repeated cyclically
+    w = window_images(img, frames_per_window=20, hop_frames=10)
+    assert w.shape == (9, 8, 20)  # 9 distinct windows, nothing repeated
+    picked = window_images(img, frames_per_window=20, hop_frames=10, indices=[0, 8])
+    np.testing.assert_array_equal(picked, w[[0, 8]])
 
 
-def test_window_images_cyclic_repeat_for_short_input():
+def test_window_images_short_input_is_neither_padded_nor_repeated():
     img = np.arange(4 * 50, dtype=np.float32).reshape(4, 50)
-    w = window_images(img, frames_per_window=20, hop_frames=20, max_windows=5)
-    assert w.shape == (5, 4, 20)
-    # windows start at 0, 20, then repeat: 0, 20, 0
-    for k, s in enumerate([0, 20, 0, 20, 0]):
+    w = window_images(img, frames_per_window=20, hop_frames=20)
+    assert w.shape == (2, 4, 20)
+    for k, s in enumerate([0, 20]):
         np.testing.assert_array_equal(w[k], img[:, s : s + 20])
 
 
 def test_window_images_shorter_than_one_window_tiles():
     img = np.arange(3 * 7, dtype=np.float32).reshape(3, 7)
-    w = window_images(img, frames_per_window=20, hop_frames=20, max_windows=2)
-    assert w.shape == (2, 3, 20)
+    w = window_images(img, frames_per_window=20, hop_frames=20)
+    assert w.shape == (1, 3, 20)
     np.testing.assert_array_equal(w[0][:, 7:14], img)
-    np.testing.assert_array_equal(w[0], w[1])
 
 
 @pytest.mark.parametrize("kwargs", [

@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import os
 from dataclasses import dataclass
-from typing import Iterator, Union
+from typing import Union
 
 import numpy as np
 import soundfile as sf
@@ -23,7 +23,6 @@ __all__ = [
     "AUDIO_EXTENSIONS",
     "audio_info",
     "load_audio",
-    "iter_segments",
     "normalise",
 ]
 
@@ -188,48 +187,3 @@ def load_audio(
     if np.max(np.abs(y)) < SILENCE_PEAK:
         raise AudioError(source, "silent (peak below -80 dBFS)")
     return normalise(y, method=normalisation)
-
-
-def iter_segments(
-    source: Source,
-    *,
-    segment_seconds: float = 30.0,
-    sr: int = SAMPLE_RATE,
-    normalisation: str = "peak",
-    min_duration: float = 1.0,
-) -> Iterator[tuple[float, np.ndarray]]:
-    """Yield ``(start_seconds, signal)`` for consecutive segments of a long file.
-
-    Only one segment is decoded at a time, so a 10-minute live set or a podcast
-    costs the memory of ``segment_seconds`` of audio. Each segment is
-    normalised on its own (as if it were a track), which is what a classifier
-    trained on 30 s excerpts expects. A trailing piece shorter than
-    ``min_duration`` is dropped unless it is the only one.
-    """
-    if segment_seconds <= 0:
-        raise ValueError(f"segment_seconds must be > 0, got {segment_seconds}")
-    info = audio_info(source)
-    total = info.duration
-    if total < min_duration:
-        raise AudioError(source, f"too short ({total:.2f} s; at least {min_duration:g} s needed)")
-    start = 0.0
-    yielded = 0
-    while start < total:
-        remaining = total - start
-        if remaining < min_duration and yielded:
-            break
-        try:
-            y = load_audio(
-                source, sr=sr, normalisation=normalisation, offset=start,
-                duration=min(segment_seconds, remaining), min_duration=min(min_duration, remaining),
-            )
-        except AudioError as err:
-            # A silent stretch inside a long file is not an error of the file.
-            if "silent" not in err.reason:
-                raise
-        else:
-            yielded += 1
-            yield start, y
-        start += segment_seconds
-    if not yielded:
-        raise AudioError(source, "silent (peak below -80 dBFS)")

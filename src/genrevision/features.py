@@ -7,9 +7,19 @@ spectrograms in worker processes while the CNN batches images of several
 tracks in the main process, with an on-disk :class:`~genrevision.store.FeatureStore`
 so nothing is computed twice and an interrupted run resumes.
 
+Windows are the unit, tracks are groups of windows. A file is read in
+segments of ``segment_seconds`` (30 s), each normalised on its own as a
+track would be (a trailing piece too short for a window is left out, so
+GTZAN's 30.01-30.37 s tracks are one segment); each segment is cut
+into its real windows (3 s by default: an 8 s clip has 2, a 30 s track 10),
+never padded or repeated. For a long file at most ``max_windows`` windows are
+kept, spread evenly from its start to its end, and only the segments holding
+them are decoded (see :func:`plan_segments`).
+
 Arrays of one track: one per view, ``(n_windows, D)`` CNN features of each
-window image (``n_windows = 1`` for the paper's whole-track image), and
-``"mfcc"``, the engineered baseline vector.
+window image (one image per segment for the paper's whole-track layout),
+``"starts"``, the start of each window in seconds, and ``"mfcc"``, the
+engineered baseline vector.
 """
 from __future__ import annotations
 
@@ -22,23 +32,26 @@ from multiprocessing import get_context
 
 import numpy as np
 
-from .audio import SAMPLE_RATE, AudioError, load_audio, normalise
+from .audio import SAMPLE_RATE, AudioError, audio_info, load_audio
 from .separation import VIEWS, separate
 from .spectrogram import SpectrogramConfig, frequency_scale, log_image, resize, to_png, window_images
 
 __all__ = [
     "FeatureSettings",
+    "Segment",
+    "plan_segments",
+    "decode_segments",
     "view_images",
     "track_images",
     "images_to_features",
     "extract_signal",
     "extract_track",
+    "prepare_track",
     "extract_dataset",
     "ExtractionResult",
     "pool_windows",
     "feature_matrix",
 ]
-
 
 @dataclass(frozen=True)
 class FeatureSettings:
@@ -47,12 +60,14 @@ class FeatureSettings:
     Parameters
     ----------
     sr, normalisation : audio decoding (see :func:`genrevision.audio.load_audio`)
-    excerpt_seconds : float or None
-        Only this many seconds from the start of each file (GTZAN tracks are
-        30 s); None = the whole file. Prediction on long files uses segments.
+    segment_seconds : float or None
+        Audio is read in segments of this length, each normalised on its own
+        and cut into windows (see :func:`plan_segments`). None reads every
+        file in one piece (memory then grows with the file). Prediction
+        classifies segments of this length.
     n_fft, hop_length : STFT shared by HPSS and the images.
     hpss_kernel, hpss_margin : (harmonic, percussive) median filter lengths and margins.
-    spectrogram : SpectrogramConfig
+    spectrogram : SpectrogramConfig (window length, the ``max_windows`` cap per track, ...)
     backbone : registry name (see :mod:`genrevision.backbone`)
     layers : {"last", "all", "all+max"} penultimate layer only, or every stage
         pooled by its spatial mean (and maximum), see :func:`genrevision.backbone.pool_stages`.
@@ -63,7 +78,7 @@ class FeatureSettings:
 
     sr: int = SAMPLE_RATE
     normalisation: str = "peak"
-    excerpt_seconds: float | None = 30.0
+    segment_seconds: float | None = 30.0
     n_fft: int = 2048
     hop_length: int = 512
     hpss_kernel: tuple[int, int] = (31, 31)
@@ -78,16 +93,33 @@ class FeatureSettings:
             raise ValueError(f"layers must be 'last', 'all' or 'all+max', got {self.layers!r}")
         if self.channels not in ("views", "stacked"):
             raise ValueError(f"channels must be 'views' or 'stacked', got {self.channels!r}")
-        if self.excerpt_seconds is not None and self.excerpt_seconds < 1:
-            raise ValueError(f"excerpt_seconds must be >= 1 s or None, got {self.excerpt_seconds}")
-        object.__setattr__(self, "hpss_kernel", tuple(int(k) for k in np.broadcast_to(self.hpss_kernel, 2)))
-        object.__setattr__(self, "hpss_margin", tuple(float(m) for m in np.broadcast_to(self.hpss_margin, 2)))
         if isinstance(self.spectrogram, dict):
             object.__setattr__(self, "spectrogram", SpectrogramConfig(**_tuples(self.spectrogram)))
+        shortest = max(1.0, self.spectrogram.window_seconds if self.spectrogram.layout == "windows" else 1.0)
+        if self.segment_seconds is not None and not self.segment_seconds >= shortest:
+            raise ValueError(f"segment_seconds must be None or at least {shortest:g} s (one window), "
+                             f"got {self.segment_seconds}")
+        object.__setattr__(self, "hpss_kernel", tuple(int(k) for k in np.broadcast_to(self.hpss_kernel, 2)))
+        object.__setattr__(self, "hpss_margin", tuple(float(m) for m in np.broadcast_to(self.hpss_margin, 2)))
 
     @property
     def view_names(self) -> tuple[str, ...]:
         return ("stacked",) if self.channels == "stacked" else VIEWS
+
+    @property
+    def window_frames(self) -> tuple[int, int]:
+        """(frames per window, hop in frames) of the windows layout."""
+        cfg = self.spectrogram
+        return (max(1, int(round(cfg.window_seconds * self.sr / self.hop_length))),
+                max(1, int(round(cfg.window_hop_seconds * self.sr / self.hop_length))))
+
+    def n_windows(self, seconds: float) -> int:
+        """Real windows in a piece of audio this long (at least 1; 1 for the whole layout)."""
+        if self.spectrogram.layout == "whole":
+            return 1
+        frames = 1 + int(round(seconds * self.sr)) // self.hop_length
+        per, hop = self.window_frames
+        return 1 if frames < per else (frames - per) // hop + 1
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -111,6 +143,109 @@ def _tuples(d: dict) -> dict:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
 
 
+# ----------------------------------------------------------------------------- where the windows are
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A stretch of a file read and normalised as one piece.
+
+    Attributes
+    ----------
+    start, duration : float, seconds
+    windows : tuple of int or None
+        Indices of the windows kept among the segment's real windows (None = all).
+    to_end : bool
+        The segment ends where the file ends: it is read to the end (a
+        header's length can be off by a few samples).
+    """
+
+    start: float
+    duration: float
+    windows: tuple[int, ...] | None = None
+    to_end: bool = False
+
+
+def plan_segments(duration: float, settings: FeatureSettings, *, max_windows: int | None = None,
+                  max_segments: int | None = None) -> list[Segment]:
+    """Which segments of a file to read, and which of their windows to keep.
+
+    Parameters
+    ----------
+    duration : float
+        Length of the file in seconds (from its header).
+    settings : FeatureSettings
+    max_windows : int, optional
+        Keep at most this many windows, spread evenly over the file (windows
+        of all its segments in time order, then every k-th); segments holding
+        none of them are not read. None keeps every window.
+    max_segments : int, optional
+        Read at most this many segments, spread evenly from the first to the
+        last (prediction on long files). None reads all.
+
+    Returns
+    -------
+    list of Segment, in time order.
+    """
+    if not duration > 0:
+        raise ValueError(f"duration must be > 0 s, got {duration}")
+    for name, v in (("max_windows", max_windows), ("max_segments", max_segments)):
+        if v is not None and (isinstance(v, bool) or int(v) != v or v < 1):
+            raise ValueError(f"{name} must be None or an integer >= 1, got {v!r}")
+    seg = settings.segment_seconds
+    if seg is None or duration <= seg:
+        pieces = [(0.0, float(duration))]
+    else:
+        pieces = [(float(s), float(min(seg, duration - s))) for s in np.arange(0.0, duration, seg)]
+        # A trailing piece too short for one window (half a segment for the
+        # whole-track layout) adds nothing a model could read.
+        shortest = seg / 2 if settings.spectrogram.layout == "whole" else settings.spectrogram.window_seconds
+        pieces = pieces[:1] + [p for p in pieces[1:] if p[1] >= shortest]
+    end = pieces[-1][0] + pieces[-1][1] >= duration - 1e-6  # the last kept piece reaches the end
+    if max_segments is not None and len(pieces) > max_segments:
+        pieces = [pieces[i] for i in np.round(np.linspace(0, len(pieces) - 1, int(max_segments))).astype(int)]
+    last = len(pieces) - 1 if end else -1
+    counts = [settings.n_windows(d) for _, d in pieces]
+    if max_windows is None or sum(counts) <= max_windows:
+        return [Segment(s, d, None, i == last) for i, (s, d) in enumerate(pieces)]
+    chosen = np.round(np.linspace(0, sum(counts) - 1, int(max_windows))).astype(int)
+    bounds = np.concatenate([[0], np.cumsum(counts)])
+    out = []
+    for i, ((s, d), lo, hi) in enumerate(zip(pieces, bounds[:-1], bounds[1:])):
+        local = chosen[(chosen >= lo) & (chosen < hi)] - lo
+        if local.size:
+            out.append(Segment(s, d, tuple(int(k) for k in local), i == last))
+    return out
+
+
+def decode_segments(source, settings: FeatureSettings, segments: list[Segment]):
+    """Yield ``(segment, signal)`` for each planned segment, one decoded at a time.
+
+    A file read as one segment raises :class:`~genrevision.audio.AudioError`
+    as :func:`~genrevision.audio.load_audio` does. In a file of several, a
+    silent or unreadably short segment is skipped; if nothing is left the
+    first error is raised.
+    """
+    if len(segments) == 1 and segments[0].start == 0 and segments[0].to_end:
+        yield segments[0], load_audio(source, sr=settings.sr, normalisation=settings.normalisation)
+        return
+    first_error, yielded = None, 0
+    for seg in segments:
+        try:
+            y = load_audio(source, sr=settings.sr, normalisation=settings.normalisation, offset=seg.start,
+                           duration=None if seg.to_end else seg.duration,
+                           min_duration=min(1.0, seg.duration) if len(segments) > 1 else 1.0)
+        except AudioError as err:
+            if not ("silent" in err.reason or "too short" in err.reason):
+                raise
+            first_error = first_error or err
+            continue
+        yielded += 1
+        yield seg, y
+    if not yielded:
+        raise first_error or AudioError(source, "silent (peak below -80 dBFS)")
+
+
 # ----------------------------------------------------------------------------- one track
 
 
@@ -123,30 +258,45 @@ def view_images(y: np.ndarray, settings: FeatureSettings) -> dict[str, np.ndarra
             for v, S in mags.items()}
 
 
-def track_images(y: np.ndarray, settings: FeatureSettings) -> dict[str, np.ndarray]:
-    """The images the CNN sees, per view (or one ``"stacked"`` RGB set).
+def track_images(y: np.ndarray, settings: FeatureSettings, *, windows=None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The images the CNN sees for one decoded segment, per view (or one ``"stacked"`` RGB set).
+
+    Parameters
+    ----------
+    y : mono float32 signal at ``settings.sr`` (one segment)
+    settings : FeatureSettings
+    windows : sequence of int, optional
+        Keep only these of the segment's real windows (indices past the end
+        of a segment shorter than its header said are dropped).
 
     Returns
     -------
-    dict view → float32 array (n_images, H, W) or, stacked, (n_images, H, W, 3)
+    images : dict view → float32 array (n_images, H, W) or, stacked, (n_images, H, W, 3)
+    starts : (n_images,) float32, start of each image in seconds from the segment's start
     """
     cfg = settings.spectrogram
     full = view_images(y, settings)
-    out = {}
-    for view, img in full.items():
-        if cfg.layout == "whole":
-            size = cfg.image_size or (256, 256)  # the paper's square picture of the whole track
-            out[view] = resize(img, size)[None]
-        else:
-            frames = max(1, int(round(cfg.window_seconds * settings.sr / settings.hop_length)))
-            hop = max(1, int(round(cfg.window_hop_seconds * settings.sr / settings.hop_length)))
-            wins = window_images(img, frames_per_window=frames, hop_frames=hop, max_windows=cfg.max_windows)
+    if cfg.layout == "whole":
+        size = cfg.image_size or (256, 256)  # the paper's square picture of the whole segment
+        out = {view: resize(img, size)[None] for view, img in full.items()}
+        starts = np.zeros(1, np.float32)
+    else:
+        per, hop = settings.window_frames
+        n_frames = next(iter(full.values())).shape[1]
+        available = 1 if n_frames < per else (n_frames - per) // hop + 1
+        idx = np.arange(available)
+        if windows is not None:
+            idx = np.asarray([i for i in windows if i < available] or [available - 1])
+        out = {}
+        for view, img in full.items():
+            wins = window_images(img, frames_per_window=per, hop_frames=hop, indices=idx)
             if cfg.image_size:
                 wins = np.stack([resize(w, cfg.image_size) for w in wins])
             out[view] = wins
+        starts = (idx * hop * settings.hop_length / settings.sr).astype(np.float32)
     if settings.channels == "stacked":
-        return {"stacked": np.stack([out[v] for v in VIEWS], axis=-1)}
-    return out
+        return {"stacked": np.stack([out[v] for v in VIEWS], axis=-1)}, starts
+    return out, starts
 
 
 def images_to_features(images: dict[str, np.ndarray], settings: FeatureSettings, *, backbone=None) -> dict[str, np.ndarray]:
@@ -174,28 +324,39 @@ def _fit_input(imgs: np.ndarray, settings: FeatureSettings, bb) -> np.ndarray:
 def _baseline(y: np.ndarray, sr: int) -> np.ndarray:
     from .baseline import mfcc_features
 
-    return mfcc_features(y, sr=sr)
+    return mfcc_features(y, sr=sr).astype(np.float32)
 
 
-def _decode(source, settings: FeatureSettings) -> np.ndarray:
-    # One decode for the worker path and the single-track path: training and prediction must match.
-    return load_audio(source, sr=settings.sr, normalisation=settings.normalisation, duration=settings.excerpt_seconds)
-
-
-def prepare_track(source, settings: FeatureSettings, *, save_images: str | None = None):
+def prepare_track(source, settings: FeatureSettings, *, save_images: str | None = None, baseline: bool = True):
     """Decode and make images (the CPU-only half of :func:`extract_track`).
 
-    Returns (images dict, baseline vector). Runs in worker processes; needs no CNN.
+    Reads the segments :func:`plan_segments` chooses for the file's length
+    (at most ``settings.spectrogram.max_windows`` windows, spread over the
+    whole file). Runs in worker processes; needs no CNN.
+
+    Returns
+    -------
+    images : dict view → (n_windows, ...) images of every kept window, in time order
+    baseline : MFCC baseline vector of the decoded audio, or None when ``baseline=False``
+    starts : (n_windows,) float32, window starts in seconds from the start of the file
     """
-    y = _decode(source, settings)
-    images = track_images(y, settings)
-    if save_images:
-        save_view_pngs(y, settings, save_images, _stem(source))
-    return images, _baseline(y, settings.sr)
+    plan = plan_segments(audio_info(source).duration, settings, max_windows=settings.spectrogram.max_windows)
+    parts, starts, audio = [], [], []
+    for seg, y in decode_segments(source, settings, plan):
+        imgs, s = track_images(y, settings, windows=seg.windows)
+        parts.append(imgs)
+        starts.append(seg.start + s)
+        if baseline:
+            audio.append(y)
+        if save_images and len(parts) == 1:  # the first segment's three spectrograms
+            save_view_pngs(y, settings, save_images, _stem(source))
+    images = {v: np.concatenate([p[v] for p in parts]) for v in parts[0]}
+    base = _baseline(np.concatenate(audio), settings.sr) if baseline else None
+    return images, base, np.concatenate(starts).astype(np.float32)
 
 
 def save_view_pngs(y: np.ndarray, settings: FeatureSettings, folder: str, stem: str) -> list[str]:
-    """Write the three full-length spectrograms of a track as PNGs (the paper's Fig. 2–4)."""
+    """Write the three full-length spectrograms of a signal as PNGs (the paper's Fig. 2–4)."""
     os.makedirs(folder, exist_ok=True)
     written = []
     for view, img in view_images(y, settings).items():
@@ -209,24 +370,29 @@ def _stem(source) -> str:
     return "track" if isinstance(source, (bytes, bytearray)) else os.path.splitext(os.path.basename(os.fspath(source)))[0]
 
 
-def extract_signal(y: np.ndarray, settings: FeatureSettings | None = None, *, backbone=None) -> dict[str, np.ndarray]:
-    """Features of a decoded signal (mono float32 at ``settings.sr``).
-
-    The signal is cut to ``settings.excerpt_seconds`` and normalised as a
-    decoded file would be, so a segment of a long file is treated exactly
-    like a training track. Same output as :func:`extract_track`.
-    """
-    settings = settings or FeatureSettings()
-    if settings.excerpt_seconds is not None:
-        n = int(round(settings.excerpt_seconds * settings.sr))
-        if y.size > n:
-            y = normalise(y[:n], method=settings.normalisation)
-    feats = images_to_features(track_images(y, settings), settings, backbone=backbone)
-    feats["mfcc"] = _baseline(y, settings.sr).astype(np.float32)
+def _with_features(images, starts, base, settings, backbone) -> dict[str, np.ndarray]:
+    feats = images_to_features(images, settings, backbone=backbone)
+    feats["starts"] = np.asarray(starts, np.float32)
+    if base is not None:
+        feats["mfcc"] = base
     return feats
 
 
-def extract_track(source, settings: FeatureSettings | None = None, *, backbone=None) -> dict[str, np.ndarray]:
+def extract_signal(y: np.ndarray, settings: FeatureSettings | None = None, *, backbone=None,
+                   baseline: bool = True) -> dict[str, np.ndarray]:
+    """Features of one decoded segment (mono float32 at ``settings.sr``), every real window.
+
+    What prediction runs on each segment of a file. ``"starts"`` are
+    relative to the signal's start; ``baseline=False`` skips the MFCC
+    baseline (a model does not use it).
+    """
+    settings = settings or FeatureSettings()
+    images, starts = track_images(y, settings)
+    return _with_features(images, starts, _baseline(y, settings.sr) if baseline else None, settings, backbone)
+
+
+def extract_track(source, settings: FeatureSettings | None = None, *, backbone=None,
+                  baseline: bool = True) -> dict[str, np.ndarray]:
     """Features of one track: a pure function of (audio, settings).
 
     Parameters
@@ -235,13 +401,17 @@ def extract_track(source, settings: FeatureSettings | None = None, *, backbone=N
     settings : FeatureSettings, default ``FeatureSettings()``
     backbone : Backbone, optional
         An already loaded network (else the process-wide cached one).
+    baseline : bool
+        Also compute the MFCC baseline vector.
 
     Returns
     -------
-    dict: view name → (n_windows, D) float32, and ``"mfcc"`` → (d,) float32.
+    dict: view name → (n_windows, D) float32, ``"starts"`` → (n_windows,)
+    window starts in seconds, and ``"mfcc"`` → (d,) float32.
     """
     settings = settings or FeatureSettings()
-    return extract_signal(_decode(source, settings), settings, backbone=backbone)
+    images, base, starts = prepare_track(source, settings, baseline=baseline)
+    return _with_features(images, starts, base, settings, backbone)
 
 
 # ----------------------------------------------------------------------------- datasets
@@ -264,8 +434,7 @@ def _failure_reason(path: str, err: BaseException) -> str:
 
 
 def _prepare_job(path: str, settings_dict: dict, save_images: str | None):
-    settings = _settings_from_dict(settings_dict)
-    return prepare_track(path, settings, save_images=save_images)
+    return prepare_track(path, _settings_from_dict(settings_dict), save_images=save_images)
 
 
 _SETTINGS_CACHE: dict = {}
@@ -354,26 +523,27 @@ def extract_dataset(
 
     bar = tqdm(total=len(paths), initial=len(paths) - len(todo), desc="extract", unit="track",
                disable=not progress, file=sys.stderr, dynamic_ncols=True)
-    pending: list[tuple[str, dict, np.ndarray]] = []
+    pending: list[tuple[str, dict, np.ndarray, np.ndarray]] = []
 
     def flush():
         if not pending:
             return
         merged, index = {}, []
-        for p, imgs, _ in pending:
+        for p, imgs, _, _ in pending:
             for v, arr in imgs.items():
                 index.append((p, v, len(arr)))
                 merged.setdefault("all", []).append(arr)
         # One forward pass over the images of several tracks (fuller batches).
         feats = _batched_features(merged["all"], settings, backbone)
         pos = 0
-        per_track: dict[str, dict] = {p: {} for p, _, _ in pending}
+        per_track: dict[str, dict] = {p: {} for p, _, _, _ in pending}
         for p, v, n in index:
             per_track[p][v] = feats[pos : pos + n]
             pos += n
-        for p, _, base in pending:
+        for p, _, base, starts in pending:
             arrays = per_track[p]
-            arrays["mfcc"] = base.astype(np.float32)
+            arrays["starts"] = starts
+            arrays["mfcc"] = base
             if store is not None:
                 store.put(digests[p], arrays)
             result.features[p] = arrays
@@ -381,9 +551,10 @@ def extract_dataset(
             bar.update(1)
         pending.clear()
 
-    def accept(p, imgs, base):
-        pending.append((p, imgs, base))
-        if sum(len(a) for _, i, _ in pending for a in i.values()) >= batch_images:
+    def accept(p, prepared):
+        imgs, base, starts = prepared
+        pending.append((p, imgs, base, starts))
+        if sum(len(a) for _, i, _, _ in pending for a in i.values()) >= batch_images:
             flush()
 
     def fail(p, err):
@@ -394,11 +565,11 @@ def extract_dataset(
     if n_jobs <= 0 or len(todo) <= 1:
         for p in todo:
             try:
-                imgs, base = prepare_track(p, settings, save_images=save_images)
+                prepared = prepare_track(p, settings, save_images=save_images)
             except Exception as err:  # noqa: BLE001 - one bad file must not stop the batch
                 fail(p, err)
                 continue
-            accept(p, imgs, base)
+            accept(p, prepared)
     else:
         # spawn: workers must not inherit the parent's torch/OpenMP thread state.
         with ProcessPoolExecutor(max_workers=n_jobs, mp_context=get_context("spawn"),
@@ -414,11 +585,11 @@ def extract_dataset(
                 for fut in done:
                     p = running.pop(fut)
                     try:
-                        imgs, base = fut.result()
+                        prepared = fut.result()
                     except Exception as err:  # noqa: BLE001
                         fail(p, err)
                         continue
-                    accept(p, imgs, base)
+                    accept(p, prepared)
     flush()
     bar.close()
     return result
@@ -449,16 +620,13 @@ def pool_windows(windows: np.ndarray, how: str = "meanstd") -> np.ndarray:
     """Pool window features (n_windows, D) into one track vector.
 
     ``"mean"`` → (D,); ``"meanstd"`` → (2D,) mean then standard deviation
-    (how the features vary along the track); ``"none"`` → the windows
-    flattened (n_windows·D,), for window-level classifiers.
+    (how the features vary along the track).
     """
     if how == "mean":
         return windows.mean(axis=0)
     if how == "meanstd":
         return np.concatenate([windows.mean(axis=0), windows.std(axis=0)])
-    if how == "none":
-        return windows.reshape(-1)
-    raise ValueError(f"pooling must be 'mean', 'meanstd' or 'none', got {how!r}")
+    raise ValueError(f"pooling must be 'mean', 'meanstd' or 'windows', got {how!r}")
 
 
 def feature_matrix(
@@ -467,24 +635,54 @@ def feature_matrix(
     views: tuple[str, ...] = VIEWS,
     pooling: str = "meanstd",
     columns: slice | np.ndarray | None = None,
-) -> tuple[np.ndarray, tuple[tuple[str, int, int], ...]]:
-    """Stack per-track features into X (n_tracks, sum of view widths) and its view layout.
+):
+    """Stack per-track features into X and its view layout.
 
-    ``columns`` picks a subset of each window's feature columns (e.g. the
-    penultimate layer only) before pooling. The layout is the ``views``
-    parameter of :class:`genrevision.fusion.LateFusionClassifier`:
-    ``((name, start, stop), ...)``.
+    Parameters
+    ----------
+    features : list of per-track dicts (see :func:`extract_track`)
+    views : names of the arrays to put side by side, in column order
+    pooling : {"mean", "meanstd", "windows"}
+        ``"mean"``/``"meanstd"``: one row per track (see :func:`pool_windows`),
+        X is an ndarray (n_tracks, sum of view widths). ``"windows"``: every
+        window is a row and X is a :class:`~genrevision.ragged.Ragged` matrix
+        (tracks keep their own window counts; a per-track vector such as
+        ``"mfcc"`` is repeated on each of the track's windows).
+    columns : slice or index array, optional
+        Subset of each window's feature columns (e.g. the penultimate layer
+        only), applied to 2-D arrays before pooling.
+
+    Returns
+    -------
+    X, layout : the layout is the ``views`` parameter of
+        :class:`genrevision.fusion.LateFusionClassifier`: ``((name, start, stop), ...)``.
     """
-    blocks, layout, start = [], [], 0
-    for v in views:
+    if pooling not in ("mean", "meanstd", "windows"):
+        raise ValueError(f"pooling must be 'mean', 'meanstd' or 'windows', got {pooling!r}")
+    if not features:
+        raise ValueError("feature_matrix needs at least one track")
+
+    def block(f, v):
+        arr = f[v]
+        if arr.ndim == 2 and columns is not None:
+            arr = arr[:, columns]
+        return arr
+
+    if pooling == "windows":
+        from .ragged import Ragged
+
         rows = []
         for f in features:
-            arr = f[v]
-            if arr.ndim == 2 and columns is not None:
-                arr = arr[:, columns]
-            rows.append(pool_windows(arr, pooling) if arr.ndim == 2 else arr)
-        block = np.stack(rows).astype(np.float32)
-        blocks.append(block)
-        layout.append((v, start, start + block.shape[1]))
-        start += block.shape[1]
-    return np.concatenate(blocks, axis=1), tuple(layout)
+            blocks = [block(f, v) for v in views]
+            n = max(b.shape[0] for b in blocks if b.ndim == 2)
+            rows.append(np.concatenate([b if b.ndim == 2 else np.broadcast_to(b, (n, b.size)) for b in blocks],
+                                       axis=1).astype(np.float32, copy=False))
+        widths = [block(features[0], v).shape[-1] for v in views]
+        X = Ragged.from_list(rows)
+    else:
+        per_view = [np.stack([pool_windows(b, pooling) if b.ndim == 2 else b for b in (block(f, v) for f in features)])
+                    .astype(np.float32) for v in views]
+        widths = [b.shape[1] for b in per_view]
+        X = np.concatenate(per_view, axis=1)
+    stops = np.cumsum(widths)
+    return X, tuple((v, int(e - w), int(e)) for v, w, e in zip(views, widths, stops))

@@ -22,10 +22,10 @@ from itertools import combinations
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import cross_val_predict
 from sklearn.utils.validation import check_array, check_is_fitted, check_X_y
 
 from .classifiers import ViewSVM, accepts_groups, make_inner_cv
+from .ragged import Ragged
 
 __all__ = [
     "PAPER_WEIGHTS",
@@ -226,6 +226,27 @@ def learn_weights(probas, y, *, step=0.1, rule="sum", classes=None, floor=1e-12)
     return tuple(float(v) for v in best_w)
 
 
+def _out_of_fold_probas(base, X, y, groups, splits, *, n_jobs=None):
+    """Likelihoods of every training sample from a clone fitted on the other inner folds."""
+    def one(train, test):
+        est = clone(base)
+        est.fit(X[train], y[train], **({} if groups is None else {"groups": groups[train]}))
+        return test, est.predict_proba(X[test]), est.classes_
+
+    if n_jobs in (None, 1):
+        parts = [one(tr, te) for tr, te in splits]
+    else:
+        from joblib import Parallel, delayed
+
+        parts = Parallel(n_jobs=n_jobs)(delayed(one)(tr, te) for tr, te in splits)
+    classes = np.unique(y)
+    out = np.zeros((len(y), classes.size))
+    for test, proba, est_classes in parts:
+        # A class missing from an inner training fold gets likelihood 0 there.
+        out[np.ix_(test, np.searchsorted(classes, est_classes))] = proba
+    return out
+
+
 class LateFusionClassifier(ClassifierMixin, BaseEstimator):
     """One classifier per view, fused class likelihoods.
 
@@ -372,7 +393,7 @@ class LateFusionClassifier(ClassifierMixin, BaseEstimator):
             or self.inner_cv < 2
         ):
             raise ValueError(f"inner_cv must be an integer >= 2; got {self.inner_cv!r}.")
-        X, y = check_X_y(X, y, dtype=np.float64)
+        X, y = self._check_fit_data(X, y)
         self.n_features_in_ = X.shape[1]
         self.classes_ = np.unique(y)
         if self.classes_.size < 2:
@@ -402,15 +423,8 @@ class LateFusionClassifier(ClassifierMixin, BaseEstimator):
                 y, groups, n_splits=self.inner_cv, random_state=self.random_state
             )
             self.oof_probas_ = {
-                name: cross_val_predict(
-                    clone(base),
-                    X[:, start:stop],
-                    y,
-                    cv=splits,
-                    method="predict_proba",
-                    params=fit_params or None,
-                    n_jobs=self.n_jobs,
-                )
+                name: _out_of_fold_probas(base, X[:, start:stop], y, groups if fit_params else None,
+                                          splits, n_jobs=self.n_jobs)
                 for name, start, stop in views
             }
         self._fit_fusion(y, fixed)
@@ -464,9 +478,19 @@ class LateFusionClassifier(ClassifierMixin, BaseEstimator):
 
     # -- prediction --------------------------------------------------------
 
+    @staticmethod
+    def _check_fit_data(X, y):
+        if isinstance(X, Ragged):  # windows of each track; y is per track
+            y = np.asarray(y)
+            if y.shape != (len(X),):
+                raise ValueError(f"y must hold one label per track ({len(X)}); got shape {y.shape}.")
+            return X, y
+        return check_X_y(X, y, dtype=np.float64)
+
     def _check_X(self, X):
         check_is_fitted(self)
-        X = check_array(X, dtype=np.float64)
+        if not isinstance(X, Ragged):
+            X = check_array(X, dtype=np.float64)
         if X.shape[1] != self.n_features_in_:
             raise ValueError(
                 f"X has {X.shape[1]} features, but LateFusionClassifier was fitted "

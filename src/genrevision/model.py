@@ -42,27 +42,23 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .audio import AudioError, audio_info, iter_segments
+from .audio import AudioError, audio_info
 
 __all__ = [
     "ModelError",
     "GenreModel",
     "Prediction",
     "train_model",
+    "fit_recipe",
     "load_model",
     "ALLOWED_TYPES",
     "FORMAT_VERSION",
-    "SEGMENT_SECONDS",
 ]
 
 #: Name written in meta.json; a zip without it is not a genrevision model.
 FORMAT_NAME = "genrevision-model"
-#: Bumped when the file layout changes incompatibly.
-FORMAT_VERSION = 1
-#: Long files are classified in segments of this length.
-SEGMENT_SECONDS = 30.0
-#: Files up to this long are one piece (GTZAN's "30 s" tracks are 30.01 s).
-SINGLE_PIECE_SECONDS = 36.0
+#: Bumped when the file layout changes incompatibly (2: windows of any count per track).
+FORMAT_VERSION = 2
 #: The paper's fusion weights (``weights="paper"``); views not named get 0.
 PAPER_FUSION = {"original": 0.5, "harmonic": 0.1, "percussive": 0.4}
 
@@ -71,7 +67,6 @@ PAPER_FUSION = {"original": 0.5, "harmonic": 0.1, "percussive": 0.4}
 #: (LinearHead and ViewSVM heads, learned and fixed fusion). Nothing else loads.
 ALLOWED_TYPES = [
     "genrevision.classifiers.LinearHead",
-    "genrevision.classifiers.RowSpan",
     "genrevision.classifiers.ViewSVM",
     "genrevision.classifiers.WindowedClassifier",
     "genrevision.fusion.LateFusionClassifier",
@@ -107,8 +102,8 @@ class Prediction:
     genre : str  top class of the fused probabilities
     probabilities : dict label → float (sums to 1), fused over the views
     views : dict view → that view's own top guess
-    segments : list of (start_s, end_s, genre, probabilities), one per 30 s
-        segment of a long file (empty for a file of one piece unless
+    segments : list of (start_s, end_s, genre, probabilities), one per
+        segment read (30 s by default; empty for a file of one piece unless
         ``timeline=True`` was asked)
     duration : float, seconds
     """
@@ -293,11 +288,8 @@ class GenreModel:
         if X.shape[1] != n_in:
             raise ValueError(f"features have {X.shape[1]} columns, the classifier expects {n_in}")
         fused = self.classifier.predict_proba(X)[0]
-        if self.view_classifier is None:
-            per_view = self.classifier.predict_proba_views(X)
-        else:
-            Xv, _ = self.recipe.matrix([feats], views=tuple(self.view_classifier.view_names_))
-            per_view = self.view_classifier.predict_proba_views(Xv)
+        # The per-view heads of a joined recipe read the same columns, split by view.
+        per_view = (self.view_classifier or self.classifier).predict_proba_views(X)
         return fused, {v: p[0] for v, p in per_view.items()}
 
     def _as_dict(self, p: np.ndarray) -> dict:
@@ -308,55 +300,55 @@ class GenreModel:
     def _top(self, p) -> str:
         return str(self.classifier.classes_[int(np.argmax(p))])
 
-    def predict(self, path, *, timeline: bool = False) -> Prediction:
+    def predict(self, path, *, timeline: bool = False, segments: int | None = None) -> Prediction:
         """Genre of one audio file.
 
-        Files up to ~36 s are one piece, read exactly as training tracks were.
-        Longer files are cut into 30 s segments (decoded one at a time: memory
-        stays bounded); each is classified, and the file's probabilities are
-        the mean of the segments' (weighted by segment length).
+        The file is read in the model's segments (``settings.segment_seconds``,
+        30 s by default; a file up to 1.2× that long is one piece, read exactly
+        as training tracks were), one decoded at a time so memory stays
+        bounded; each segment is classified from all its windows, and the
+        file's probabilities are the mean of the segments' (weighted by
+        segment length).
+
+        Parameters
+        ----------
+        path : str or path-like
+        timeline : bool
+            Also report a file of one piece as one segment.
+        segments : int, optional
+            Classify at most this many segments, spread evenly from the first
+            to the last (a fast look at a long file); None reads them all.
 
         Raises :class:`~genrevision.audio.AudioError` (one line naming the
         file) for input that is not usable audio.
         """
-        from .features import extract_signal, extract_track
+        from .features import decode_segments, extract_signal, plan_segments
 
         path_s = os.fspath(path)
-        info = audio_info(path_s)
-        duration = float(info.duration)
+        duration = float(audio_info(path_s).duration)
         settings = self.settings
+        plan = plan_segments(duration, settings, max_segments=segments)
         bb = self._backbone()
-        segments = []
-        if duration <= SINGLE_PIECE_SECONDS:
-            feats = extract_track(path_s, settings, backbone=bb)
-            fused, per_view = self._probas(feats)
-            if timeline:
-                segments.append((0.0, round(duration, 3), self._top(fused), self._as_dict(fused)))
-        else:
-            total = None
-            view_sums: dict[str, np.ndarray] = {}
-            weight_sum = 0.0
-            for start, y in iter_segments(path_s, segment_seconds=SEGMENT_SECONDS, sr=settings.sr,
-                                          normalisation=settings.normalisation):
-                seg_len = y.size / settings.sr
-                f, v = self._probas(extract_signal(y, settings, backbone=bb))
-                segments.append((float(start), round(float(start) + seg_len, 3), self._top(f), self._as_dict(f)))
-                total = f * seg_len if total is None else total + f * seg_len
-                for name, p in v.items():
-                    view_sums[name] = view_sums.get(name, 0.0) + p * seg_len
-                weight_sum += seg_len
-            fused = total / weight_sum
-            per_view = {k: s / weight_sum for k, s in view_sums.items()}
+        found, total, view_sums, weight_sum = [], 0.0, {}, 0.0
+        for seg, y in decode_segments(path_s, settings, plan):
+            seg_len = y.size / settings.sr
+            f, v = self._probas(extract_signal(y, settings, backbone=bb, baseline=False))
+            found.append((float(seg.start), round(float(seg.start) + seg_len, 3), self._top(f), self._as_dict(f)))
+            total = total + f * seg_len
+            for name, p in v.items():
+                view_sums[name] = view_sums.get(name, 0.0) + p * seg_len
+            weight_sum += seg_len
+        fused = total / weight_sum
         return Prediction(
             path=path_s,
             genre=self._top(fused),
             probabilities=self._as_dict(fused),
-            views={v: self._top(p) for v, p in per_view.items()},
-            segments=segments,
+            views={k: self._top(p / weight_sum) for k, p in view_sums.items()},
+            segments=found if (timeline or len(plan) > 1) else [],
             duration=round(duration, 3),
         )
 
-    def predict_many(self, paths, *, progress: bool = True, timeline: bool = False):
+    def predict_many(self, paths, *, progress: bool = True, timeline: bool = False, segments: int | None = None):
         """Predict every file; returns (list of Prediction, [(path, reason)] failures)."""
         from tqdm.auto import tqdm
 
@@ -364,7 +356,7 @@ class GenreModel:
         for p in tqdm(list(paths), desc="predict", unit="file", disable=not progress,
                       file=sys.stderr, dynamic_ncols=True):
             try:
-                preds.append(self.predict(p, timeline=timeline))
+                preds.append(self.predict(p, timeline=timeline, segments=segments))
             except AudioError as err:
                 failures.append((os.fspath(p), err.reason))
             except Exception as err:  # noqa: BLE001 - one bad file must not stop the batch
@@ -434,24 +426,80 @@ def train_model(data, *, recipe="default", weights=None, cache=_DEFAULT_CACHE, j
     if small:
         raise ValueError(f"{name}: every genre needs at least 2 usable tracks; too few for {', '.join(small)}")
     feats = [res.features[ds.paths[i]] for i in keep]
-    X, views = rec.matrix(feats)
     if isinstance(weights, str) and weights == "paper":
-        weights = {v: w for v, w in PAPER_FUSION.items() if v in {n for n, _, _ in views}}
+        weights = {v: w for v, w in PAPER_FUSION.items() if v in rec.view_names()}
     groups = getattr(ds, "groups", None)
     groups = None if groups is None else np.asarray(groups)[keep]
-    clf = _fit(rec.classifier(views, weights=weights), X, labels, groups)
-    view_clf = None
-    single = tuple(dict.fromkeys(part for name, _, _ in views if "+" in name for part in name.split("+")))
-    if single:
-        # The recipe joins views into one classifier (it predicts better); one
-        # head per view, on the same tracks, tells the user what each view says.
-        Xv, view_layout = rec.matrix(feats, views=single)
-        view_clf = _fit(rec.classifier(view_layout, weights="uniform"), Xv, labels, groups)
+    clf, view_clf, views = fit_recipe(rec, feats, labels, groups=groups, weights=weights, progress=progress)
     return GenreModel(
         recipe=rec, classifier=clf, labels=list(clf.classes_), views=views,
         backbone_sha256=get_backbone(settings.backbone).weights_sha256,
         n_train=len(keep), failures=failures, view_classifier=view_clf,
     )
+
+
+def fit_recipe(recipe, features: list[dict], labels, *, groups=None, weights=None, progress: bool = True):
+    """Fit a recipe's classifier on per-track features (the fitting half of :func:`train_model`).
+
+    Parameters
+    ----------
+    recipe : Recipe
+    features : list of per-track feature dicts (see :func:`genrevision.features.extract_track`)
+    labels : array-like, one per track
+    groups : array-like, optional
+        Group per track (artist, album): kept together by the inner cross-validation.
+    weights : None, tuple or dict
+        Fusion weights (None = the recipe's).
+    progress : bool
+        Progress bar on stderr, one step per classifier fitted.
+
+    Returns
+    -------
+    (classifier, view_classifier or None, view layout)
+        For recipes that join the views into one classifier, ``view_classifier``
+        holds one head per view on the same columns (C fixed to the joined
+        head's choice), which only reports each view's own guess.
+    """
+    import dataclasses
+
+    from tqdm.auto import tqdm
+
+    labels = np.asarray(labels)
+    X, views = recipe.matrix(features)
+    view_layout = _split_joined(views)
+    steps = 1 + (view_layout != views)
+    with tqdm(total=steps, desc="fit", unit="step", disable=not progress, file=sys.stderr,
+              dynamic_ncols=True) as bar:
+        rows = X.data.shape[0] if hasattr(X, "data") else len(X)
+        bar.set_postfix_str(f"classifier: {len(X)} tracks, {rows} rows x {X.shape[1]} features")
+        clf = _fit(recipe.classifier(views, weights=weights), X, labels, groups)
+        bar.update()
+        view_clf = None
+        if view_layout != views:
+            # One head per view on the same columns tells the user what each view says; its C is
+            # the joined head's (no second inner search: these heads only report).
+            chosen = _chosen_C(clf)
+            per_view = dataclasses.replace(recipe, C=chosen) if chosen else recipe
+            bar.set_postfix_str(f"per-view heads: {', '.join(n for n, _, _ in view_layout)}")
+            view_clf = _fit(per_view.classifier(view_layout, weights="uniform"), X, labels, groups)
+            bar.update()
+    return clf, view_clf, views
+
+
+def _chosen_C(clf):
+    head = clf.estimators_[0]
+    head = getattr(head, "estimator_", head)
+    return getattr(head, "best_params_", {}).get("C")
+
+
+def _split_joined(views) -> tuple:
+    """The layout with every joined view ("a+b+c", equal widths side by side) split into its parts."""
+    out = []
+    for name, start, stop in views:
+        parts = name.split("+")
+        width = (stop - start) // len(parts)
+        out += [(p, start + k * width, start + (k + 1) * width) for k, p in enumerate(parts)]
+    return tuple(out)
 
 
 def _fit(est, X, y, groups):
@@ -506,6 +554,9 @@ def load_model(path, *, check_backbone: bool = True) -> GenreModel:
     if version > FORMAT_VERSION:
         raise ModelError(path_s, f"model format version {version} is newer than this genrevision supports "
                                  f"({FORMAT_VERSION}); upgrade genrevision")
+    if version < FORMAT_VERSION:
+        raise ModelError(path_s, f"made by an older genrevision (model format {version}, this one reads "
+                                 f"{FORMAT_VERSION}); train it again with this version")
     if "classifier.skops" not in payloads:
         raise ModelError(path_s, "damaged (no classifier.skops)")
     for member, key in _SHA_KEY.items():

@@ -28,8 +28,9 @@ class Recipe:
     features : FeatureSettings
     pooling : {"mean", "meanstd", "windows"}
         How window features become a track row: pooled statistics, or every
-        window kept (the head then learns from windows and averages per track,
-        see :class:`~genrevision.classifiers.WindowedClassifier`).
+        window kept as a row of a :class:`~genrevision.ragged.Ragged` matrix
+        (the head then learns from windows and averages per track, see
+        :class:`~genrevision.classifiers.WindowedClassifier`).
     layers : {"last", "mean", "max", "meanmax"}
         Columns of the stored features the classifiers use: the penultimate
         layer only, or every stage by its spatial mean / maximum / both, plus
@@ -96,36 +97,29 @@ class Recipe:
         return views + ("mfcc",) if self.hybrid_mfcc else views
 
     def matrix(self, features: list[dict], *, views: tuple[str, ...] | None = None):
-        """X (n_tracks, n_columns) and its view layout, from per-track feature dicts."""
+        """X and its view layout from per-track feature dicts.
+
+        X is an ndarray (n_tracks, n_columns) for pooled recipes and a
+        :class:`~genrevision.ragged.Ragged` matrix of windows for
+        ``pooling="windows"``. A joined view ("original+harmonic+percussive")
+        puts the views' window features side by side, window by window.
+        """
         views = views or self.view_names()
         cols = self.columns()
-        joined = [v for v in views if "+" in v]
-        if joined:
-            # Early fusion: the views' window features side by side, window by window.
-            features = [dict(f, **{v: np.concatenate([_cols(f[p], cols) for p in v.split("+")], axis=1)
-                                   for v in joined}) for f in features]
-        pooling = "none" if self.pooling == "windows" else self.pooling
-        if joined and cols is not None:
-            # Columns already chosen for the joined view; choose for the others only.
-            blocks = [feature_matrix(features, views=(v,), pooling=pooling, columns=None if v in joined else cols)
-                      for v in views]
-            X = np.concatenate([b[0] for b in blocks], axis=1)
-            layout, start = [], 0
-            for (_, ((name, a, b),)) in blocks:
-                layout.append((name, start, start + b - a))
-                start += b - a
-            return X, tuple(layout)
-        return feature_matrix(features, views=views, pooling=pooling, columns=cols)
 
-    @property
-    def n_windows(self) -> int:
-        return self.features.spectrogram.max_windows if self.features.spectrogram.layout == "windows" else 1
+        def view_array(f, v):
+            if "+" in v:
+                return np.concatenate([_cols(f[p], cols) for p in v.split("+")], axis=1)
+            return _cols(f[v], cols) if f[v].ndim == 2 else f[v]
 
-    def make_head(self, kind: str | None = None, *, view: str | None = None):
+        prepared = [{v: view_array(f, v) for v in views} for f in features]
+        return feature_matrix(prepared, views=views, pooling=self.pooling)
+
+    def make_head(self, kind: str | None = None):
         """A fresh per-view classifier: ``"svm"``, ``"linear"`` or ``"softmax"`` (fine-tuning).
 
         With ``pooling="windows"`` the head is wrapped to learn from windows
-        (the MFCC view is one vector per track and is not wrapped).
+        (a per-track vector such as the MFCC view is repeated on each window).
         """
         from .classifiers import LinearHead, SoftmaxHead, ViewSVM, WindowedClassifier
 
@@ -138,8 +132,8 @@ class Recipe:
             head = SoftmaxHead()
         else:
             raise ValueError(f"head must be 'svm', 'linear' or 'softmax', got {kind!r}")
-        if self.pooling == "windows" and view != "mfcc":
-            head = WindowedClassifier(head, n_windows=self.n_windows, aggregate="logmean")
+        if self.pooling == "windows":
+            head = WindowedClassifier(head, aggregate="logmean")
         return head
 
     def classifier(self, views, *, head: str | None = None, weights=None):

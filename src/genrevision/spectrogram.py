@@ -40,8 +40,11 @@ class SpectrogramConfig:
     window_seconds, window_hop_seconds : float
         Window length and hop along time for ``layout="windows"``.
     max_windows : int
-        Windows per track excerpt: a 30 s track gives 10 windows of 3 s; the
-        count is fixed so tracks can be stacked as rows of one matrix.
+        Most windows (``layout="windows"``) or segment images
+        (``layout="whole"``) kept per track when a dataset is extracted,
+        spread evenly over the whole file: a 30 s track gives its 10 windows
+        of 3 s, an 8 s clip its 2, a 4-minute song 20 windows from start to
+        end. Prediction is not capped (it reads the segments it is asked for).
     image_size : (height, width) or None
         Resize every image to this size; None keeps the native resolution
         (for windows: ``n_mels`` × frames per window).
@@ -54,7 +57,7 @@ class SpectrogramConfig:
     layout: str = "windows"
     window_seconds: float = 3.0
     window_hop_seconds: float = 3.0
-    max_windows: int = 10
+    max_windows: int = 20
     image_size: tuple[int, int] | None = None
 
     def __post_init__(self):
@@ -129,22 +132,24 @@ def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return out[0, 0].numpy()
 
 
-def window_images(image: np.ndarray, *, frames_per_window: int, hop_frames: int, max_windows: int) -> np.ndarray:
-    """Cut a (height, n_frames) image into ``max_windows`` windows along time.
+def window_images(image: np.ndarray, *, frames_per_window: int, hop_frames: int, indices=None) -> np.ndarray:
+    """Cut a (height, n_frames) image into windows along time.
 
-    Returns an array (max_windows, height, frames_per_window). A track shorter
-    than ``max_windows`` windows repeats its windows cyclically (so every
-    track has the same count and the pooled statistics are not diluted by
-    padding); a longer one keeps the first ``max_windows``.
+    Returns an array (n_windows, height, frames_per_window) of the real
+    windows only (no padding, no repetition), or of the windows at
+    ``indices`` among them. An image shorter than one window (a clip of a
+    second or two) is tiled along time into one window.
     """
+    if frames_per_window < 1 or hop_frames < 1:
+        raise ValueError(f"frames_per_window and hop_frames must be >= 1, got {frames_per_window}, {hop_frames}")
     h, n = image.shape
     if n < frames_per_window:
-        # Too short for one window: tile it along time (only very short clips).
         reps = int(np.ceil(frames_per_window / max(n, 1)))
         image = np.tile(image, (1, reps))[:, :frames_per_window]
         n = frames_per_window
-    starts = np.arange(0, n - frames_per_window + 1, hop_frames)[:max_windows]
-    starts = np.resize(starts, max_windows)  # cyclic repeat when there are fewer
+    starts = np.arange(0, n - frames_per_window + 1, hop_frames)
+    if indices is not None:
+        starts = starts[np.asarray(indices, dtype=np.int64)]
     return np.stack([image[:, s : s + frames_per_window] for s in starts])
 
 

@@ -93,8 +93,9 @@ class FeatureStore:
             return None
 
     def put(self, digest: str, arrays: dict[str, np.ndarray]) -> None:
-        """Store arrays atomically; float arrays are kept as float16 (features need no more)."""
-        packed = {k: (v.astype(np.float16) if np.asarray(v).dtype.kind == "f" else np.asarray(v))
+        """Store arrays atomically; window features (2-D float) are kept as float16
+        (they need no more), per-track vectors and window times exactly."""
+        packed = {k: (v.astype(np.float16) if np.asarray(v).dtype.kind == "f" and np.ndim(v) == 2 else np.asarray(v))
                   for k, v in arrays.items()}
         _atomic_write(self._file(digest), lambda f: np.savez(f, **packed))
 
