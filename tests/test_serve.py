@@ -22,7 +22,7 @@ from serve_util import multipart, open_upload, read_response, uvicorn_thread  # 
 from test_model import GENRES, SR, genre_paths  # noqa: E402
 
 from genrevision import load_model  # noqa: E402
-from genrevision.serve import create_app, spectrogram_pngs  # noqa: E402
+from genrevision.serve import IMAGE_MAX_SIZE, create_app, spectrogram_pngs  # noqa: E402
 
 VIEWS = ["original", "harmonic", "percussive"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -102,6 +102,9 @@ def test_predict_shared_track(client, model, gtzan_root, upload_dir):
     assert seg["start"] == 0.0 and seg["genre"] == "classical" and seg["images"] == p["images"]
     # The three spectrograms, fetched by URL: PNGs as tall as the model's mel bands; the model reads
     # the first 6 s of a file (excerpt_seconds), and that is what is drawn (6 s = 259 frames).
+    s = model.settings
+    span = getattr(s, "excerpt_seconds", None) or p["duration"]
+    width = min(IMAGE_MAX_SIZE[1], 1 + int(round(span * s.sr)) // s.hop_length)
     assert list(p["images"]) == VIEWS
     pngs = {}
     for view, url in p["images"].items():
@@ -109,7 +112,7 @@ def test_predict_shared_track(client, model, gtzan_root, upload_dir):
         img = client.get(url)
         assert img.status_code == 200 and img.headers["content-type"] == "image/png"
         pngs[view] = img.content
-        assert png_size(img.content) == (259, model.settings.spectrogram.n_mels)
+        assert png_size(img.content) == (width, s.spectrogram.n_mels)
     assert len(set(pngs.values())) == 3  # three different pictures
     assert list(upload_dir.iterdir()) == []  # the upload is gone once answered
 
@@ -124,7 +127,9 @@ def test_images_are_the_library_spectrograms(client, model, gtzan_root):
     assert r.status_code == 200, r.text
     (p,) = r.json()["predictions"]
     s = model.settings
-    expected = spectrogram_pngs(load_audio(path, sr=s.sr, normalisation=s.normalisation, duration=s.excerpt_seconds), s)
+    # What the model reads of a short file: its excerpt (the whole file when it has none).
+    excerpt = getattr(s, "excerpt_seconds", None)
+    expected = spectrogram_pngs(load_audio(path, sr=s.sr, normalisation=s.normalisation, duration=excerpt), s)
     for view in VIEWS:
         prefix, _, b64 = p["images"][view].partition(",")
         assert prefix == "data:image/png;base64"
@@ -154,7 +159,7 @@ def test_model_info(client, model):
     assert info["labels"] == sorted(GENRES) and info["n_train"] == 12
     assert info["recipe"]["name"] == "default" and info["recipe"]["description"]
     assert info["backbone"] == model.backbone_name == "efficientnet_lite2"
-    assert info["views"] == VIEWS and info["settings"]["excerpt_seconds"] == 6.0
+    assert info["views"] == VIEWS and info["settings"] == model.settings.to_dict()
     assert info["limits"] == {"max_upload_mb": 100.0, "max_duration_s": 1200.0, "workers": 2, "max_queue": 8,
                               "audio_extensions": [".wav", ".au", ".flac", ".ogg", ".mp3", ".aiff", ".aif"]}
 

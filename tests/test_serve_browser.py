@@ -2,11 +2,12 @@
 driven by Playwright, real GTZAN tracks uploaded through the page's file input.
 
 Needs /usr/bin/chromium (`make chromium` installs it; Playwright's own browser download is not used).
-The screenshot goes to $GENREVISION_ARTIFACTS/serve-page.png (else the test's tmp folder); with
+The screenshot goes to $GENREVISION_ARTIFACTS/serve.png (else the test's tmp folder); with
 $GENREVISION_SERVE_MODEL set, the server uses that model file instead of the small test model.
 """
 from __future__ import annotations
 
+import base64
 import os
 import re
 import subprocess
@@ -135,12 +136,26 @@ def test_page_in_headless_chromium(server, gtzan_root, tmp_path, artifacts):
             page.wait_for_function("() => [...document.querySelectorAll('#spectrograms img')]"
                                    ".every(i => i.complete && i.naturalWidth > 0)")
             assert spectrograms_loaded(page)
-            shot = artifacts / "serve-page.png"
+            shot = artifacts / "serve.png"
             page.screenshot(path=str(shot), full_page=True)
             assert shot.stat().st_size > 20_000
             print(f"screenshot: {shot}")
 
             assert problems == [], problems
+
+            # Drag and drop: a file dropped on the box joins the queue like a picked one.
+            y = sf.read(genre_paths(gtzan_root, "hiphop")[6], frames=8 * SR, dtype="float32")[0]
+            sf.write(tmp_path / "dropped.wav", y, SR)
+            data = base64.b64encode((tmp_path / "dropped.wav").read_bytes()).decode()
+            page.evaluate("""(b64) => {
+                const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
+                const dt = new DataTransfer();
+                dt.items.add(new File([bytes], "dropped hiphop.wav", {type: "audio/wav"}));
+                document.querySelector("#drop").dispatchEvent(new DragEvent("drop", {dataTransfer: dt, bubbles: true}));
+            }""", data)
+            expect(page.locator("#queue li.done")).to_have_count(3, timeout=60_000)
+            expect(page.locator("#result-file")).to_contain_text("dropped hiphop.wav")
+            expect(page.locator("#genre")).to_have_text("hiphop")
 
             # A bad file: one line in the page, the queue goes on.
             page.set_input_files("#file-input", files=[{"name": "notes.txt", "mimeType": "text/plain",

@@ -552,7 +552,6 @@ def create_app(model, *, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, max_durat
         description="Music genre from spectrogram images seen by an ImageNet CNN. Upload audio to "
                     "`/api/predict`; the page at `/` does it for you.",
         docs_url=None, redoc_url=None, lifespan=lifespan,
-        responses={},
     )
     app.state.service = service
 
