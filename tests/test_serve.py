@@ -352,3 +352,14 @@ def test_cli_serve(model_file, tmp_path):
     assert proc.returncode == 0
     for opt in ("--model", "--host", "--port", "--max-upload-mb", "--workers", "--max-queue"):
         assert opt in proc.stdout
+
+
+def test_segment_that_starts_silent_is_answered_without_images(client, gtzan_root):
+    """A long file whose second segment opens with more silence than the model reads of it."""
+    music = sf.read(track(gtzan_root, "metal", 5), frames=30 * SR, dtype="float32")[0]
+    y = np.concatenate([music, np.zeros(10 * SR, np.float32), music[: 20 * SR]])
+    r = post(client, "gap.wav", wav_bytes(y))
+    assert r.status_code == 200, r.text
+    (p,) = r.json()["predictions"]
+    assert [s["start"] for s in p["segments"]] == [0.0, 30.0]
+    assert list(p["segments"][0]["images"]) == VIEWS and p["segments"][1]["images"] == {}

@@ -321,9 +321,8 @@ class GenreService:
         else:
             token = self.images.put(pngs)
             urls = {k: f"/api/images/{token}/{k[0]}/{k[1]}.png" for k in pngs}
-        views = [v for (i, v) in pngs if i == 0]
         segs = [{"start": float(s), "end": float(e), "genre": str(g), "probabilities": dict(p),
-                 "images": {v: urls[(i, v)] for v in views}} for i, (s, e, g, p) in enumerate(segments)]
+                 "images": {v: u for (j, v), u in urls.items() if j == i}} for i, (s, e, g, p) in enumerate(segments)]
         d = pred.to_dict()
         d.update(path=name, segments=segs, images=segs[0]["images"])
         return {"model": self.model_name, "labels": list(self.model.labels), "predictions": [d], "failures": []}
@@ -337,8 +336,13 @@ class GenreService:
             span = float(end) - float(start)
             if cap:
                 span = min(span, float(cap))
-            y = load_audio(path, sr=settings.sr, normalisation=settings.normalisation, offset=float(start),
-                           duration=span, min_duration=min(1.0, span))
+            try:
+                y = load_audio(path, sr=settings.sr, normalisation=settings.normalisation, offset=float(start),
+                               duration=span, min_duration=min(1.0, span))
+            except AudioError as err:
+                if "silent" in err.reason:
+                    continue  # a segment that starts with silence: nothing to draw, the answer stands
+                raise
             for view, png in spectrogram_pngs(y, settings).items():
                 out[(i, view)] = png
         return out

@@ -201,6 +201,7 @@ function showSegment(p, i) {
   for (const img of document.querySelectorAll("#spectrograms img")) {
     const src = s.images[img.dataset.view];
     if (src) img.src = src;
+    else img.removeAttribute("src");
     img.dataset.segment = String(i);
   }
   $("#span").textContent = p.segments.length > 1
