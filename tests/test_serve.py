@@ -105,6 +105,7 @@ def test_predict_shared_track(client, model, gtzan_root, upload_dir):
     s = model.settings
     span = getattr(s, "excerpt_seconds", None) or p["duration"]
     width = min(IMAGE_MAX_SIZE[1], 1 + int(round(span * s.sr)) // s.hop_length)
+    assert seg["images_span"] == [0.0, pytest.approx(min(span, p["duration"]), abs=1e-3)]
     assert list(p["images"]) == VIEWS
     pngs = {}
     for view, url in p["images"].items():
@@ -147,6 +148,7 @@ def test_timeline_of_a_long_file(client, gtzan_root):
     first = {v: client.get(u).content for v, u in p["segments"][0]["images"].items()}
     second = {v: client.get(u).content for v, u in p["segments"][1]["images"].items()}
     assert p["images"] == p["segments"][0]["images"]
+    assert [s["images_span"][0] for s in p["segments"]] == [0.0, 30.0]
     for v in VIEWS:
         assert first[v].startswith(PNG_MAGIC) and second[v].startswith(PNG_MAGIC) and first[v] != second[v]
     assert client.get(p["images"]["original"].replace("/0/", "/7/")).status_code == 404
@@ -363,3 +365,4 @@ def test_segment_that_starts_silent_is_answered_without_images(client, gtzan_roo
     (p,) = r.json()["predictions"]
     assert [s["start"] for s in p["segments"]] == [0.0, 30.0]
     assert list(p["segments"][0]["images"]) == VIEWS and p["segments"][1]["images"] == {}
+    assert p["segments"][1]["images_span"] is None

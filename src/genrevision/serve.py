@@ -107,6 +107,8 @@ class SegmentOut(BaseModel):
     probabilities: dict[str, float]
     images: dict[str, str] = Field(
         description="view → PNG of what the network saw in this segment (URL, or data URL with inline_images)")
+    images_span: list[float] | None = Field(
+        default=None, description="[start, end] seconds drawn: the part of the segment the model reads")
 
 
 class PredictionOut(BaseModel):
@@ -307,7 +309,7 @@ class GenreService:
                     pred = self.model.predict(path, timeline=True)
                     self._warm.set()
             segments = list(pred.segments) or [(0.0, pred.duration, pred.genre, pred.probabilities)]
-            pngs = self._segment_images(path, segments)
+            pngs, spans = self._segment_images(path, segments)
         except AudioError as err:
             raise _audio_http_error(name, err) from None
         except HTTPException:
@@ -322,16 +324,18 @@ class GenreService:
             token = self.images.put(pngs)
             urls = {k: f"/api/images/{token}/{k[0]}/{k[1]}.png" for k in pngs}
         segs = [{"start": float(s), "end": float(e), "genre": str(g), "probabilities": dict(p),
-                 "images": {v: u for (j, v), u in urls.items() if j == i}} for i, (s, e, g, p) in enumerate(segments)]
+                 "images": {v: u for (j, v), u in urls.items() if j == i}, "images_span": spans.get(i)}
+                for i, (s, e, g, p) in enumerate(segments)]
         d = pred.to_dict()
         d.update(path=name, segments=segs, images=segs[0]["images"])
         return {"model": self.model_name, "labels": list(self.model.labels), "predictions": [d], "failures": []}
 
-    def _segment_images(self, path: str, segments) -> dict:
+    def _segment_images(self, path: str, segments) -> tuple[dict, dict]:
+        """({(segment, view): png}, {segment: (start, end) drawn})."""
         settings = self.model.settings
         # Files of one piece are read only up to the model's excerpt (when it has one): show that.
         cap = getattr(settings, "excerpt_seconds", None)
-        out = {}
+        out, spans = {}, {}
         for i, (start, end, _, _) in enumerate(segments):
             span = float(end) - float(start)
             if cap:
@@ -345,7 +349,8 @@ class GenreService:
                 raise
             for view, png in spectrogram_pngs(y, settings).items():
                 out[(i, view)] = png
-        return out
+            spans[i] = [float(start), round(float(start) + y.size / settings.sr, 3)]
+        return out, spans
 
     def model_info(self) -> dict:
         m = self.model

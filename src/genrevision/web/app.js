@@ -204,9 +204,11 @@ function showSegment(p, i) {
     else img.removeAttribute("src");
     img.dataset.segment = String(i);
   }
+  // The span drawn: what the model reads of the segment (a short file may be read only in part).
+  const drawn = s.images_span ? `${mmss(s.images_span[0])}–${mmss(s.images_span[1])}` : "nothing to draw (silent)";
   $("#span").textContent = p.segments.length > 1
-    ? `(${mmss(s.start)}–${mmss(s.end)}: ${s.genre}, ${Math.round(100 * s.probabilities[s.genre])} %)`
-    : `(${mmss(s.start)}–${mmss(s.end)})`;
+    ? `(${drawn} · segment ${mmss(s.start)}–${mmss(s.end)}: ${s.genre}, ${Math.round(100 * s.probabilities[s.genre])} %)`
+    : `(${drawn})`;
 }
 
 // ---------------------------------------------------------------- wiring
