@@ -39,7 +39,8 @@ def server(model_file, tmp_path_factory):
     log_path = tmp_path_factory.mktemp("server") / "server.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "genrevision.cli", "serve", "--model", model,
-                                 "--host", "127.0.0.1", "--port", str(port)], stdout=log, stderr=subprocess.STDOUT)
+                                 "--host", "127.0.0.1", "--port", str(port), "--max-upload-mb", "8"],
+                                stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 180
@@ -164,6 +165,11 @@ def test_page_in_headless_chromium(server, gtzan_root, tmp_path, artifacts):
                                                         timeout=60_000)
             expect(page.locator("#queue li.failed")).to_have_count(1)
             assert "\n" not in page.locator("#error").inner_text()
+            # Too large for this server (--max-upload-mb 8): said before sending a byte.
+            page.set_input_files("#file-input", files=[{"name": "huge.wav", "mimeType": "audio/wav",
+                                                         "buffer": b"\0" * (9 * 2**20)}])
+            expect(page.locator("#error")).to_have_text("huge.wav: too large (9.0 MB; this server takes at most 8 MB)")
+            expect(page.locator("#queue li.failed")).to_have_count(2)
             # The browser logs the refused upload itself, nothing else.
             assert [p for p in problems if "status of 415" not in p] == [], problems
 
@@ -177,4 +183,6 @@ def test_page_in_headless_chromium(server, gtzan_root, tmp_path, artifacts):
     outside = [u for u in requests if not (u.startswith(server + "/") or u.startswith(("data:", "blob:")))]
     assert outside == [], outside
     assert any(u.startswith(server + "/api/images/") for u in requests)
+    # Four uploads went out (two picked, one dropped, the text file); the too large one did not.
+    assert sum(u == server + "/api/predict" for u in requests) == 4
     assert any("/docs-static/swagger-ui-bundle.js" in u for u in requests)

@@ -4,7 +4,7 @@
 
 const PALETTE = ["#6a3fb5", "#d9480f", "#1971c2", "#2f9e44", "#c2255c", "#e67700", "#0c8599",
                  "#5c940d", "#862e9c", "#495057", "#a61e4d", "#364fc7"];
-const state = { labels: [], queue: [], busy: false, shown: null };
+const state = { labels: [], limits: null, queue: [], busy: false, shown: null };
 const $ = (sel) => document.querySelector(sel);
 
 function el(tag, cls, text) {
@@ -41,6 +41,7 @@ async function loadModel() {
     const m = await r.json();
     if (!r.ok) throw new Error(m.detail || r.statusText);
     state.labels = m.labels;
+    state.limits = m.limits;
     $("#model-info").textContent = `${m.recipe.name} recipe on ${m.backbone}, trained on ${m.n_train} tracks · ` +
       `genres: ${m.labels.join(", ")}`;
     $("#limits").textContent = `${m.limits.audio_extensions.join(", ")} · up to ${m.limits.max_upload_mb} MB, ` +
@@ -99,6 +100,16 @@ function pump() {
 
 function upload(item) {
   return new Promise((resolve, reject) => {
+    // Said here: the server cuts a too large upload off, and a browser may report only a reset connection.
+    const maxMb = state.limits ? state.limits.max_upload_mb : Infinity;
+    if (item.file.size > maxMb * 1048576) {
+      reject(new Error(`too large (${(item.file.size / 1048576).toFixed(1)} MB; this server takes at most ${maxMb} MB)`));
+      return;
+    }
+    if (item.file.size === 0) {
+      reject(new Error("empty file (0 bytes)"));
+      return;
+    }
     const xhr = new XMLHttpRequest();
     const fill = item.bar.firstChild;
     xhr.open("POST", "/api/predict");
