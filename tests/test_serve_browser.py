@@ -132,7 +132,7 @@ def test_page_in_headless_chromium(server, gtzan_root, tmp_path, artifacts):
             expect(buttons.nth(1)).to_have_text("metal")
             buttons.nth(1).click()
             expect(buttons.nth(1)).to_have_class(re.compile("selected"))
-            expect(page.locator("#span")).to_contain_text("segment 0:30–1:00: metal")
+            expect(page.locator("#span")).to_contain_text("0:30–1:00: metal")
             expect(imgs.nth(0)).to_have_attribute("src", re.compile(r"/api/images/[\w-]+/1/original\.png$"))
             page.wait_for_function("() => [...document.querySelectorAll('#spectrograms img')]"
                                    ".every(i => i.complete && i.naturalWidth > 0)")

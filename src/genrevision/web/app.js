@@ -216,10 +216,12 @@ function showSegment(p, i) {
     img.dataset.segment = String(i);
   }
   // The span drawn: what the model reads of the segment (a short file may be read only in part).
+  const seg = `${mmss(s.start)}–${mmss(s.end)}`;
   const drawn = s.images_span ? `${mmss(s.images_span[0])}–${mmss(s.images_span[1])}` : "nothing to draw (silent)";
+  const where = drawn === seg ? seg : `${drawn} of ${seg}`;
   $("#span").textContent = p.segments.length > 1
-    ? `(${drawn} · segment ${mmss(s.start)}–${mmss(s.end)}: ${s.genre}, ${Math.round(100 * s.probabilities[s.genre])} %)`
-    : `(${drawn})`;
+    ? `(${where}: ${s.genre}, ${Math.round(100 * s.probabilities[s.genre])} %)`
+    : `(${where})`;
 }
 
 // ---------------------------------------------------------------- wiring
