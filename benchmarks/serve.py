@@ -68,14 +68,16 @@ def main(argv=None):
 
     from genrevision import load_model
 
+    tracks = sorted(glob.glob(os.path.join(args.data, "*", "*.wav")))
+    if not tracks:
+        raise SystemExit(f"{args.data}: no GTZAN tracks (*/*.wav) found; give --data")
+    model = load_model(args.model)  # here too: predict alone, for comparison
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
     server = subprocess.Popen([sys.executable, "-m", "genrevision.cli", "serve", "--model", args.model,
                                "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    model = load_model(args.model)  # here too: predict alone, for comparison
-    tracks = sorted(glob.glob(os.path.join(args.data, "*", "*.wav")))
     rows = []
     try:
         t = time.perf_counter()

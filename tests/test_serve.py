@@ -289,9 +289,14 @@ def test_full_queue_answers_503(model, gtzan_root, tmp_path):
             data = wav_bytes(y)
             sock.sendall(head + data[:1000])  # the first request holds the only place, mid-upload
             deadline = time.monotonic() + 20
-            while app.state.service.in_flight == 0:
+            while not list(tmp_path.glob("*/*")):
                 assert time.monotonic() < deadline
                 time.sleep(0.01)
+            assert app.state.service.in_flight == 1
+            # Mid-upload: a private folder (0700) holding the file under a generated name, not "slow.wav".
+            (folder,) = tmp_path.iterdir()
+            assert folder.name.startswith("genrevision-upload-") and folder.stat().st_mode & 0o777 == 0o700
+            assert [f.name for f in folder.iterdir()] == ["upload.wav"]
             r = httpx.post(f"http://127.0.0.1:{port}/api/predict", files={"file": ("b.wav", data)}, timeout=30)
             assert r.status_code == 503 and r.headers["retry-after"] == "5"
             assert r.json() == {"detail": "busy: 1 prediction(s) running and 0 waiting (the server's limit); "
