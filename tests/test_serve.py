@@ -355,9 +355,12 @@ def test_cli_serve(model_file, tmp_path):
     proc = run_cli("serve", "--model", tmp_path / "missing.model", "--port", "0")
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"genrevision: error: {tmp_path / 'missing.model'}: no such model file"
+    proc = run_cli("serve", "--model", model_file, "--workers", "0")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "genrevision: error: workers must be an integer in [1, 32], got 0"
     proc = run_cli("serve", "--help")
     assert proc.returncode == 0
-    for opt in ("--model", "--host", "--port", "--max-upload-mb", "--workers", "--max-queue"):
+    for opt in ("--model", "--host", "--port", "--max-upload-mb", "--max-minutes", "--workers", "--max-queue"):
         assert opt in proc.stdout
 
 

@@ -173,7 +173,7 @@ def cmd_serve(args) -> int:
     from .serve import run_server
 
     run_server(args.model, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb,
-               workers=args.workers, max_queue=args.max_queue)
+               max_duration_s=60 * args.max_minutes, workers=args.workers, max_queue=args.max_queue)
     return 0
 
 
@@ -239,6 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s, this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
     p.add_argument("--max-upload-mb", type=float, default=100.0, help="largest upload accepted (default: %(default)g MB)")
+    p.add_argument("--max-minutes", type=float, default=20.0,
+                   help="longest audio accepted: bounds the time of one request (default: %(default)g)")
     p.add_argument("--workers", type=int, default=1, help="predictions running at once (default: %(default)s)")
     p.add_argument("--max-queue", type=int, default=8, help="requests waiting beside them; more get 503 (default: %(default)s)")
     p.set_defaults(func=cmd_serve)
