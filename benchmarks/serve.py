@@ -72,6 +72,7 @@ def main(argv=None):
     if not tracks:
         raise SystemExit(f"{args.data}: no GTZAN tracks (*/*.wav) found; give --data")
     model = load_model(args.model)  # here too: predict alone, for comparison
+    model.predict(tracks[0])  # warm (CNN, ONNX session), as the server's first call is
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
