@@ -7,17 +7,27 @@ OUT     ?= runs/evaluate-$(PROTOCOL)
 BIN      = $(VENV)/bin
 VVENV   ?= $(VENV)-vision
 VBIN     = $(VVENV)/bin
+CHROMIUM ?= /usr/bin/chromium
+SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup evaluate test test-core test-vision clean
+.PHONY: setup chromium evaluate test test-core test-vision clean
 
 $(BIN)/genrevision: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# torch 2.13.0 CPU is a local wheel here; elsewhere pip takes it from PyPI.
-	$(BIN)/pip install -q "torch==2.13.0" -e ".[test,lite,fast]"
+	$(BIN)/pip install -q "torch==2.13.0" -e ".[test,lite,fast,serve,serve-test]"
 	touch $@
 
 setup: $(BIN)/genrevision
+
+# Debian's headless Chromium for the web page's browser test (Playwright drives it; it downloads
+# no browser of its own). Installed once: nothing to do when $(CHROMIUM) exists.
+chromium: $(CHROMIUM)
+
+$(CHROMIUM):
+	$(SUDO) apt-get update -q
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver
 
 # torchvision/timm backbones (AlexNet, VGG16, ResNet, MobileNetV2, timm:*) need the
 # matching torch build: a separate venv, built once (the stamp file).
@@ -34,7 +44,7 @@ evaluate: setup
 
 test: test-core test-vision
 
-test-core: setup
+test-core: setup chromium
 	$(BIN)/python -m pytest -q
 
 test-vision: $(VBIN)/.vision-stamp

@@ -1,4 +1,4 @@
-"""The ``genrevision`` command: extract, evaluate, train, predict."""
+"""The ``genrevision`` command: extract, evaluate, train, predict, serve."""
 from __future__ import annotations
 
 import argparse
@@ -169,6 +169,14 @@ def cmd_predict(args) -> int:
     return 0 if preds else 1
 
 
+def cmd_serve(args) -> int:
+    from .serve import run_server
+
+    run_server(args.model, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb,
+               max_duration_s=60 * args.max_minutes, workers=args.workers, max_queue=args.max_queue)
+    return 0
+
+
 def _audio_exts():
     from .audio import AUDIO_EXTENSIONS
 
@@ -225,6 +233,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeline", action="store_true", help="also the genre of every 30 s segment")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("serve", help="a web page and JSON API: drop a song, see its spectrograms, get its genre")
+    p.add_argument("--model", required=True, metavar="FILE", help="model file written by 'genrevision train'")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s, this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
+    p.add_argument("--max-upload-mb", type=float, default=100.0, help="largest upload accepted (default: %(default)g MB)")
+    p.add_argument("--max-minutes", type=float, default=20.0,
+                   help="longest audio accepted: bounds the time of one request (default: %(default)g)")
+    p.add_argument("--workers", type=int, default=1, help="predictions running at once (default: %(default)s)")
+    p.add_argument("--max-queue", type=int, default=8, help="requests waiting beside them; more get 503 (default: %(default)s)")
+    p.set_defaults(func=cmd_serve)
     return parser
 
 
