@@ -333,20 +333,12 @@ class GenreService:
     def _segment_images(self, path: str, segments) -> tuple[dict, dict]:
         """({(segment, view): png}, {segment: (start, end) drawn})."""
         settings = self.model.settings
-        # Files of one piece are read only up to the model's excerpt (when it has one): show that.
-        cap = getattr(settings, "excerpt_seconds", None)
         out, spans = {}, {}
         for i, (start, end, _, _) in enumerate(segments):
-            span = float(end) - float(start)
-            if cap:
-                span = min(span, float(cap))
-            try:
-                y = load_audio(path, sr=settings.sr, normalisation=settings.normalisation, offset=float(start),
-                               duration=span, min_duration=min(1.0, span))
-            except AudioError as err:
-                if "silent" in err.reason:
-                    continue  # a segment that starts with silence: nothing to draw, the answer stands
-                raise
+            span = float(end) - float(start)  # the segment the model read
+            # The model read this segment (it skips silent ones), so it decodes again.
+            y = load_audio(path, sr=settings.sr, normalisation=settings.normalisation, offset=float(start),
+                           duration=span, min_duration=min(1.0, span))
             for view, png in spectrogram_pngs(y, settings).items():
                 out[(i, view)] = png
             spans[i] = [float(start), round(float(start) + y.size / settings.sr, 3)]
