@@ -7,14 +7,18 @@ a batch can list what failed and go on with the rest.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import sys
 from dataclasses import dataclass
 from typing import Iterator, Union
 
 import numpy as np
 import soundfile as sf
 import soxr
+
+from .files import NotRegularFile, open_regular_fd
 
 __all__ = [
     "AudioError",
@@ -69,28 +73,76 @@ def _name(source) -> str:
     return os.fspath(source)
 
 
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silence C-level writes to stderr (libmpg123 prints "Note: Illegal Audio-MPEG-Header ..."
+    for damaged mp3 data); our own one-line reason says what went wrong."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no usable fd 2 (embedded interpreters)
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _decoder_reason(err: BaseException) -> str:
+    """libsndfile's words where they are honest, ours where they are not.
+
+    Opening a descriptor of an existing regular file, libsndfile still answers
+    "File does not exist or is not a regular file (possibly a pipe?)" for data
+    it cannot parse, and nothing at all for some damaged mp3s.
+    """
+    detail = (getattr(err, "error_string", "") or str(err)).splitlines()[0] if str(err) or getattr(err, "error_string", "") else ""
+    detail = detail.split(": ", 1)[-1].strip().rstrip(".") if detail.startswith("Error opening") else detail.strip().rstrip(".")
+    low = detail.lower()
+    if not detail or "does not exist" in low or "pipe" in low or "error opening" in low:
+        detail = "unknown format or damaged data"
+    elif "format not recognised" in low:
+        detail = "format not recognised"
+    return f"not a readable audio file ({detail})"
+
+
 def _open(source: Source) -> sf.SoundFile:
-    """Open ``source`` (path or bytes) with soundfile, mapping failures to AudioError."""
+    """Open ``source`` (path or bytes) with soundfile, mapping failures to AudioError.
+
+    Paths are opened through :func:`genrevision.files.open_regular_fd`: a FIFO or
+    device is refused at once instead of blocking, and libsndfile gets a
+    descriptor, so file names that are not valid UTF-8 work too.
+    """
     if isinstance(source, (bytes, bytearray, memoryview)):
         if len(source) == 0:
             raise AudioError(source, "empty file (0 bytes)")
         handle = io.BytesIO(bytes(source))
     else:
         path = os.fspath(source)
-        if not os.path.exists(path):
-            raise AudioError(source, "no such file")
-        if os.path.isdir(path):
-            raise AudioError(source, "is a directory, not an audio file")
-        if os.path.getsize(path) == 0:
+        try:
+            fd = open_regular_fd(path)
+        except FileNotFoundError:
+            raise AudioError(source, "no such file") from None
+        except NotRegularFile as err:
+            raise AudioError(source, "is a directory, not an audio file" if err.kind == "a folder" else str(err)) from None
+        except OSError as err:
+            raise AudioError(source, f"cannot open ({err.strerror or err})") from None
+        if os.fstat(fd).st_size == 0:
+            os.close(fd)
             raise AudioError(source, "empty file (0 bytes)")
-        handle = path
+        try:
+            # libsndfile owns (and closes, also on failure) a duplicate; we close ours either way.
+            handle = os.dup(fd)
+        finally:
+            os.close(fd)
     try:
-        return sf.SoundFile(handle)
-    except (sf.LibsndfileError, RuntimeError, TypeError) as err:
-        msg = str(err).split("\n")[0]
-        # libsndfile's own words ("Format not recognised") are clear enough; keep
-        # them after our own summary.
-        raise AudioError(source, f"not a readable audio file ({msg.split(': ')[-1]})") from None
+        with _quiet_stderr():
+            return sf.SoundFile(handle, closefd=True) if isinstance(handle, int) else sf.SoundFile(handle)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
+        raise AudioError(source, _decoder_reason(err)) from None
 
 
 def audio_info(source: Source) -> AudioInfo:
@@ -126,6 +178,25 @@ def normalise(y: np.ndarray, *, method: str = "peak") -> np.ndarray:
 
 def _to_mono_float(block: np.ndarray) -> np.ndarray:
     return block.mean(axis=1, dtype=np.float32) if block.ndim == 2 else block.astype(np.float32)
+
+
+#: Samples (frames x channels) decoded per read: memory follows the audio actually
+#: decoded (mixed to mono block by block), never a header's claim of length or channels.
+_BLOCK_SAMPLES = 1 << 20
+
+
+def _read_mono(f: sf.SoundFile, frames: int) -> np.ndarray:
+    """Up to ``frames`` frames (-1: to the end) of ``f`` as mono float32, read in bounded blocks."""
+    blocks, got = [], 0
+    step = max(1, _BLOCK_SAMPLES // max(1, f.channels))
+    while frames < 0 or got < frames:
+        n = step if frames < 0 else min(step, frames - got)
+        block = f.read(n, dtype="float32", always_2d=True)
+        if not len(block):
+            break  # the data ends before the header said it would (a truncated file)
+        blocks.append(_to_mono_float(block))
+        got += len(block)
+    return np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
 
 
 def _check_finite(source, y: np.ndarray) -> None:
@@ -171,15 +242,17 @@ def load_audio(
         raise ValueError(f"sr must be a positive sample rate in Hz, got {sr}")
     with _open(source) as f:
         native = f.samplerate
+        if native <= 0:
+            raise AudioError(source, f"not a readable audio file (sample rate {native} Hz in the header)")
         start = int(round(offset * native))
-        if start:
-            f.seek(min(start, f.frames))
         frames = -1 if duration is None else int(round(duration * native))
         try:
-            block = f.read(frames, dtype="float32", always_2d=True)
-        except (sf.LibsndfileError, RuntimeError) as err:
-            raise AudioError(source, f"decoding failed ({err})") from None
-    y = _to_mono_float(block)
+            with _quiet_stderr():
+                if start:
+                    f.seek(min(start, f.frames))
+                y = _read_mono(f, frames)
+        except (sf.LibsndfileError, RuntimeError, ValueError) as err:
+            raise AudioError(source, f"decoding failed ({_decoder_reason(err).split('(', 1)[-1].rstrip(')')})") from None
     _check_finite(source, y)
     if native != sr and y.size:
         y = soxr.resample(y, native, sr).astype(np.float32, copy=False)

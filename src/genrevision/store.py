@@ -19,16 +19,23 @@ import zipfile
 
 import numpy as np
 
+from .files import open_regular
+
 __all__ = ["FeatureStore", "content_digest"]
 
 
 def content_digest(source) -> str:
-    """SHA-1 of a file's bytes (or of ``bytes``): the same audio gets the same key wherever it lives."""
+    """SHA-1 of a file's bytes (or of ``bytes``): the same audio gets the same key wherever it lives.
+
+    Raises FileNotFoundError, :class:`~genrevision.files.NotRegularFile` (a FIFO,
+    device or folder) or another OSError.
+    """
     h = hashlib.sha1()
     if isinstance(source, (bytes, bytearray, memoryview)):
         h.update(source)
         return h.hexdigest()
-    with open(source, "rb") as f:
+    # open_regular: a FIFO named like an audio file is refused instead of blocking forever.
+    with open_regular(source) as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
