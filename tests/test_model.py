@@ -12,6 +12,7 @@ import soundfile as sf
 from genrevision import ModelError, load_model, train_model
 from genrevision.dataset import load_dataset
 from genrevision.features import FeatureSettings
+from genrevision.model import meta_checksum
 from genrevision.recipes import get_recipe
 from genrevision.spectrogram import SpectrogramConfig
 
@@ -93,6 +94,7 @@ def _rewrite(src, dst, *, meta_change=None, drop=None):
     if meta_change:
         meta = json.loads(items["meta.json"])
         meta_change(meta)
+        meta["meta_sha256"] = meta_checksum(meta)  # a consistent file: the checks below must still refuse it
         items["meta.json"] = json.dumps(meta).encode()
     with zipfile.ZipFile(dst, "w") as z:
         for n, data in items.items():
@@ -174,6 +176,7 @@ def test_untrusted_types_are_refused(model_file, tmp_path):
                               ("views.skops", "view_classifier_sha256", "view classifier")):
         meta = json.loads(items["meta.json"])
         meta[key] = hashlib.sha256(payload).hexdigest()
+        meta["meta_sha256"] = meta_checksum(meta)
         p = tmp_path / f"evil-{member}.model"
         with zipfile.ZipFile(p, "w") as z:
             for n, data in dict(items, **{"meta.json": json.dumps(meta).encode(), member: payload}).items():

@@ -11,8 +11,9 @@ File format (a zip, never a pickle)::
 
     meta.json         format name and version, recipe, feature settings,
                       backbone + weights sha256, labels, fusion weights,
-                      view layout, versions, training size, and the sha256
-                      of classifier.skops
+                      view layout, versions, training size, the sha256
+                      of classifier.skops, and meta_sha256: the sha256 of
+                      all the other fields (see :func:`meta_checksum`)
     classifier.skops  skops.io.dumps of the fitted LateFusionClassifier
     views.skops       (recipes that join the views into one classifier) one
                       head per view, fitted on the same tracks, used only to
@@ -43,6 +44,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .audio import AudioError, audio_info, iter_segments
+from .files import NotRegularFile, open_regular
 
 __all__ = [
     "ModelError",
@@ -53,6 +55,8 @@ __all__ = [
     "ALLOWED_TYPES",
     "FORMAT_VERSION",
     "SEGMENT_SECONDS",
+    "MAX_MEMBER_BYTES",
+    "meta_checksum",
 ]
 
 #: Name written in meta.json; a zip without it is not a genrevision model.
@@ -78,6 +82,13 @@ ALLOWED_TYPES = [
     "sklearn.calibration._CalibratedClassifier",
     "sklearn.calibration._SigmoidCalibration",
 ]
+
+#: Largest size a model file's member may inflate to (meta.json, each skops
+#: payload, and all the entries inside one skops payload together). Real models
+#: are ~2 MB (default recipe, 10 genres); the cap only stops zip bombs.
+MAX_MEMBER_BYTES = 64 * 2**20
+#: Entries one skops payload may hold (a real one: a few hundred arrays at most).
+_MAX_SKOPS_MEMBERS = 10_000
 
 #: Zip members holding fitted estimators → the meta.json key of their SHA-256.
 _SHA_KEY = {"classifier.skops": "classifier_sha256", "views.skops": "view_classifier_sha256"}
@@ -264,6 +275,9 @@ class GenreModel:
             if unknown:
                 raise ModelError(path, f"cannot save: {member} holds types outside the allow-list ({', '.join(unknown)})")
             meta[_SHA_KEY[member]] = hashlib.sha256(payloads[member]).hexdigest()
+        # The checksum covers exactly what is stored (JSON round trip: tuples become lists).
+        meta = json.loads(json.dumps(meta))
+        meta["meta_sha256"] = meta_checksum(meta)
         folder = os.path.dirname(os.path.abspath(path))
         os.makedirs(folder, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".model")
@@ -474,29 +488,33 @@ def load_model(path, *, check_backbone: bool = True) -> GenreModel:
     machine's.
     """
     path_s = os.fspath(path)
-    if not os.path.exists(path_s):
-        raise ModelError(path_s, "no such model file")
-    if os.path.isdir(path_s):
-        raise ModelError(path_s, "is a directory, not a model file")
-    if not zipfile.is_zipfile(path_s):
-        raise ModelError(path_s, "not a genrevision model file")
     try:
-        with zipfile.ZipFile(path_s) as z:
-            names = set(z.namelist())
-            if "meta.json" not in names:
-                raise ModelError(path_s, "not a genrevision model file (no meta.json)")
-            bad = z.testzip()
-            if bad is not None:
-                raise ModelError(path_s, f"damaged (checksum mismatch in {bad})")
-            meta_raw = z.read("meta.json")
-            payloads = {m: z.read(m) for m in _SHA_KEY if m in names}
-    except ModelError:
-        raise
-    except Exception as err:  # noqa: BLE001 - zlib/zip errors of a damaged file
-        raise ModelError(path_s, f"damaged ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
+        fileobj = open_regular(path_s)
+    except FileNotFoundError:
+        raise ModelError(path_s, "no such model file") from None
+    except NotRegularFile as err:
+        raise ModelError(path_s, "is a directory, not a model file" if err.kind == "a folder" else str(err)) from None
+    except (OSError, ValueError) as err:
+        raise ModelError(path_s, f"cannot read ({getattr(err, 'strerror', None) or err})") from None
+    with fileobj:
+        if not zipfile.is_zipfile(fileobj):
+            raise ModelError(path_s, "not a genrevision model file")
+        try:
+            with zipfile.ZipFile(fileobj) as z:
+                names = set(z.namelist())
+                if "meta.json" not in names:
+                    raise ModelError(path_s, "not a genrevision model file (no meta.json)")
+                # Every member is read within MAX_MEMBER_BYTES (a zip bomb is refused
+                # after reading at most that much); the zip CRCs are checked as it reads.
+                meta_raw = _read_member(path_s, z, "meta.json")
+                payloads = {m: _read_member(path_s, z, m) for m in _SHA_KEY if m in names}
+        except ModelError:
+            raise
+        except Exception as err:  # noqa: BLE001 - zlib/zip errors of a damaged file
+            raise ModelError(path_s, f"damaged ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
     try:
         meta = json.loads(meta_raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise ModelError(path_s, "damaged (meta.json is not valid JSON)") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
         raise ModelError(path_s, "not a genrevision model file")
@@ -513,6 +531,12 @@ def load_model(path, *, check_backbone: bool = True) -> GenreModel:
             raise ModelError(path_s, f"damaged ({member} and meta.json disagree)")
         if member in payloads and hashlib.sha256(payloads[member]).hexdigest() != meta[key]:
             raise ModelError(path_s, "damaged (checksum mismatch)")
+    if "meta_sha256" not in meta:
+        raise ModelError(path_s, "made by an older genrevision (meta.json has no checksum of its settings); "
+                                 "retrain it with this version")
+    if meta_checksum(meta) != meta["meta_sha256"]:
+        raise ModelError(path_s, "damaged (meta.json was changed after saving: its checksum does not match, "
+                                 "so its settings are not the ones the classifier was trained with)")
     try:
         recipe = _recipe_from_dict(meta["recipe"])
         bb_name = meta["backbone"]["name"]
@@ -539,12 +563,85 @@ def load_model(path, *, check_backbone: bool = True) -> GenreModel:
                       view_classifier=view_clf)
 
 
+def meta_checksum(meta: dict) -> str:
+    """SHA-256 of meta.json's canonical JSON (sorted keys, no spaces), ``meta_sha256`` left out.
+
+    It covers every field that changes predictions (recipe and feature settings,
+    backbone, labels, views, fusion weights, the training audio profile) and,
+    through ``classifier_sha256``, the fitted classifiers: an edited or damaged
+    meta.json is refused. It detects changes, not a forger (who can recompute
+    it): only a signature could.
+    """
+    body = {k: v for k, v in meta.items() if k != "meta_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+                          .encode("ascii")).hexdigest()
+
+
+def _read_member(path_s: str, z: zipfile.ZipFile, name: str) -> bytes:
+    """The bytes of one zip member, refused beyond :data:`MAX_MEMBER_BYTES`.
+
+    The declared size is checked first, then the member is inflated in chunks
+    and refused as soon as it passes the cap (a declared size can lie), so a
+    few-MB file that inflates to gigabytes costs at most the cap in memory.
+    """
+    info = z.getinfo(name)
+    if info.file_size > MAX_MEMBER_BYTES:
+        raise ModelError(path_s, f"refused: {name} inflates to {info.file_size / 2**20:.0f} MB, more than the "
+                                 f"{MAX_MEMBER_BYTES // 2**20} MB a model member may hold")
+    chunks, total = [], 0
+    with z.open(info) as f:
+        while True:
+            chunk = f.read(1 << 20)
+            if not chunk:
+                break
+            total += len(chunk)
+            if total > MAX_MEMBER_BYTES:
+                raise ModelError(path_s, f"refused: {name} inflates to more than the "
+                                         f"{MAX_MEMBER_BYTES // 2**20} MB a model member may hold")
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _check_skops_payload(path_s: str, payload: bytes, what: str) -> None:
+    """Bound what skops will inflate: a skops payload is itself a zip (schema.json + arrays).
+
+    skops reads its members whole, so their sizes are checked (declared and
+    actual, with the same chunked reads) before skops sees the bytes; the
+    members together may hold at most :data:`MAX_MEMBER_BYTES`.
+    """
+    try:
+        with zipfile.ZipFile(io.BytesIO(payload)) as inner:
+            infos = inner.infolist()
+            if len(infos) > _MAX_SKOPS_MEMBERS:
+                raise ModelError(path_s, f"refused: {what} has {len(infos)} entries (at most {_MAX_SKOPS_MEMBERS})")
+            declared = sum(i.file_size for i in infos)
+            if declared > MAX_MEMBER_BYTES:
+                raise ModelError(path_s, f"refused: {what} inflates to {declared / 2**20:.0f} MB, more than the "
+                                         f"{MAX_MEMBER_BYTES // 2**20} MB a model member may hold")
+            total = 0
+            for info in infos:
+                with inner.open(info) as f:
+                    while True:
+                        chunk = f.read(1 << 20)
+                        if not chunk:
+                            break
+                        total += len(chunk)
+                        if total > MAX_MEMBER_BYTES:
+                            raise ModelError(path_s, f"refused: {what} inflates to more than the "
+                                                     f"{MAX_MEMBER_BYTES // 2**20} MB a model member may hold")
+    except ModelError:
+        raise
+    except Exception as err:  # noqa: BLE001 - not a zip, bad CRC, bad compression
+        raise ModelError(path_s, f"damaged ({what} unreadable: {type(err).__name__})") from None
+
+
 def _load_estimator(path_s: str, payload: bytes, what: str):
     """A LateFusionClassifier from skops bytes, building only allow-listed types."""
     import skops.io as sio
 
     from .fusion import LateFusionClassifier
 
+    _check_skops_payload(path_s, payload, what)
     try:
         untrusted = sio.get_untrusted_types(data=payload)
     except Exception as err:  # noqa: BLE001
