@@ -228,14 +228,49 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into the same orderly stop as Ctrl-C."""
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated()
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    # One line per warning, naming the file it is about (the message does).
+    print(f"genrevision: warning: {str(message).splitlines()[0] if str(message) else category.__name__}",
+          file=sys.stderr)
+
+
+def _setup_streams() -> None:
+    # File names that are not valid UTF-8 reach us as surrogate escapes
+    # (os.fsdecode); write them back as the same bytes instead of failing.
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure") and (stream.encoding or "").lower().replace("-", "") == "utf8":
+            try:
+                stream.reconfigure(errors="surrogateescape")
+            except (ValueError, OSError):  # pragma: no cover - detached or closed stream
+                pass
+
+
 def main(argv=None) -> int:
+    import signal
+    import warnings
+
+    _setup_streams()
     parser = build_parser()
     args = parser.parse_args(argv)
+    warnings.showwarning = _show_warning
+    try:
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # pragma: no cover - not the main thread (main() called from a thread)
+        pass
     try:
         return args.func(args)
-    except KeyboardInterrupt:
-        _err("interrupted; finished tracks are cached, rerun to resume")
-        return 130
+    except KeyboardInterrupt as err:
+        _err(f"{'terminated' if isinstance(err, _Terminated) else 'interrupted'}; "
+             "finished tracks are cached, rerun to resume")
+        return 143 if isinstance(err, _Terminated) else 130
     except (ValueError, RuntimeError, OSError) as err:
         _err(str(err).splitlines()[0] if str(err) else type(err).__name__)
         return 2

@@ -338,12 +338,21 @@ def extract_dataset(
     result = ExtractionResult({}, [])
     todo = []
     digests = {}
+    first_with: dict[str, str] = {}  # content digest → first path holding that audio
     for p in paths:
         try:
             digest = _digest(p)
         except OSError as err:
-            result.failures.append((p, "no such file" if isinstance(err, FileNotFoundError) else str(err)))
+            result.failures.append((p, _os_reason(err)))
             continue
+        except ValueError as err:  # e.g. a NUL byte in a path given through the API
+            result.failures.append((p, f"cannot read ({err})"))
+            continue
+        if digest in first_with:
+            # One audio under two names would land on both sides of a fold.
+            result.failures.append((p, f"same audio as {first_with[digest]}"))
+            continue
+        first_with[digest] = p
         digests[p] = digest
         cached = store.get(digest) if store is not None else None
         if cached is not None and not save_images:
@@ -427,9 +436,17 @@ def extract_dataset(
 def _digest(path: str) -> str:
     from .store import content_digest
 
-    if not os.path.exists(path):
-        raise FileNotFoundError(path)
     return content_digest(path)
+
+
+def _os_reason(err: OSError) -> str:
+    from .files import NotRegularFile
+
+    if isinstance(err, FileNotFoundError):
+        return "no such file"
+    if isinstance(err, NotRegularFile):
+        return "is a directory, not an audio file" if err.kind == "a folder" else str(err)
+    return f"cannot read ({err.strerror or err})"
 
 
 def _batched_features(arrays: list[np.ndarray], settings: FeatureSettings, backbone) -> np.ndarray:

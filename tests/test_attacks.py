@@ -1,0 +1,416 @@
+"""Attacks of issue 11: bad inputs, damaged files and kills, through the CLI and the API.
+
+Each section is one numbered case of the issue; the fuzz tests at the end feed
+random bytes and random truncations of real files to the manifest reader and
+the audio decoder. Every answer is a result or one line naming the file.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import subprocess
+import sys
+import threading
+import zipfile
+import zlib
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import real_excerpt, run_cli
+from genrevision import ModelError, load_model
+from genrevision.audio import AudioError, audio_info, load_audio
+from genrevision.dataset import DatasetError, load_dataset
+from genrevision.features import FeatureSettings, extract_dataset
+from genrevision.spectrogram import SpectrogramConfig
+from genrevision.store import FeatureStore, content_digest
+
+SR = 22050
+TINY = FeatureSettings(excerpt_seconds=3.0, spectrogram=SpectrogramConfig(max_windows=1))
+
+
+@pytest.fixture(scope="module")
+def excerpt(gtzan_root):
+    """Four seconds of a real classical track."""
+    return real_excerpt(gtzan_root, "classical/classical.00006.wav", 4.0)
+
+
+def _fifo(path) -> str:
+    os.mkfifo(path)
+    return str(path)
+
+
+class _Unblock:
+    """Opens a FIFO for writing after a delay, so code that wrongly blocks on it
+    fails its assertions instead of hanging the test run."""
+
+    def __init__(self, fifo, after=15.0):
+        self.fifo, self.stop = fifo, threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(after,), daemon=True)
+        self.thread.start()
+
+    def _run(self, after):
+        if not self.stop.wait(after):
+            try:  # O_RDWR never blocks on Linux; closing it gives a blocked reader EOF
+                os.close(os.open(self.fifo, os.O_RDWR))
+            except OSError:
+                pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+
+
+# ----------------------------------------------------------------------------- 1. FIFOs
+
+
+def test_fifo_is_refused_by_every_reader(tmp_path, excerpt):
+    from genrevision.files import NotRegularFile
+
+    fifo = _fifo(tmp_path / "x.wav")
+    with _Unblock(fifo):
+        for call in (load_audio, audio_info):
+            with pytest.raises(AudioError) as info:
+                call(fifo)
+            assert str(info.value) == f"{fifo}: not a regular file (a named pipe)"
+        with pytest.raises(NotRegularFile, match="not a regular file"):
+            content_digest(fifo)
+        manifest = _fifo(tmp_path / "m.csv")
+        with _Unblock(manifest), pytest.raises(DatasetError, match=r"m\.csv: not a regular file \(a named pipe\)"):
+            load_dataset(manifest)
+        model = _fifo(tmp_path / "g.model")
+        with _Unblock(model), pytest.raises(ModelError) as info:
+            load_model(model)
+        assert str(info.value) == f"{model}: not a regular file (a named pipe)"
+
+
+def test_fifo_in_dataset_extract_goes_on(tmp_path, excerpt):
+    good = tmp_path / "good.wav"
+    sf.write(good, excerpt, SR)
+    fifo = _fifo(tmp_path / "x.wav")
+    with _Unblock(fifo):
+        res = extract_dataset([fifo, str(good)], TINY, jobs=0, progress=False)
+    assert res.failures == [(fifo, "not a regular file (a named pipe)")]
+    assert list(res.features) == [str(good)]
+
+
+def test_cli_extract_and_predict_refuse_fifo(tmp_path, excerpt, model_file):
+    data = tmp_path / "data"
+    for g in ("a", "b"):
+        (data / g).mkdir(parents=True)
+        sf.write(data / g / "ok.wav", excerpt if g == "a" else excerpt[::-1].copy(), SR)
+    fifo = _fifo(data / "a" / "x.wav")
+    with _Unblock(fifo, after=60):
+        proc = run_cli("extract", data, "--cache", tmp_path / "cache", "--jobs", "0", "--quiet", timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        assert "features for 2/3 tracks" in proc.stdout
+        assert f"  {fifo}: not a regular file (a named pipe)" in proc.stderr.splitlines()
+        proc = run_cli("predict", fifo, data / "a" / "ok.wav", "--model", model_file, "--quiet", timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        assert f"  {fifo}: not a regular file (a named pipe)" in proc.stderr.splitlines()
+        proc = run_cli("predict", data / "a" / "ok.wav", "--model", fifo, "--quiet", timeout=120)
+        assert proc.returncode == 2
+        assert proc.stderr.strip() == f"genrevision: error: {fifo}: not a regular file (a named pipe)"
+
+
+# ----------------------------------------------------------------------------- 2. model zip bombs
+
+
+def _zeros_member(z: zipfile.ZipFile, name: str, size: int) -> None:
+    info = zipfile.ZipInfo(name)
+    info.compress_type = zipfile.ZIP_DEFLATED
+    with z.open(info, "w", force_zip64=True) as f:  # compressed as it is written: no 2 GB buffer
+        chunk = bytes(1 << 20)
+        for _ in range(size >> 20):
+            f.write(chunk)
+
+
+def _members(path) -> dict:
+    with zipfile.ZipFile(path) as z:
+        return {n: z.read(n) for n in z.namelist()}
+
+
+def _forge(meta: dict, items: dict) -> dict:
+    """What an attacker would do: recompute every checksum meta.json holds."""
+    from genrevision.model import _SHA_KEY, meta_checksum
+
+    for member, key in _SHA_KEY.items():
+        if member in items:
+            meta[key] = hashlib.sha256(items[member]).hexdigest()
+    meta["meta_sha256"] = meta_checksum(meta)
+    return meta
+
+
+def _write_model(path, items: dict, *, bombs: dict | None = None) -> str:
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        for n, data in items.items():
+            if bombs and n in bombs:
+                _zeros_member(z, n, bombs[n])
+            else:
+                z.writestr(n, data)
+    return str(path)
+
+
+def _nested_bomb(size: int) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        _zeros_member(z, "schema.json", size)
+    return buf.getvalue()
+
+
+def _bomb_models(model_file, folder, size) -> dict:
+    """{what: path} of model files whose members inflate to ``size`` bytes of zeros."""
+    items = _members(model_file)
+    out = {
+        "meta.json": _write_model(folder / "meta-bomb.model", items, bombs={"meta.json": size}),
+        "classifier.skops": _write_model(folder / "clf-bomb.model", items, bombs={"classifier.skops": size}),
+    }
+    nested = dict(items, **{"classifier.skops": _nested_bomb(size)})
+    nested["meta.json"] = json.dumps(_forge(json.loads(items["meta.json"]), nested)).encode()
+    out["nested schema.json"] = _write_model(folder / "nested-bomb.model", nested)
+    # A member whose declared size lies (says 1 kB, inflates to `size`).
+    liar = folder / "liar.model"
+    _write_model(liar, items, bombs={"classifier.skops": size})
+    data = bytearray(liar.read_bytes())
+    with zipfile.ZipFile(liar) as z:
+        info = z.getinfo("classifier.skops")
+    # Patch the central directory's (or its zip64 extra field's) uncompressed size.
+    pos = 0
+    while True:
+        pos = data.find(b"PK\x01\x02", pos)
+        if pos < 0:
+            break
+        name_len = int.from_bytes(data[pos + 28 : pos + 30], "little")
+        if bytes(data[pos + 46 : pos + 46 + name_len]) == b"classifier.skops":
+            extra = pos + 46 + name_len
+            if int.from_bytes(data[pos + 24 : pos + 28], "little") == 0xFFFFFFFF:
+                # zip64 extra: header id 1, size, then uncompressed size first
+                data[extra + 4 : extra + 12] = (1024).to_bytes(8, "little")
+            else:
+                data[pos + 24 : pos + 28] = (1024).to_bytes(4, "little")
+        pos += 4
+    liar.write_bytes(bytes(data))
+    with zipfile.ZipFile(liar) as z:
+        assert z.getinfo("classifier.skops").file_size == 1024 != info.file_size
+    out["lying classifier.skops"] = str(liar)
+    return out
+
+
+def test_zip_bombs_are_refused_within_the_cap(model_file, tmp_path):
+    from genrevision.model import MAX_MEMBER_BYTES
+
+    size = MAX_MEMBER_BYTES + (16 << 20)
+    for what, path in _bomb_models(model_file, tmp_path, size).items():
+        with pytest.raises(ModelError) as info:
+            load_model(path, check_backbone=False)
+        msg = str(info.value)
+        assert msg.startswith(f"{path}: ") and "\n" not in msg
+        if what == "lying classifier.skops":
+            assert "damaged" in msg, msg
+        else:
+            assert "refused" in msg and "MB a model member may hold" in msg, (what, msg)
+
+
+def test_zip_bomb_peak_memory(model_file, tmp_path):
+    """Loading a 256 MB bomb costs no more memory than loading the real model (measured in a child)."""
+    bombs = _bomb_models(model_file, tmp_path, 256 << 20)
+    code = (
+        "import resource, sys\n"
+        "from genrevision import load_model, ModelError\n"
+        "load_model(sys.argv[1], check_backbone=False)\n"
+        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "for p in sys.argv[2:]:\n"
+        "    try:\n"
+        "        load_model(p, check_backbone=False)\n"
+        "    except ModelError as e:\n"
+        "        print('refused', e)\n"
+        "print('growth_mb', (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(model_file), *bombs.values()],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert sum(ln.startswith("refused ") for ln in lines) == len(bombs), proc.stdout
+    growth = float(lines[-1].split()[1])
+    assert growth < 100, f"peak RSS grew by {growth:.0f} MB loading 256 MB bombs"
+
+
+def test_cli_predict_refuses_bomb_model(model_file, tmp_path, excerpt):
+    from genrevision.model import MAX_MEMBER_BYTES
+
+    path = _write_model(tmp_path / "bomb.model", _members(model_file), bombs={"meta.json": MAX_MEMBER_BYTES + (1 << 20)})
+    song = tmp_path / "song.wav"
+    sf.write(song, excerpt, SR)
+    proc = run_cli("predict", song, "--model", path, "--quiet")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (f"genrevision: error: {path}: refused: meta.json inflates to 65 MB, "
+                                   f"more than the 64 MB a model member may hold")
+
+
+# ----------------------------------------------------------------------------- 5. edited meta.json
+
+
+def _edit_meta(model_file, dst, change) -> str:
+    items = _members(model_file)
+    meta = json.loads(items["meta.json"])
+    change(meta)
+    items["meta.json"] = json.dumps(meta).encode()
+    return _write_model(dst, items)
+
+
+@pytest.mark.parametrize("field,change", [
+    ("n_fft", lambda m: (m["recipe"]["features"].update(n_fft=1024), m["feature_settings"].update(n_fft=1024))),
+    ("n_mels", lambda m: m["recipe"]["features"]["spectrogram"].update(n_mels=64)),
+    ("labels", lambda m: m.update(labels=list(reversed(m["labels"])))),
+    ("recipe pooling", lambda m: m["recipe"].update(pooling="mean")),
+    ("views", lambda m: m.update(views=[["original", 0, 10]])),
+    ("backbone name", lambda m: m["backbone"].update(name="efficientnet_lite0")),
+])
+def test_edited_meta_is_refused(model_file, tmp_path, field, change):
+    path = _edit_meta(model_file, tmp_path / "edited.model", change)
+    with pytest.raises(ModelError) as info:
+        load_model(path)
+    assert str(info.value) == (f"{path}: damaged (meta.json was changed after saving: its checksum does not "
+                               "match, so its settings are not the ones the classifier was trained with)")
+
+
+def test_model_without_meta_checksum_is_older(model_file, tmp_path, excerpt):
+    path = _edit_meta(model_file, tmp_path / "old.model", lambda m: m.pop("meta_sha256"))
+    song = tmp_path / "song.wav"
+    sf.write(song, excerpt, SR)
+    proc = run_cli("predict", song, "--model", path, "--quiet")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (f"genrevision: error: {path}: made by an older genrevision (meta.json has no "
+                                   "checksum of its settings); retrain it with this version")
+
+
+def test_saved_meta_checksum_is_stable(model_file, tmp_path):
+    from genrevision.model import meta_checksum
+
+    meta = json.loads(_members(model_file)["meta.json"])
+    assert meta["meta_sha256"] == meta_checksum(meta)
+    # A loaded and re-saved model keeps its fields and loads again (the skops bytes, hence their sha256, differ).
+    again = load_model(model_file).save(tmp_path / "again.model")
+    meta2 = json.loads(_members(again)["meta.json"])
+    plain = lambda m: {k: v for k, v in m.items() if not k.endswith("sha256")}  # noqa: E731
+    assert plain(meta2) == plain(meta) and meta2["meta_sha256"] == meta_checksum(meta2)
+    assert load_model(again).labels == meta["labels"]
+
+
+# ----------------------------------------------------------------------------- 4. duplicates
+
+
+@pytest.fixture
+def three_songs(tmp_path, gtzan_root):
+    """Three short real excerpts (two genres) and a byte-identical copy of the first under another name."""
+    out = {}
+    for name, rel in (("c1.wav", "classical/classical.00000.wav"), ("c2.wav", "classical/classical.00001.wav"),
+                      ("m1.wav", "metal/metal.00000.wav"), ("m2.wav", "metal/metal.00001.wav")):
+        sf.write(tmp_path / name, real_excerpt(gtzan_root, rel, 3.0), SR)
+        out[name] = tmp_path / name
+    (tmp_path / "copy of c1.wav").write_bytes(out["c1.wav"].read_bytes())
+    out["copy"] = tmp_path / "copy of c1.wav"
+    return out
+
+
+def test_manifest_exact_duplicates_are_dropped_with_a_warning(tmp_path, three_songs):
+    m = tmp_path / "dup.csv"
+    m.write_text("path,label\nc1.wav,classical\nm1.wav,metal\n./c1.wav,classical\nc2.wav,classical\n")
+    with pytest.warns(UserWarning) as rec:
+        ds = load_dataset(str(m))
+    assert [os.path.basename(p) for p in ds.paths] == ["c1.wav", "m1.wav", "c2.wav"]
+    assert [str(w.message) for w in rec] == [f"{m}: dropped 1 duplicate row: row 4 (= row 2: ./c1.wav)"]
+
+
+def test_manifest_contradictory_labels_are_refused(tmp_path, three_songs):
+    m = tmp_path / "contra.csv"
+    m.write_text("path,label\nc1.wav,classical\nm1.wav,metal\nc1.wav,metal\n")
+    with pytest.raises(DatasetError) as info:
+        load_dataset(str(m))
+    assert str(info.value) == f"{m}:4: {tmp_path / 'c1.wav'} is labelled 'metal' here but 'classical' on row 2"
+    proc = run_cli("train", m, "--model", tmp_path / "x.model", "--cache", tmp_path / "cache", "--quiet")
+    assert proc.returncode == 2 and not (tmp_path / "x.model").exists()
+    assert proc.stderr.strip() == f"genrevision: error: {info.value}"
+
+
+def test_same_audio_under_two_names_is_used_once(tmp_path, three_songs):
+    paths = [str(three_songs[n]) for n in ("c1.wav", "m1.wav", "copy")]
+    res = extract_dataset(paths, TINY, jobs=0, progress=False)
+    assert res.failures == [(paths[2], f"same audio as {paths[0]}")]
+    assert list(res.features) == paths[:2]
+    m = tmp_path / "leak.csv"
+    m.write_text("path,label\nc1.wav,classical\nc2.wav,classical\nm1.wav,metal\nm2.wav,metal\n"
+                 "copy of c1.wav,classical\n")
+    proc = run_cli("extract", m, "--cache", tmp_path / "cache", "--jobs", "0", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert "features for 4/5 tracks" in proc.stdout
+    assert proc.stderr.splitlines() == ["1 files failed:", f"  {three_songs['copy']}: same audio as {three_songs['c1.wav']}"]
+
+
+# ----------------------------------------------------------------------------- 10. encodings and decoder words
+
+
+def test_manifest_with_byte_order_mark(tmp_path, three_songs):
+    m = tmp_path / "excel.csv"
+    m.write_text("path,label\r\nc1.wav,classical\r\nm1.wav,metal\r\n", encoding="utf-8-sig")
+    ds = load_dataset(str(m))
+    assert ds.labels.tolist() == ["classical", "metal"] and os.path.exists(ds.paths[0])
+
+
+def _latin1_dataset(tmp_path, three_songs) -> tuple[bytes, bytes]:
+    """A label-folder dataset and a manifest whose file names are Latin-1 bytes (not UTF-8)."""
+    root = os.fsencode(tmp_path / "latin")
+    for genre, names in (("classical", ("c1.wav", "c2.wav")), ("metal", ("m1.wav", "m2.wav"))):
+        os.makedirs(os.path.join(root, genre.encode()))
+        for n in names:
+            dst = os.path.join(root, genre.encode(), b"caf\xe9 " + n.encode())
+            with open(dst, "wb") as f:
+                f.write(three_songs[n].read_bytes())
+    manifest = os.path.join(root, b"latin.csv")
+    with open(manifest, "wb") as f:
+        f.write(b"path,label\nclassical/caf\xe9 c1.wav,classical\nclassical/caf\xe9 c2.wav,classical\n"
+                b"metal/caf\xe9 m1.wav,metal\nmetal/caf\xe9 m2.wav,metal\n")
+    return root, manifest
+
+
+def _run_bytes(*args, timeout=300):
+    proc = subprocess.run([sys.executable, "-m", "genrevision.cli", *args], capture_output=True, timeout=timeout)
+    assert b"Traceback" not in proc.stderr, proc.stderr.decode("utf-8", "replace")
+    return proc
+
+
+def test_non_utf8_file_names_are_carried_through(tmp_path, three_songs, model_file):
+    root, manifest = _latin1_dataset(tmp_path, three_songs)
+    ds = load_dataset(os.fsdecode(manifest))
+    assert all(os.path.exists(p) for p in ds.paths) and "\udce9" in ds.paths[0]
+    assert load_audio(ds.paths[0]).size == 3 * SR
+    cache = os.fsencode(tmp_path / "cache")
+    for data in (root, manifest):
+        proc = _run_bytes("extract", data, "--cache", cache, "--jobs", "0", "--quiet")
+        assert proc.returncode == 0 and b"features for 4/4 tracks" in proc.stdout, proc.stderr
+    song = os.path.join(root, b"classical", b"caf\xe9 c1.wav")
+    missing = os.path.join(root, b"caf\xe9 gone.wav")
+    for fmt in ("table", "json", "csv"):
+        proc = _run_bytes("predict", song, missing, "--model", model_file, "--format", fmt, "--quiet")
+        assert proc.returncode == 0, proc.stderr
+        assert (song in proc.stdout) if fmt != "json" else (json.loads(proc.stdout)["predictions"][0]["path"]
+                                                          == os.fsdecode(song))
+        assert missing + b": no such file" in proc.stderr
+    proc = _run_bytes("train", manifest, "--model", os.fsencode(tmp_path / "latin.model"), "--recipe", "paper",
+                      "--cache", cache, "--jobs", "0", "--quiet")
+    assert proc.returncode == 0 and b"trained paper model on 4 tracks" in proc.stdout, proc.stderr
+
+
+def test_unreadable_mp3_says_so(tmp_path):
+    fake = tmp_path / "song.mp3"
+    fake.write_text("this is not an mp3 at all\n" * 40)
+    with pytest.raises(AudioError) as info:
+        load_audio(fake)
+    msg = str(info.value)
+    assert msg.startswith(f"{fake}: not a readable audio file (") and "\n" not in msg
+    assert "does not exist" not in msg and "pipe" not in msg
