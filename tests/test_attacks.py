@@ -414,3 +414,34 @@ def test_unreadable_mp3_says_so(tmp_path):
     msg = str(info.value)
     assert msg.startswith(f"{fake}: not a readable audio file (") and "\n" not in msg
     assert "does not exist" not in msg and "pipe" not in msg
+
+
+# ----------------------------------------------------------------------------- 11. inner CV message
+
+
+def test_inner_cv_message_names_the_class():
+    from genrevision.classifiers import make_inner_cv
+
+    y = np.array(["rock"] * 4 + ["jazz"] * 3)
+    groups = np.array(["a", "b", "c", "d", "x", "x", "x"])
+    with pytest.raises(ValueError) as info:
+        make_inner_cv(y, groups)
+    assert str(info.value) == ("Inner cross-validation needs at least 2 groups per class; class 'jazz' has 3 "
+                               "samples in 1 group. Add tracks of that class from another group (artist/album), "
+                               "drop the group column, or fix the hyper-parameters (e.g. Recipe.C) so that no "
+                               "inner search is needed.")
+    with pytest.raises(ValueError, match="2 samples per class; class 'jazz' has 1 sample. Add tracks"):
+        make_inner_cv(y[:5])
+
+
+def test_train_with_one_group_per_genre_says_what_to_do(tmp_path, three_songs):
+    m = tmp_path / "groups.csv"
+    m.write_text("path,label,group\nc1.wav,classical,bach\nc2.wav,classical,haydn\nm1.wav,metal,slayer\n"
+                 "m2.wav,metal,slayer\n")
+    proc = run_cli("train", m, "--model", tmp_path / "g.model", "--recipe", "paper", "--cache", tmp_path / "cache",
+                   "--jobs", "0", "--quiet")
+    assert proc.returncode == 2 and not (tmp_path / "g.model").exists()
+    assert proc.stderr.strip() == (
+        f"genrevision: error: {tmp_path}: every genre needs tracks of at least 2 groups (the inner "
+        "cross-validation keeps a group on one side); 'metal' has 2 tracks in 1 group: add tracks of another "
+        "artist/album or leave the group column empty")

@@ -447,12 +447,20 @@ def train_model(data, *, recipe="default", weights=None, cache=_DEFAULT_CACHE, j
     small = [f"{str(c)!r} ({n})" for c, n in zip(classes, counts) if n < 2]
     if small:
         raise ValueError(f"{name}: every genre needs at least 2 usable tracks; too few for {', '.join(small)}")
+    groups = getattr(ds, "groups", None)
+    groups = None if groups is None else np.asarray(groups)[keep]
+    if groups is not None:
+        # Inner cross-validation keeps a group on one side: each genre needs 2 groups.
+        few = [(c, n, np.unique(groups[labels == c]).size) for c, n in zip(classes, counts)]
+        few = [f"{str(c)!r} has {n} tracks in {g} group" for c, n, g in few if g < 2]
+        if few:
+            raise ValueError(f"{name}: every genre needs tracks of at least 2 groups (the inner cross-validation "
+                             f"keeps a group on one side); {', '.join(few)}: add tracks of another artist/album "
+                             "or leave the group column empty")
     feats = [res.features[ds.paths[i]] for i in keep]
     X, views = rec.matrix(feats)
     if isinstance(weights, str) and weights == "paper":
         weights = {v: w for v, w in PAPER_FUSION.items() if v in {n for n, _, _ in views}}
-    groups = getattr(ds, "groups", None)
-    groups = None if groups is None else np.asarray(groups)[keep]
     clf = _fit(rec.classifier(views, weights=weights), X, labels, groups)
     view_clf = None
     single = tuple(dict.fromkeys(part for name, _, _ in views if "+" in name for part in name.split("+")))
