@@ -445,3 +445,111 @@ def test_train_with_one_group_per_genre_says_what_to_do(tmp_path, three_songs):
         f"genrevision: error: {tmp_path}: every genre needs tracks of at least 2 groups (the inner "
         "cross-validation keeps a group on one side); 'metal' has 2 tracks in 1 group: add tracks of another "
         "artist/album or leave the group column empty")
+
+
+# ----------------------------------------------------------------------------- 8. bad cache entries
+
+
+def _rewrite_entry(store, path, change):
+    entry = store._file(content_digest(path))
+    with np.load(entry) as z:
+        arrays = {k: z[k] for k in z.files}
+    change(arrays)
+    with open(entry, "wb") as f:
+        np.savez(f, **arrays)
+    return entry
+
+
+def test_bad_cache_entries_are_recomputed(tmp_path, three_songs):
+    paths = [str(three_songs[n]) for n in ("c1.wav", "c2.wav", "m1.wav", "m2.wav")]
+    store = FeatureStore(str(tmp_path / "cache"), TINY.to_dict())
+    first = extract_dataset(paths, TINY, store=store, jobs=0, progress=False)
+    assert first.computed == 4 and store.read_json("layout.json")["original"] == first.features[paths[0]]["original"].shape[1]
+
+    def ragged(a):
+        a["harmonic"] = np.concatenate([a["harmonic"], a["harmonic"]])
+
+    def nan(a):
+        a["percussive"] = a["percussive"].copy()
+        a["percussive"][0, 3] = np.nan
+
+    changes = {paths[0]: (lambda a: a.pop("harmonic"), "no harmonic"),
+               paths[1]: (lambda a: a.update(original=a["original"][:, :-1]), "original is"),
+               paths[2]: (nan, "NaN or infinite values in percussive"),
+               paths[3]: (ragged, "harmonic has 2 windows, original 1")}
+    entries = {p: _rewrite_entry(store, p, change) for p, (change, _) in changes.items()}
+    with pytest.warns(UserWarning) as rec:
+        again = extract_dataset(paths, TINY, store=store, jobs=0, progress=False)
+    assert again.computed == 4 and again.cached == 0 and again.failures == []
+    messages = [str(w.message) for w in rec]
+    for p, (_, words) in changes.items():
+        hit = [m for m in messages if m.startswith(entries[p]) and words in m and "recomputing" in m]
+        assert len(hit) == 1, (p, messages)
+        np.testing.assert_allclose(again.features[p]["original"], first.features[p]["original"], atol=2e-3)
+    # Stored again, valid: a third run computes nothing.
+    third = extract_dataset(paths, TINY, store=store, jobs=0, progress=False)
+    assert third.cached == 4 and third.computed == 0
+
+
+def test_cli_train_on_bad_cache_entry(tmp_path, three_songs):
+    m = tmp_path / "songs.csv"
+    m.write_text("path,label\nc1.wav,classical\nc2.wav,classical\nm1.wav,metal\nm2.wav,metal\n")
+    cache = tmp_path / "cache"
+    args = ("train", m, "--model", tmp_path / "s.model", "--recipe", "paper", "--cache", cache, "--jobs", "0", "--quiet")
+    assert run_cli(*args).returncode == 0
+    from genrevision.recipes import get_recipe
+
+    store = FeatureStore(str(cache), get_recipe("paper").features.to_dict())
+    entry = _rewrite_entry(store, three_songs["m1.wav"], lambda a: a.pop("original"))
+    proc = run_cli(*args)
+    assert proc.returncode == 0, proc.stderr
+    assert "trained paper model on 4 tracks" in proc.stdout
+    assert proc.stderr.splitlines() == [f"genrevision: warning: {entry}: bad cache entry (no original); recomputing"]
+
+
+# ----------------------------------------------------------------------------- 9. unwritable cache
+
+
+def test_unwritable_cache_goes_on_in_memory(tmp_path, three_songs):
+    blocker = tmp_path / "not a folder"
+    blocker.write_text("a file where the cache folder should be")
+    paths = [str(three_songs[n]) for n in ("c1.wav", "m1.wav")]
+    with pytest.warns(UserWarning) as rec:
+        store = FeatureStore(str(blocker / "cache"), TINY.to_dict())
+        res = extract_dataset(paths, TINY, store=store, jobs=0, progress=False)
+    assert sorted(res.features) == sorted(paths) and res.failures == [] and res.unstored == paths
+    assert [str(w.message) for w in rec] == [
+        f"{blocker / 'cache'}: cannot write to the feature cache (Not a directory); going on without storing "
+        "features (this run keeps them in memory)",
+        f"{blocker / 'cache'}: features of 2 tracks could not be stored in the cache (Not a directory); they were "
+        "used in this run and will be computed again next time"]
+
+
+def _file_size_limit(limit):
+    def apply():
+        import resource
+        import signal
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+def test_cli_extract_with_a_full_cache(tmp_path, three_songs):
+    """A cache that fills up after settings.json (files limited to 4 kB): every track still extracted."""
+    m = tmp_path / "songs.csv"
+    m.write_text("path,label\nc1.wav,classical\nc2.wav,classical\nm1.wav,metal\n")
+    cache = tmp_path / "cache"
+    proc = subprocess.run([sys.executable, "-m", "genrevision.cli", "extract", str(m), "--cache", str(cache),
+                           "--recipe", "paper", "--jobs", "0", "--quiet"], capture_output=True, text=True,
+                          timeout=300, preexec_fn=_file_size_limit(4096))
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert proc.returncode == 0, proc.stderr
+    assert "features for 3/3 tracks (3 computed, 0 from cache)" in proc.stdout
+    assert proc.stderr.splitlines() == [
+        f"genrevision: warning: {cache}: cannot write to the feature cache (File too large); going on without "
+        "storing features (this run keeps them in memory)",
+        f"genrevision: warning: {cache}: features of 3 tracks could not be stored in the cache (File too large); "
+        "they were used in this run and will be computed again next time"]
+    assert not [f for _, _, fs in os.walk(cache) for f in fs if f.startswith(".tmp-") or f.endswith(".npz")]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import warnings
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field, replace
 from multiprocessing import get_context
@@ -255,6 +256,8 @@ class ExtractionResult:
     failures: list[tuple[str, str]]
     computed: int = 0
     cached: int = 0
+    #: Paths whose features were computed but could not be stored (a read-only or full cache).
+    unstored: list[str] = field(default_factory=list)
 
 
 def _failure_reason(path: str, err: BaseException) -> str:
@@ -335,7 +338,9 @@ def extract_dataset(
     from tqdm.auto import tqdm
 
     settings = settings or FeatureSettings()
+    views = settings.view_names
     result = ExtractionResult({}, [])
+    layout_written: list = [] if store is None or store.read_json(_LAYOUT) is None else [True]
     todo = []
     digests = {}
     first_with: dict[str, str] = {}  # content digest → first path holding that audio
@@ -354,12 +359,25 @@ def extract_dataset(
             continue
         first_with[digest] = p
         digests[p] = digest
-        cached = store.get(digest) if store is not None else None
+        cached = store.get(digest, validate=lambda a: check_entry(a, views)) if store is not None else None
         if cached is not None and not save_images:
             result.features[p] = cached
             result.cached += 1
         else:
             todo.append(p)
+    if store is not None and result.cached:
+        # Widths are checked against the store's recorded layout (or, before one
+        # is recorded, the widths most entries share): a valid-looking entry of
+        # another width would only fail later, in a classifier, naming no file.
+        layout = store.read_json(_LAYOUT) or _common_widths(result.features.values())
+        for p in list(result.features):
+            reason = _width_mismatch(result.features[p], layout)
+            if reason:
+                warnings.warn(f"{store._file(digests[p])}: bad cache entry for {p} ({reason}); recomputing",
+                              stacklevel=2)
+                del result.features[p]
+                result.cached -= 1
+                todo.append(p)
 
     bar = tqdm(total=len(paths), initial=len(paths) - len(todo), desc="extract", unit="track",
                disable=not progress, file=sys.stderr, dynamic_ncols=True)
@@ -384,7 +402,9 @@ def extract_dataset(
             arrays = per_track[p]
             arrays["mfcc"] = base.astype(np.float32)
             if store is not None:
-                store.put(digests[p], arrays)
+                if store.put(digests[p], arrays) and not layout_written:
+                    store.write_json(_LAYOUT, _widths(arrays))
+                    layout_written.append(p)
             result.features[p] = arrays
             result.computed += 1
             bar.update(1)
@@ -430,7 +450,70 @@ def extract_dataset(
                     accept(p, imgs, base)
     flush()
     bar.close()
+    if store is not None and store.unstored:
+        result.unstored = [p for p in result.features if digests.get(p) in set(store.unstored)]
+        warnings.warn(f"{store.root}: features of {len(result.unstored)} track{'s' * (len(result.unstored) != 1)} "
+                      f"could not be stored in the cache ({store.write_error}); they were used in this run and "
+                      "will be computed again next time", stacklevel=2)
     return result
+
+
+#: Side file of a store folder recording each array's width (written from the first computed track).
+_LAYOUT = "layout.json"
+
+
+def check_entry(arrays: dict, views) -> str | None:
+    """Why a track's feature arrays are unusable, or None.
+
+    Expected: every view as a finite float array (n_windows, D) with the same
+    n_windows ≥ 1 in every view, ``"mfcc"`` finite (d,), and, when present,
+    ``"starts"`` (n_windows,) window start times.
+    """
+    missing = [k for k in (*views, "mfcc") if k not in arrays]
+    if missing:
+        return f"no {', '.join(missing)}"
+    n = None
+    for v in views:
+        a = arrays[v]
+        if a.ndim != 2 or a.shape[0] < 1 or a.shape[1] < 1 or a.dtype.kind != "f":
+            return f"{v} has shape {a.shape} {a.dtype}, expected (windows, width) floats"
+        if n is not None and a.shape[0] != n:
+            return f"{v} has {a.shape[0]} windows, {views[0]} {n}"
+        n = a.shape[0]
+    extra = {"mfcc": None, "starts": n}
+    for k, length in extra.items():
+        if k in arrays:
+            a = arrays[k]
+            if a.ndim != 1 or a.dtype.kind != "f" or (length is not None and a.shape[0] != length):
+                return f"{k} has shape {a.shape} {a.dtype}, expected ({length if length is not None else 'd'},) floats"
+    bad = [k for k in (*views, "mfcc", "starts") if k in arrays and not np.all(np.isfinite(arrays[k]))]
+    if bad:
+        return f"NaN or infinite values in {', '.join(bad)}"
+    return None
+
+
+def _widths(arrays: dict) -> dict:
+    # Width of each array that has one fixed across tracks: a view's D, mfcc's d.
+    return {k: int(a.shape[-1]) for k, a in arrays.items() if k != "starts"}
+
+
+def _common_widths(entries) -> dict:
+    from collections import Counter
+
+    counts: dict = {}
+    for arrays in entries:
+        for k, w in _widths(arrays).items():
+            counts.setdefault(k, Counter())[w] += 1
+    return {k: c.most_common(1)[0][0] for k, c in counts.items()}
+
+
+def _width_mismatch(arrays: dict, layout) -> str | None:
+    if not isinstance(layout, dict):
+        return None
+    for k, w in _widths(arrays).items():
+        if k in layout and layout[k] != w:
+            return f"{k} is {w} wide, the other tracks {layout[k]}"
+    return None
 
 
 def _digest(path: str) -> str:
