@@ -281,9 +281,77 @@ def _settings_from_dict(d: dict) -> FeatureSettings:
     return _SETTINGS_CACHE[key]
 
 
-def _worker_init() -> None:
+def _flush_on_interrupt(err: BaseException, flush, bar) -> None:
+    # After Ctrl-C/SIGTERM, one CNN pass over the images already made (< batch_images)
+    # stores their tracks; a second interrupt during it stops at once.
+    try:
+        if isinstance(err, KeyboardInterrupt):
+            flush()
+    except Exception:  # noqa: BLE001 - the interrupt is what the caller must see
+        pass
+    finally:
+        bar.close()
+
+
+def _stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Cancel queued jobs and end the worker processes at once (SIGTERM, then SIGKILL)."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:
+        try:
+            proc.terminate()
+        except (OSError, ValueError, AttributeError):
+            pass
+    for proc in procs:
+        try:
+            proc.join(timeout=2)
+            if proc.is_alive():
+                proc.kill()
+        except (OSError, ValueError, AssertionError, AttributeError):
+            pass
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """End this worker when its parent process dies, even by SIGKILL (which
+    runs no cleanup): Linux's PR_SET_PDEATHSIG, else a watchdog thread."""
+    import signal
+
+    armed = False
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            armed = libc.prctl(1, int(signal.SIGKILL), 0, 0, 0) == 0  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            armed = False
+    if os.getppid() != parent_pid:  # the parent died before the death signal was armed
+        os._exit(1)
+    if not armed:
+        import threading
+        import time
+
+        def watch():
+            while os.getppid() == parent_pid:
+                time.sleep(1.0)
+            os._exit(1)
+
+        threading.Thread(target=watch, name="genrevision-parent-watchdog", daemon=True).start()
+
+
+def _worker_init(parent_pid: int | None = None) -> None:
     """One thread per worker process: the workers already fill the cores, and
-    BLAS/OpenMP threads inside each of them only fight the CNN in the parent."""
+    BLAS/OpenMP threads inside each of them only fight the CNN in the parent.
+
+    Ctrl-C reaches the whole process group: workers ignore it and let the
+    parent stop them, so a batch stops with one message, not a traceback per
+    worker; and they die with the parent (see :func:`_die_with_parent`).
+    """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if parent_pid is not None:
+        _die_with_parent(parent_pid)
     try:
         from threadpoolctl import threadpool_limits
 
@@ -421,17 +489,22 @@ def extract_dataset(
 
     n_jobs = max(1, (os.cpu_count() or 2) - 1) if jobs is None else int(jobs)
     if n_jobs <= 0 or len(todo) <= 1:
-        for p in todo:
-            try:
-                imgs, base = prepare_track(p, settings, save_images=save_images)
-            except Exception as err:  # noqa: BLE001 - one bad file must not stop the batch
-                fail(p, err)
-                continue
-            accept(p, imgs, base)
+        try:
+            for p in todo:
+                try:
+                    imgs, base = prepare_track(p, settings, save_images=save_images)
+                except Exception as err:  # noqa: BLE001 - one bad file must not stop the batch
+                    fail(p, err)
+                    continue
+                accept(p, imgs, base)
+        except BaseException as err:
+            _flush_on_interrupt(err, flush, bar)
+            raise
     else:
         # spawn: workers must not inherit the parent's torch/OpenMP thread state.
-        with ProcessPoolExecutor(max_workers=n_jobs, mp_context=get_context("spawn"),
-                                 initializer=_worker_init) as pool:
+        pool = ProcessPoolExecutor(max_workers=n_jobs, mp_context=get_context("spawn"),
+                                   initializer=_worker_init, initargs=(os.getpid(),))
+        try:
             sdict = settings.to_dict()
             queue = list(reversed(todo))
             running = {}
@@ -448,6 +521,14 @@ def extract_dataset(
                         fail(p, err)
                         continue
                     accept(p, imgs, base)
+        except BaseException as err:
+            # Ctrl-C, SIGTERM (the CLI turns it into KeyboardInterrupt) or an
+            # error: stop the workers now instead of waiting for their tracks,
+            # and keep (in the cache) the tracks whose images are already made.
+            _stop_pool(pool)
+            _flush_on_interrupt(err, flush, bar)
+            raise
+        pool.shutdown(wait=True)
     flush()
     bar.close()
     if store is not None and store.unstored:
