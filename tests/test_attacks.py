@@ -658,3 +658,62 @@ def test_workers_die_with_a_killed_parent(tmp_path, twelve_songs):
     finally:
         proc.kill()
     assert left and _alive(workers) == set(), f"workers {_alive(workers)} still running 10 s after kill -9 of their parent"
+
+
+# ----------------------------------------------------------------------------- 6. poorer audio than trained on
+
+
+@pytest.fixture(scope="module")
+def degraded(gtzan_root, tmp_path_factory):
+    """A held-out classical excerpt as 16-bit 22 kHz, 8-bit 22 kHz and 16-bit 8 kHz WAV."""
+    import soxr
+
+    d = tmp_path_factory.mktemp("degraded")
+    y = real_excerpt(gtzan_root, "classical/classical.00006.wav", 10.0)
+    y = 0.95 * y / np.abs(y).max()
+    out = {"clean": d / "clean.wav", "8-bit": d / "eight bit.wav", "8 kHz": d / "eight khz.wav"}
+    sf.write(out["clean"], y, SR, subtype="PCM_16")
+    sf.write(out["8-bit"], y, SR, subtype="PCM_U8")
+    sf.write(out["8 kHz"], soxr.resample(y, SR, 8000), 8000, subtype="PCM_16")
+    return {k: str(v) for k, v in out.items()}
+
+
+def test_model_records_its_training_audio(model_file):
+    audio = load_model(model_file).training_audio
+    assert audio["samplerate_min"] == SR and audio["bit_depth_min"] == 16 and audio["n_tracks"] == 12
+    assert 8000 < audio["bandwidth_p10_hz"] <= audio["bandwidth_median_hz"] <= SR / 2
+
+
+def test_poorer_audio_is_flagged(model_file, degraded):
+    model = load_model(model_file)
+    preds = {k: model.predict(p) for k, p in degraded.items()}
+    assert preds["clean"].warnings == [] and not preds["clean"].low_confidence
+    assert preds["8-bit"].warnings == ["8-bit audio; the model was trained on 16-bit or better, so the prediction "
+                                       "is less reliable"]
+    (w,) = preds["8 kHz"].warnings
+    assert w.startswith("sample rate 8000 Hz: nothing above 3.") and "the model was trained on audio up to" in w
+    for k in ("8-bit", "8 kHz"):
+        assert preds[k].low_confidence and preds[k].to_dict()["low_confidence"] is True
+        assert preds[k].to_dict()["warnings"] == preds[k].warnings
+
+
+def test_cli_marks_low_confidence_in_every_format(model_file, degraded):
+    import csv
+
+    paths = list(degraded.values())
+    table = run_cli("predict", *paths, "--model", model_file, "--quiet")
+    assert table.returncode == 0, table.stderr
+    heads = {ln.split(": ", 1)[0]: ln for ln in table.stdout.splitlines() if not ln.startswith(" ")}
+    assert not heads[degraded["clean"]].endswith("[low confidence]")
+    assert heads[degraded["8-bit"]].endswith("[low confidence]") and heads[degraded["8 kHz"]].endswith("[low confidence]")
+    assert "  warning: 8-bit audio; the model was trained on 16-bit or better" in table.stdout
+    warned = [ln for ln in table.stderr.splitlines() if ln.startswith("genrevision: warning: ")]
+    assert [ln.split(": ")[2] for ln in warned] == [degraded["8-bit"], degraded["8 kHz"]]
+    js = json.loads(run_cli("predict", *paths, "--model", model_file, "--format", "json", "--quiet").stdout)
+    flags = {p["path"]: (p["low_confidence"], len(p["warnings"])) for p in js["predictions"]}
+    assert flags == {degraded["clean"]: (False, 0), degraded["8-bit"]: (True, 1), degraded["8 kHz"]: (True, 1)}
+    rows = list(csv.DictReader(io.StringIO(run_cli("predict", *paths, "--model", model_file, "--format", "csv",
+                                                   "--quiet").stdout)))
+    assert {r["path"]: r["low_confidence"] for r in rows} == {degraded["clean"]: "0", degraded["8-bit"]: "1",
+                                                             degraded["8 kHz"]: "1"}
+    assert rows[1]["warnings"].startswith("8-bit audio")

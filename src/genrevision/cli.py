@@ -106,7 +106,10 @@ def _fmt_time(s: float) -> str:
 def _print_table(preds, *, timeline: bool) -> None:
     for p in preds:
         probs = sorted(p.probabilities.items(), key=lambda kv: -kv[1])
-        print(f"{p.path}: {p.genre} ({p.probabilities[p.genre]:.2f})")
+        flag = "  [low confidence]" if p.low_confidence else ""
+        print(f"{p.path}: {p.genre} ({p.probabilities[p.genre]:.2f}){flag}")
+        for w in p.warnings:
+            print(f"  warning: {w}")
         print("  probabilities: " + "  ".join(f"{k} {v:.3f}" for k, v in probs))
         print("  views: " + "  ".join(f"{k}={v}" for k, v in p.views.items()))
         if timeline:
@@ -120,13 +123,15 @@ def _print_csv(preds, labels, view_names, *, timeline: bool) -> None:
 
     w = csv.writer(sys.stdout)
     head = ["path", "start_s", "end_s", "genre"] + [f"p_{c}" for c in labels]
-    w.writerow(head + [f"view_{v}" for v in view_names])
+    w.writerow(head + [f"view_{v}" for v in view_names] + ["low_confidence", "warnings"])
     for p in preds:
+        flag = [int(p.low_confidence), "; ".join(p.warnings)]
         w.writerow([p.path, 0.0, p.duration, p.genre] + [f"{p.probabilities[c]:.6f}" for c in labels]
-                   + [p.views.get(v, "") for v in view_names])
+                   + [p.views.get(v, "") for v in view_names] + flag)
         if timeline:
             for start, end, genre, pr in p.segments:
-                w.writerow([p.path, start, end, genre] + [f"{pr[c]:.6f}" for c in labels] + [""] * len(view_names))
+                w.writerow([p.path, start, end, genre] + [f"{pr[c]:.6f}" for c in labels] + [""] * len(view_names)
+                           + flag)
 
 
 def cmd_predict(args) -> int:
@@ -151,6 +156,9 @@ def cmd_predict(args) -> int:
     model = load_model(args.model)
     preds, fails = model.predict_many(paths, progress=not args.quiet, timeline=args.timeline)
     failures += fails
+    for p in preds:  # on stderr as they happen, whatever the output format
+        for w in p.warnings:
+            print(f"genrevision: warning: {p.path}: {w}", file=sys.stderr)
     labels = [str(c) for c in model.labels]
     if args.format == "json":
         out = {"model": os.path.abspath(args.model), "labels": labels,

@@ -11,7 +11,8 @@ File format (a zip, never a pickle)::
 
     meta.json         format name and version, recipe, feature settings,
                       backbone + weights sha256, labels, fusion weights,
-                      view layout, versions, training size, the sha256
+                      view layout, versions, training size, the training
+                      audio (sample rates, bit depth, band), the sha256
                       of classifier.skops, and meta_sha256: the sha256 of
                       all the other fields (see :func:`meta_checksum`)
     classifier.skops  skops.io.dumps of the fitted LateFusionClassifier
@@ -122,6 +123,9 @@ class Prediction:
         segment of a long file (empty for a file of one piece unless
         ``timeline=True`` was asked)
     duration : float, seconds
+    warnings : list of str
+        Why this input is poorer than the model's training audio (lower bit
+        depth, narrower band); any warning makes the prediction low-confidence.
     """
 
     path: str
@@ -130,6 +134,11 @@ class Prediction:
     views: dict
     segments: list = field(default_factory=list)
     duration: float = 0.0
+    warnings: list = field(default_factory=list)
+
+    @property
+    def low_confidence(self) -> bool:
+        return bool(self.warnings)
 
     def to_dict(self) -> dict:
         return {
@@ -138,6 +147,8 @@ class Prediction:
             "probabilities": self.probabilities,
             "views": self.views,
             "duration": self.duration,
+            "low_confidence": self.low_confidence,
+            "warnings": list(self.warnings),
             "segments": [
                 {"start": s, "end": e, "genre": g, "probabilities": p} for s, e, g, p in self.segments
             ],
@@ -198,7 +209,7 @@ class GenreModel:
 
     def __init__(self, *, recipe, classifier, labels, views, backbone_sha256: str,
                  n_train: int, versions: dict | None = None, failures=None, source: str | None = None,
-                 view_classifier=None):
+                 view_classifier=None, training_audio: dict | None = None):
         self.recipe = recipe
         self.classifier = classifier
         #: Recipes that join O|H|P into one classifier also carry one head per
@@ -212,6 +223,9 @@ class GenreModel:
         #: Training files that could not be used: [(path, reason)].
         self.failures = list(failures or [])
         self.source = source
+        #: What the training audio was (sample rates, bit depth, band; see
+        #: :func:`genrevision.audio.training_audio`); inputs below it are flagged.
+        self.training_audio = dict(training_audio or {})
 
     # -- what it is ----------------------------------------------------------
 
@@ -253,6 +267,7 @@ class GenreModel:
             "fusion_weights": self.weights,
             "n_train": self.n_train,
             "versions": self.versions,
+            "training_audio": self.training_audio,
         }
 
     # -- saving ----------------------------------------------------------------
@@ -362,6 +377,7 @@ class GenreModel:
             fused = total / weight_sum
             per_view = {k: s / weight_sum for k, s in view_sums.items()}
         return Prediction(
+            warnings=self.input_warnings(path_s),
             path=path_s,
             genre=self._top(fused),
             probabilities=self._as_dict(fused),
@@ -369,6 +385,12 @@ class GenreModel:
             segments=segments,
             duration=round(duration, 3),
         )
+
+    def input_warnings(self, path) -> list[str]:
+        """Why ``path`` is poorer audio than this model was trained on (empty when it is not)."""
+        from .audio import audio_profile, quality_warnings
+
+        return quality_warnings(audio_profile(path), self.training_audio) if self.training_audio else []
 
     def predict_many(self, paths, *, progress: bool = True, timeline: bool = False):
         """Predict every file; returns (list of Prediction, [(path, reason)] failures)."""
@@ -424,6 +446,7 @@ def train_model(data, *, recipe="default", weights=None, cache=_DEFAULT_CACHE, j
         cross-validation, which needs 2 tracks per genre): the message names
         the genre.
     """
+    from .audio import training_audio
     from .backbone import get_backbone
     from .dataset import Dataset, load_dataset
     from .features import extract_dataset
@@ -473,6 +496,7 @@ def train_model(data, *, recipe="default", weights=None, cache=_DEFAULT_CACHE, j
         recipe=rec, classifier=clf, labels=list(clf.classes_), views=views,
         backbone_sha256=get_backbone(settings.backbone).weights_sha256,
         n_train=len(keep), failures=failures, view_classifier=view_clf,
+        training_audio=training_audio([ds.paths[i] for i in keep]),
     )
 
 
@@ -566,9 +590,10 @@ def load_model(path, *, check_backbone: bool = True) -> GenreModel:
     for est in (clf, view_clf):
         if est is not None and [str(c) for c in getattr(est, "classes_", [])] != [str(x) for x in labels]:
             raise ModelError(path_s, "damaged (classifier labels differ from meta.json)")
+    audio = meta.get("training_audio")
     return GenreModel(recipe=recipe, classifier=clf, labels=labels, views=views, backbone_sha256=bb_sha,
                       n_train=meta.get("n_train", 0), versions=meta.get("versions"), source=path_s,
-                      view_classifier=view_clf)
+                      view_classifier=view_clf, training_audio=audio if isinstance(audio, dict) else None)
 
 
 def meta_checksum(meta: dict) -> str:
