@@ -717,3 +717,127 @@ def test_cli_marks_low_confidence_in_every_format(model_file, degraded):
     assert {r["path"]: r["low_confidence"] for r in rows} == {degraded["clean"]: "0", degraded["8-bit"]: "1",
                                                              degraded["8 kHz"]: "1"}
     assert rows[1]["warnings"].startswith("8-bit audio")
+
+
+# ----------------------------------------------------------------------------- fuzz: manifest reader and audio decoder
+
+_DRIVER = r"""
+import json, sys, traceback
+from genrevision.audio import AudioError, audio_info, audio_profile, load_audio
+from genrevision.dataset import DatasetError, load_dataset
+
+for line in sys.stdin:
+    kind, path = json.loads(line)
+    out = {"path": path, "messages": []}
+    try:
+        if kind == "audio":
+            for call in (audio_info, load_audio, audio_profile):
+                try:
+                    call(path)
+                except AudioError as err:
+                    out["messages"].append(str(err))
+        else:
+            try:
+                load_dataset(path)
+            except DatasetError as err:
+                out["messages"].append(str(err))
+    except BaseException:
+        out["unexpected"] = traceback.format_exc()
+    print(json.dumps(out), flush=True)
+"""
+
+
+def _fuzz_cases(folder, excerpt, rng) -> list[tuple[str, str]]:
+    """(kind, path) of random bytes, truncations and byte flips of real audio files and manifests."""
+    cases = []
+    originals = {}
+    formats = [("wav", "WAV", "PCM_16"), ("flac", "FLAC", "PCM_16"), ("au", "AU", "PCM_16"), ("ogg", "OGG", "VORBIS")]
+    if "MP3" in sf.available_formats():
+        formats.append(("mp3", "MP3", "MPEG_LAYER_III"))
+    for ext, fmt, subtype in formats:
+        buf = io.BytesIO()
+        sf.write(buf, excerpt[: 2 * SR], SR, format=fmt, subtype=subtype)
+        originals[ext] = buf.getvalue()
+    manifest = ("path,label,group,split\n" + "".join(f"song{i}.wav,{g},a{i % 3},{s}\n" for i, (g, s) in
+                enumerate(zip(["rock", "jazz", "pop"] * 3, ["train", "test", "valid"] * 3)))).encode()
+    n = 0
+
+    def add(kind, ext, data):
+        nonlocal n
+        p = folder / f"case{n:03d}.{ext}"
+        p.write_bytes(data)
+        cases.append((kind, str(p)))
+        n += 1
+
+    for ext, data in originals.items():
+        for _ in range(8):  # truncations, the header included
+            add("audio", ext, data[: int(rng.integers(1, len(data)))])
+        for _ in range(8):  # flipped bytes, often in the header
+            bad = bytearray(data)
+            for pos in rng.integers(0, min(len(bad), 4096 if rng.random() < 0.5 else len(bad)), size=int(rng.integers(1, 20))):
+                bad[pos] = int(rng.integers(0, 256))
+            add("audio", ext, bytes(bad))
+        for _ in range(3):  # a valid start, then noise
+            add("audio", ext, data[: int(rng.integers(4, 200))] + rng.bytes(int(rng.integers(0, 30000))))
+        add("audio", ext, rng.bytes(int(rng.integers(1, 50000))))
+    for _ in range(12):
+        add("manifest", "csv", rng.bytes(int(rng.integers(0, 3000))))
+    alphabet = list(b"path,label,group,split,\"\n\r\t ;./\\abc\x00\xef\xbb\xbf\xe9\xff") + list(range(32, 127))
+    for _ in range(20):
+        add("manifest", "csv", bytes(rng.choice(alphabet, size=int(rng.integers(0, 400))).astype(np.uint8)))
+    for _ in range(12):
+        add("manifest", "csv", manifest[: int(rng.integers(0, len(manifest)))])
+    for _ in range(12):
+        bad = bytearray(manifest)
+        for pos in rng.integers(0, len(bad), size=int(rng.integers(1, 10))):
+            bad[pos] = int(rng.choice(alphabet))
+        add("manifest", "csv", bytes(bad))
+    return cases
+
+
+def test_fuzz_decoder_and_manifest_reader(tmp_path, excerpt):
+    import select
+    import time
+
+    rng = np.random.default_rng(11)
+    cases = _fuzz_cases(tmp_path, excerpt, rng)
+    assert len(cases) >= 150
+    proc = subprocess.Popen([sys.executable, "-c", _DRIVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        for kind, path in cases:
+            proc.stdin.write(json.dumps([kind, path]) + "\n")
+            proc.stdin.flush()
+            deadline = time.monotonic() + 20  # per case: a hang fails here, naming the case
+            ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
+            assert ready, f"{kind} case {path} did not finish in 20 s"
+            out = json.loads(proc.stdout.readline())
+            assert out["path"] == path and "unexpected" not in out, out.get("unexpected")
+            for msg in out["messages"]:
+                assert "\n" not in msg and msg.startswith(f"{path}: ") and len(msg) > len(path) + 4, msg
+                assert "possibly a pipe" not in msg and "does not exist" not in msg, msg
+        proc.stdin.close()
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+    err = proc.stderr.read()
+    assert err == "", err  # nothing from the decoders' C libraries either
+
+
+def test_fuzz_through_the_cli(tmp_path, excerpt, model_file):
+    rng = np.random.default_rng(7)
+    cases = _fuzz_cases(tmp_path, excerpt, rng)
+    audio = [p for k, p in cases if k == "audio"][::4]
+    proc = run_cli("predict", *audio, "--model", model_file, "--quiet", timeout=600)
+    assert proc.returncode in (0, 1), proc.stderr
+    predicted = {ln.split(": ", 1)[0] for ln in proc.stdout.splitlines() if not ln.startswith(" ")}
+    failed = [ln for ln in proc.stderr.splitlines() if ln.startswith("  ")]
+    assert sorted(predicted | {ln[2:].split(": ", 1)[0] for ln in failed}) == sorted(audio)
+    assert all(ln.count(": ") >= 1 and len(ln.split(": ", 1)[1]) > 3 for ln in failed)
+    manifests = [p for k, p in cases if k == "manifest"][::8]
+    for m in manifests:
+        proc = run_cli("extract", m, "--cache", tmp_path / "cache", "--jobs", "0", "--quiet", timeout=120)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode in (0, 1, 2)
+        if proc.returncode == 2:
+            assert len(lines) == 1 and lines[0].startswith(f"genrevision: error: {m}: "), proc.stderr

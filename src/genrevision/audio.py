@@ -105,6 +105,9 @@ def _decoder_reason(err: BaseException) -> str:
     """
     detail = (getattr(err, "error_string", "") or str(err)).splitlines()[0] if str(err) or getattr(err, "error_string", "") else ""
     detail = detail.split(": ", 1)[-1].strip().rstrip(".") if detail.startswith("Error opening") else detail.strip().rstrip(".")
+    for prefix in ("Error : ", "Error: "):  # libFLAC's and libmpg123's own prefix
+        if detail.startswith(prefix):
+            detail = detail[len(prefix):]
     low = detail.lower()
     if not detail or "does not exist" in low or "pipe" in low or "error opening" in low:
         detail = "unknown format or damaged data"
@@ -256,7 +259,7 @@ def load_audio(
                     f.seek(min(start, f.frames))
                 y = _read_mono(f, frames)
         except (sf.LibsndfileError, RuntimeError, ValueError) as err:
-            raise AudioError(source, f"decoding failed ({_decoder_reason(err).split('(', 1)[-1].rstrip(')')})") from None
+            raise AudioError(source, f"damaged audio data ({_decoder_reason(err).split('(', 1)[-1].rstrip(')')})") from None
     _check_finite(source, y)
     if native != sr and y.size:
         y = soxr.resample(y, native, sr).astype(np.float32, copy=False)
@@ -377,7 +380,7 @@ def audio_profile(source: Source, *, seconds: float = 10.0) -> AudioProfile:
                     f.seek((frames - n) // 2)
                 y = _read_mono(f, n)
         except (sf.LibsndfileError, RuntimeError, ValueError) as err:
-            raise AudioError(source, f"decoding failed ({_decoder_reason(err).split('(', 1)[-1].rstrip(')')})") from None
+            raise AudioError(source, f"damaged audio data ({_decoder_reason(err).split('(', 1)[-1].rstrip(')')})") from None
     y = y[np.isfinite(y)] if not np.all(np.isfinite(y)) else y
     return AudioProfile(int(sr), _bit_depth(subtype), effective_bandwidth(y, sr) if sr > 0 else 0.0)
 

@@ -107,7 +107,8 @@ def _from_csv(manifest: str, *, strict: bool) -> Dataset:
             reader = csv.DictReader(f)
             cols = [c.strip().lower() for c in (reader.fieldnames or [])]
             if "path" not in cols or not ({"label", "genre"} & set(cols)):
-                raise DatasetError(f"{manifest}: CSV manifest needs columns 'path' and 'label', found {cols}")
+                found = repr(cols) if len(repr(cols)) <= 120 else repr(cols)[:117] + "..."
+                raise DatasetError(f"{manifest}: CSV manifest needs columns 'path' and 'label', found {found}")
             rows = [{k.strip().lower(): (v or "").strip() for k, v in row.items() if isinstance(k, str) and k}
                     for row in reader]
         except csv.Error as err:
