@@ -12,7 +12,6 @@ import soundfile as sf
 from genrevision import ModelError, load_model, train_model
 from genrevision.dataset import load_dataset
 from genrevision.features import FeatureSettings
-from genrevision.model import meta_checksum
 from genrevision.recipes import get_recipe
 from genrevision.spectrogram import SpectrogramConfig
 
@@ -89,6 +88,8 @@ def test_meta_is_complete(model_file):
 
 
 def _rewrite(src, dst, *, meta_change=None, drop=None):
+    from genrevision.model import meta_checksum
+
     with zipfile.ZipFile(src) as z:
         items = {n: z.read(n) for n in z.namelist()}
     if meta_change:
@@ -168,6 +169,7 @@ def test_untrusted_types_are_refused(model_file, tmp_path):
     import skops.io as sio
 
     from genrevision.classifiers import SoftmaxHead
+    from genrevision.model import meta_checksum
 
     payload = sio.dumps(SoftmaxHead())  # a type not on the allow-list
     with zipfile.ZipFile(model_file) as z:

@@ -135,8 +135,8 @@ def _open(source: Source) -> sf.SoundFile:
             raise AudioError(source, "no such file") from None
         except NotRegularFile as err:
             raise AudioError(source, "is a directory, not an audio file" if err.kind == "a folder" else str(err)) from None
-        except OSError as err:
-            raise AudioError(source, f"cannot open ({err.strerror or err})") from None
+        except (OSError, ValueError) as err:  # ValueError: a NUL byte in the name
+            raise AudioError(source, f"cannot open ({getattr(err, 'strerror', None) or err})") from None
         if os.fstat(fd).st_size == 0:
             os.close(fd)
             raise AudioError(source, "empty file (0 bytes)")
@@ -156,6 +156,135 @@ def audio_info(source: Source) -> AudioInfo:
     """Sample rate, channel count and length of ``source`` without decoding it."""
     with _open(source) as f:
         return AudioInfo(f.samplerate, f.channels, f.frames)
+
+
+# ----------------------------------------------------------------------------- input quality
+
+
+@dataclass(frozen=True)
+class AudioProfile:
+    """What a file can carry: its sample rate, PCM bit depth and the band it really fills.
+
+    ``bit_depth`` is None for lossy codecs (mp3, ogg), whose quality shows in
+    ``bandwidth`` instead; floats count as 32/64 bits.
+    """
+
+    samplerate: int
+    bit_depth: int | None
+    bandwidth: float
+
+
+def _bit_depth(subtype: str) -> int | None:
+    subtype = (subtype or "").upper()
+    if subtype in ("ULAW", "ALAW"):
+        return 8
+    if subtype == "FLOAT":
+        return 32
+    if subtype == "DOUBLE":
+        return 64
+    if "ADPCM" in subtype:
+        return 4
+    digits = subtype.rsplit("_", 1)[-1].lstrip("SU")  # PCM_16, PCM_S8, PCM_U8, DWVW_12, ALAC_20, ...
+    return int(digits) if digits.isdigit() and subtype.startswith(("PCM", "DWVW", "DPCM", "ALAC", "NMS")) else None
+
+
+#: The band of a file ends where its long-term spectrum falls this far below its peak.
+BANDWIDTH_DB = 60.0
+
+
+def effective_bandwidth(y: np.ndarray, sr: int, *, n_fft: int = 2048) -> float:
+    """Highest frequency (Hz) where the long-term spectrum of ``y`` is within
+    :data:`BANDWIDTH_DB` of its peak (smoothed over ~9 bins).
+
+    On the shared GTZAN tracks it reads 9.2-11 kHz; the same tracks through an
+    8 kHz sample rate read 3.9 kHz.
+    """
+    if y.size < n_fft:
+        return sr / 2
+    frames = np.lib.stride_tricks.sliding_window_view(y, n_fft)[:: n_fft // 2]
+    power = np.mean(np.abs(np.fft.rfft(frames * np.hanning(n_fft).astype(np.float32), axis=1)) ** 2, axis=0)
+    db = 10 * np.log10(power + 1e-20)
+    db = np.convolve(db, np.ones(9) / 9, mode="same")
+    above = np.nonzero(db > db.max() - BANDWIDTH_DB)[0]
+    return float(above[-1] * sr / n_fft) if above.size else 0.0
+
+
+def audio_profile(source: Source, *, seconds: float = 10.0) -> AudioProfile:
+    """Sample rate and bit depth from the header, bandwidth from ``seconds`` in the middle of the file.
+
+    Cheap (one short decode at the native rate, one averaged spectrum).
+    """
+    with _open(source) as f:
+        sr, subtype, frames = f.samplerate, f.subtype, f.frames
+        n = int(seconds * sr) if sr > 0 else 0
+        try:
+            with _quiet_stderr():
+                if frames > n:
+                    f.seek((frames - n) // 2)
+                y = _read_mono(f, n)
+        except (sf.LibsndfileError, RuntimeError, ValueError) as err:
+            raise AudioError(source, f"damaged audio data ({_decoder_reason(err).split('(', 1)[-1].rstrip(')')})") from None
+    y = y[np.isfinite(y)] if not np.all(np.isfinite(y)) else y
+    return AudioProfile(int(sr), _bit_depth(subtype), effective_bandwidth(y, sr) if sr > 0 else 0.0)
+
+
+def training_audio(paths, *, max_spectra: int = 200) -> dict:
+    """What a model's training audio was: recorded in the model, compared with each input.
+
+    Sample rates and bit depths come from every file's header; the band from
+    at most ``max_spectra`` files spread over the list. Unreadable files are
+    skipped (extraction already reported them).
+    """
+    paths = list(paths)
+    step = max(1, -(-len(paths) // max_spectra)) if paths else 1
+    rates, bits, bands = [], [], []
+    for i, p in enumerate(paths):
+        try:
+            if i % step == 0:
+                prof = audio_profile(p)
+                bands.append(prof.bandwidth)
+                rate, depth = prof.samplerate, prof.bit_depth
+            else:
+                with _open(p) as f:
+                    rate, depth = f.samplerate, _bit_depth(f.subtype)
+        except AudioError:
+            continue
+        rates.append(rate)
+        if depth is not None:
+            bits.append(depth)
+    if not rates:
+        return {}
+    return {
+        "n_tracks": len(rates),
+        "samplerate_min": int(min(rates)),
+        "samplerate_median": float(np.median(rates)),
+        "bit_depth_min": int(min(bits)) if bits else None,
+        "bandwidth_p10_hz": round(float(np.percentile(bands, 10)), 1) if bands else None,
+        "bandwidth_median_hz": round(float(np.median(bands)), 1) if bands else None,
+    }
+
+
+#: An input whose band ends below this fraction of the training tracks' 10th
+#: percentile band is flagged (GTZAN: below ~6.9 kHz).
+BANDWIDTH_RATIO = 0.75
+
+
+def quality_warnings(profile: AudioProfile, training: dict) -> list[str]:
+    """Reasons (one short sentence each) why an input is poorer than a model's training audio."""
+    out = []
+    if not training:
+        return out
+    bits = training.get("bit_depth_min")
+    if bits and profile.bit_depth is not None and profile.bit_depth < bits:
+        out.append(f"{profile.bit_depth}-bit audio; the model was trained on {bits}-bit or better, "
+                   "so the prediction is less reliable")
+    band = training.get("bandwidth_p10_hz")
+    if band and profile.bandwidth < BANDWIDTH_RATIO * band:
+        cause = (f"sample rate {profile.samplerate} Hz" if profile.samplerate / 2 < BANDWIDTH_RATIO * band
+                 else "band-limited audio")
+        out.append(f"{cause}: nothing above {profile.bandwidth / 1000:.1f} kHz, the model was trained on audio "
+                   f"up to {band / 1000:.1f} kHz or more, so the prediction is less reliable")
+    return out
 
 
 def normalise(y: np.ndarray, *, method: str = "peak") -> np.ndarray:
@@ -314,131 +443,3 @@ def iter_segments(
     if not yielded:
         raise AudioError(source, "silent (peak below -80 dBFS)")
 
-
-# ----------------------------------------------------------------------------- input quality
-
-
-@dataclass(frozen=True)
-class AudioProfile:
-    """What a file can carry: its sample rate, PCM bit depth and the band it really fills.
-
-    ``bit_depth`` is None for lossy codecs (mp3, ogg), whose quality shows in
-    ``bandwidth`` instead; floats count as 32/64 bits.
-    """
-
-    samplerate: int
-    bit_depth: int | None
-    bandwidth: float
-
-
-def _bit_depth(subtype: str) -> int | None:
-    subtype = (subtype or "").upper()
-    if subtype in ("ULAW", "ALAW"):
-        return 8
-    if subtype == "FLOAT":
-        return 32
-    if subtype == "DOUBLE":
-        return 64
-    if "ADPCM" in subtype:
-        return 4
-    digits = subtype.rsplit("_", 1)[-1].lstrip("SU")  # PCM_16, PCM_S8, PCM_U8, DWVW_12, ALAC_20, ...
-    return int(digits) if digits.isdigit() and subtype.startswith(("PCM", "DWVW", "DPCM", "ALAC", "NMS")) else None
-
-
-#: The band of a file ends where its long-term spectrum falls this far below its peak.
-BANDWIDTH_DB = 60.0
-
-
-def effective_bandwidth(y: np.ndarray, sr: int, *, n_fft: int = 2048) -> float:
-    """Highest frequency (Hz) where the long-term spectrum of ``y`` is within
-    :data:`BANDWIDTH_DB` of its peak (smoothed over ~9 bins).
-
-    On the shared GTZAN tracks it reads 9.2-11 kHz; the same tracks through an
-    8 kHz sample rate read 3.9 kHz.
-    """
-    if y.size < n_fft:
-        return sr / 2
-    frames = np.lib.stride_tricks.sliding_window_view(y, n_fft)[:: n_fft // 2]
-    power = np.mean(np.abs(np.fft.rfft(frames * np.hanning(n_fft).astype(np.float32), axis=1)) ** 2, axis=0)
-    db = 10 * np.log10(power + 1e-20)
-    db = np.convolve(db, np.ones(9) / 9, mode="same")
-    above = np.nonzero(db > db.max() - BANDWIDTH_DB)[0]
-    return float(above[-1] * sr / n_fft) if above.size else 0.0
-
-
-def audio_profile(source: Source, *, seconds: float = 10.0) -> AudioProfile:
-    """Sample rate and bit depth from the header, bandwidth from ``seconds`` in the middle of the file.
-
-    Cheap (one short decode at the native rate, one averaged spectrum).
-    """
-    with _open(source) as f:
-        sr, subtype, frames = f.samplerate, f.subtype, f.frames
-        n = int(seconds * sr) if sr > 0 else 0
-        try:
-            with _quiet_stderr():
-                if frames > n:
-                    f.seek((frames - n) // 2)
-                y = _read_mono(f, n)
-        except (sf.LibsndfileError, RuntimeError, ValueError) as err:
-            raise AudioError(source, f"damaged audio data ({_decoder_reason(err).split('(', 1)[-1].rstrip(')')})") from None
-    y = y[np.isfinite(y)] if not np.all(np.isfinite(y)) else y
-    return AudioProfile(int(sr), _bit_depth(subtype), effective_bandwidth(y, sr) if sr > 0 else 0.0)
-
-
-def training_audio(paths, *, max_spectra: int = 200) -> dict:
-    """What a model's training audio was: recorded in the model, compared with each input.
-
-    Sample rates and bit depths come from every file's header; the band from
-    at most ``max_spectra`` files spread over the list. Unreadable files are
-    skipped (extraction already reported them).
-    """
-    paths = list(paths)
-    step = max(1, -(-len(paths) // max_spectra)) if paths else 1
-    rates, bits, bands = [], [], []
-    for i, p in enumerate(paths):
-        try:
-            if i % step == 0:
-                prof = audio_profile(p)
-                bands.append(prof.bandwidth)
-                rate, depth = prof.samplerate, prof.bit_depth
-            else:
-                with _open(p) as f:
-                    rate, depth = f.samplerate, _bit_depth(f.subtype)
-        except AudioError:
-            continue
-        rates.append(rate)
-        if depth is not None:
-            bits.append(depth)
-    if not rates:
-        return {}
-    return {
-        "n_tracks": len(rates),
-        "samplerate_min": int(min(rates)),
-        "samplerate_median": float(np.median(rates)),
-        "bit_depth_min": int(min(bits)) if bits else None,
-        "bandwidth_p10_hz": round(float(np.percentile(bands, 10)), 1) if bands else None,
-        "bandwidth_median_hz": round(float(np.median(bands)), 1) if bands else None,
-    }
-
-
-#: An input whose band ends below this fraction of the training tracks' 10th
-#: percentile band is flagged (GTZAN: below ~6.9 kHz).
-BANDWIDTH_RATIO = 0.75
-
-
-def quality_warnings(profile: AudioProfile, training: dict) -> list[str]:
-    """Reasons (one short sentence each) why an input is poorer than a model's training audio."""
-    out = []
-    if not training:
-        return out
-    bits = training.get("bit_depth_min")
-    if bits and profile.bit_depth is not None and profile.bit_depth < bits:
-        out.append(f"{profile.bit_depth}-bit audio; the model was trained on {bits}-bit or better, "
-                   "so the prediction is less reliable")
-    band = training.get("bandwidth_p10_hz")
-    if band and profile.bandwidth < BANDWIDTH_RATIO * band:
-        cause = (f"sample rate {profile.samplerate} Hz" if profile.samplerate / 2 < BANDWIDTH_RATIO * band
-                 else "band-limited audio")
-        out.append(f"{cause}: nothing above {profile.bandwidth / 1000:.1f} kHz, the model was trained on audio "
-                   f"up to {band / 1000:.1f} kHz or more, so the prediction is less reliable")
-    return out

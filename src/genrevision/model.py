@@ -470,20 +470,13 @@ def train_model(data, *, recipe="default", weights=None, cache=_DEFAULT_CACHE, j
     small = [f"{str(c)!r} ({n})" for c, n in zip(classes, counts) if n < 2]
     if small:
         raise ValueError(f"{name}: every genre needs at least 2 usable tracks; too few for {', '.join(small)}")
-    groups = getattr(ds, "groups", None)
-    groups = None if groups is None else np.asarray(groups)[keep]
-    if groups is not None:
-        # Inner cross-validation keeps a group on one side: each genre needs 2 groups.
-        few = [(c, n, np.unique(groups[labels == c]).size) for c, n in zip(classes, counts)]
-        few = [f"{str(c)!r} has {n} tracks in {g} group" for c, n, g in few if g < 2]
-        if few:
-            raise ValueError(f"{name}: every genre needs tracks of at least 2 groups (the inner cross-validation "
-                             f"keeps a group on one side); {', '.join(few)}: add tracks of another artist/album "
-                             "or leave the group column empty")
+    _check_groups_per_genre(name, getattr(ds, "groups", None), keep, labels)
     feats = [res.features[ds.paths[i]] for i in keep]
     X, views = rec.matrix(feats)
     if isinstance(weights, str) and weights == "paper":
         weights = {v: w for v, w in PAPER_FUSION.items() if v in {n for n, _, _ in views}}
+    groups = getattr(ds, "groups", None)
+    groups = None if groups is None else np.asarray(groups)[keep]
     clf = _fit(rec.classifier(views, weights=weights), X, labels, groups)
     view_clf = None
     single = tuple(dict.fromkeys(part for name, _, _ in views if "+" in name for part in name.split("+")))
@@ -498,6 +491,20 @@ def train_model(data, *, recipe="default", weights=None, cache=_DEFAULT_CACHE, j
         n_train=len(keep), failures=failures, view_classifier=view_clf,
         training_audio=training_audio([ds.paths[i] for i in keep]),
     )
+
+
+def _check_groups_per_genre(name, groups, keep, labels) -> None:
+    # Inner cross-validation keeps a group on one side: each genre needs 2 groups.
+    if groups is None:
+        return
+    groups = np.asarray(groups)[keep]
+    classes, counts = np.unique(labels, return_counts=True)
+    few = [(c, n, np.unique(groups[labels == c]).size) for c, n in zip(classes, counts)]
+    few = [f"{str(c)!r} has {n} tracks in {g} group" for c, n, g in few if g < 2]
+    if few:
+        raise ValueError(f"{name}: every genre needs tracks of at least 2 groups (the inner cross-validation "
+                         f"keeps a group on one side); {', '.join(few)}: add tracks of another artist/album "
+                         "or leave the group column empty")
 
 
 def _fit(est, X, y, groups):
@@ -649,8 +656,8 @@ def _check_skops_payload(path_s: str, payload: bytes, what: str) -> None:
                 raise ModelError(path_s, f"refused: {what} has {len(infos)} entries (at most {_MAX_SKOPS_MEMBERS})")
             declared = sum(i.file_size for i in infos)
             if declared > MAX_MEMBER_BYTES:
-                raise ModelError(path_s, f"refused: {what} inflates to {declared / 2**20:.0f} MB, more than the "
-                                         f"{MAX_MEMBER_BYTES // 2**20} MB a model member may hold")
+                raise ModelError(path_s, f"refused: the {what}'s skops entries inflate to {declared / 2**20:.0f} MB, "
+                                         f"more than the {MAX_MEMBER_BYTES // 2**20} MB a model member may hold")
             total = 0
             for info in infos:
                 with inner.open(info) as f:
@@ -660,8 +667,8 @@ def _check_skops_payload(path_s: str, payload: bytes, what: str) -> None:
                             break
                         total += len(chunk)
                         if total > MAX_MEMBER_BYTES:
-                            raise ModelError(path_s, f"refused: {what} inflates to more than the "
-                                                     f"{MAX_MEMBER_BYTES // 2**20} MB a model member may hold")
+                            raise ModelError(path_s, f"refused: the {what}'s skops entries inflate to more than "
+                                                     f"the {MAX_MEMBER_BYTES // 2**20} MB a model member may hold")
     except ModelError:
         raise
     except Exception as err:  # noqa: BLE001 - not a zip, bad CRC, bad compression

@@ -143,8 +143,8 @@ class FeatureStore:
     def put(self, digest: str, arrays: dict[str, np.ndarray]) -> bool:
         """Store arrays atomically; True when stored.
 
-        Float arrays are kept as float16 (features need no more) unless a value
-        does not fit. A folder that cannot be written is reported once and
+        Window features (2-D float) are kept as float16 (they need no more)
+        unless a value does not fit; per-track vectors and window times exactly. A folder that cannot be written is reported once and
         False returned (the digest is added to :attr:`unstored`).
         """
         if self.write_error is not None:
@@ -153,7 +153,7 @@ class FeatureStore:
         packed = {}
         for k, v in arrays.items():
             v = np.asarray(v)
-            small = v.dtype.kind == "f" and (not v.size or float(np.max(np.abs(v))) <= _F16_MAX)
+            small = v.dtype.kind == "f" and v.ndim == 2 and (not v.size or float(np.max(np.abs(v))) <= _F16_MAX)
             packed[k] = v.astype(np.float16) if small else v
         try:
             _atomic_write(self._file(digest), lambda f: np.savez(f, **packed))
