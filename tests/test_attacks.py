@@ -483,7 +483,8 @@ def test_bad_cache_entries_are_recomputed(tmp_path, three_songs):
     assert again.computed == 4 and again.cached == 0 and again.failures == []
     messages = [str(w.message) for w in rec]
     for p, (_, words) in changes.items():
-        hit = [m for m in messages if m.startswith(entries[p]) and words in m and "recomputing" in m]
+        hit = [m for m in messages if m.startswith(f"{entries[p]}: bad cache entry for {p} (") and words in m
+               and "recomputing" in m]
         assert len(hit) == 1, (p, messages)
         np.testing.assert_allclose(again.features[p]["original"], first.features[p]["original"], atol=2e-3)
     # Stored again, valid: a third run computes nothing.
@@ -504,7 +505,8 @@ def test_cli_train_on_bad_cache_entry(tmp_path, three_songs):
     proc = run_cli(*args)
     assert proc.returncode == 0, proc.stderr
     assert "trained paper model on 4 tracks" in proc.stdout
-    assert proc.stderr.splitlines() == [f"genrevision: warning: {entry}: bad cache entry (no original); recomputing"]
+    assert proc.stderr.splitlines() == [f"genrevision: warning: {entry}: bad cache entry for {three_songs['m1.wav']} "
+                                        "(no original); recomputing"]
 
 
 # ----------------------------------------------------------------------------- 9. unwritable cache

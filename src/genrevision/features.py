@@ -427,7 +427,7 @@ def extract_dataset(
             continue
         first_with[digest] = p
         digests[p] = digest
-        cached = store.get(digest, validate=lambda a: check_entry(a, views)) if store is not None else None
+        cached = store.get(digest, validate=lambda a: check_entry(a, views), about=p) if store is not None else None
         if cached is not None and not save_images:
             result.features[p] = cached
             result.cached += 1

@@ -583,6 +583,10 @@ def load_model(path, *, check_backbone: bool = True) -> GenreModel:
         labels, views = meta["labels"], meta["views"]
     except (KeyError, TypeError, ValueError) as err:
         raise ModelError(path_s, f"damaged (meta.json: {type(err).__name__} {err})") from None
+    # Cheap checks first: a bomb inside a skops payload is refused before the backbone loads.
+    for member, what in (("classifier.skops", "classifier"), ("views.skops", "view classifier")):
+        if member in payloads:
+            _check_skops_payload(path_s, payloads[member], what)
     if check_backbone:
         from .backbone import get_backbone
 
@@ -681,7 +685,6 @@ def _load_estimator(path_s: str, payload: bytes, what: str):
 
     from .fusion import LateFusionClassifier
 
-    _check_skops_payload(path_s, payload, what)
     try:
         untrusted = sio.get_untrusted_types(data=payload)
     except Exception as err:  # noqa: BLE001

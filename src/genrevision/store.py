@@ -56,6 +56,10 @@ def _atomic_write(path: str, write) -> None:
         raise
 
 
+def _for(about) -> str:
+    return f" for {about}" if about else ""
+
+
 #: Largest magnitude float16 holds; arrays beyond it are stored as float32.
 _F16_MAX = float(np.finfo(np.float16).max)
 
@@ -109,7 +113,7 @@ class FeatureStore:
     def __contains__(self, digest: str) -> bool:
         return os.path.exists(self._file(digest))
 
-    def get(self, digest: str, *, validate=None) -> dict[str, np.ndarray] | None:
+    def get(self, digest: str, *, validate=None, about: str | None = None) -> dict[str, np.ndarray] | None:
         """The stored arrays, or None when absent, damaged or invalid (such an entry is removed).
 
         Parameters
@@ -117,6 +121,8 @@ class FeatureStore:
         validate : callable, optional
             ``validate(arrays) -> reason or None``; an entry with a reason is
             reported (a warning naming the entry), removed and treated as absent.
+        about : str, optional
+            The file the entry belongs to, named in such a warning.
         """
         path = self._file(digest)
         if not os.path.lexists(path):
@@ -125,11 +131,11 @@ class FeatureStore:
             with open_regular(path) as f, np.load(f, allow_pickle=False) as z:
                 arrays = {k: z[k].astype(np.float32) if z[k].dtype == np.float16 else z[k] for k in z.files}
         except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as err:
-            self._discard(path, f"damaged cache entry ({type(err).__name__})")
+            self._discard(path, f"damaged cache entry{_for(about)} ({type(err).__name__})")
             return None
         reason = validate(arrays) if validate is not None else None
         if reason:
-            self._discard(path, f"bad cache entry ({reason})")
+            self._discard(path, f"bad cache entry{_for(about)} ({reason})")
             return None
         return arrays
 
