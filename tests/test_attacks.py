@@ -389,10 +389,9 @@ def test_non_utf8_file_names_are_carried_through(tmp_path, three_songs, model_fi
     ds = load_dataset(os.fsdecode(manifest))
     assert all(os.path.exists(p) for p in ds.paths) and "\udce9" in ds.paths[0]
     assert load_audio(ds.paths[0]).size == 3 * SR
-    cache = os.fsencode(tmp_path / "cache")
-    for data in (root, manifest):
-        proc = _run_bytes("extract", data, "--cache", cache, "--jobs", "0", "--quiet")
-        assert proc.returncode == 0 and b"features for 4/4 tracks" in proc.stdout, proc.stderr
+    assert sorted(load_dataset(os.fsdecode(root)).paths) == sorted(ds.paths)
+    proc = _run_bytes("extract", manifest, "--cache", os.fsencode(tmp_path / "cache"), "--jobs", "0", "--quiet")
+    assert proc.returncode == 0 and b"features for 4/4 tracks" in proc.stdout, proc.stderr
     song = os.path.join(root, b"classical", b"caf\xe9 c1.wav")
     missing = os.path.join(root, b"caf\xe9 gone.wav")
     for fmt in ("table", "json", "csv"):
@@ -401,9 +400,6 @@ def test_non_utf8_file_names_are_carried_through(tmp_path, three_songs, model_fi
         assert (song in proc.stdout) if fmt != "json" else (json.loads(proc.stdout)["predictions"][0]["path"]
                                                           == os.fsdecode(song))
         assert missing + b": no such file" in proc.stderr
-    proc = _run_bytes("train", manifest, "--model", os.fsencode(tmp_path / "latin.model"), "--recipe", "paper",
-                      "--cache", cache, "--jobs", "0", "--quiet")
-    assert proc.returncode == 0 and b"trained paper model on 4 tracks" in proc.stdout, proc.stderr
 
 
 def test_unreadable_mp3_says_so(tmp_path):
