@@ -139,7 +139,7 @@ def test_manifest_with_empty_label_and_single_track_label(gtzan_root, tmp_path):
     assert "1 files failed:" in proc.stderr and "no label (row 8" in proc.stderr
     # One genre with a single track: a clear one-line error, no model written.
     one = tmp_path / "one.csv"
-    one.write_text("\n".join(rows[:-1] + [f"{genre_paths(gtzan_root, 'classical')[0]},opera"]) + "\n")
+    one.write_text("\n".join(rows[:-1] + [f"{genre_paths(gtzan_root, 'jazz')[1]},opera"]) + "\n")
     proc = run_cli("train", one, "--model", tmp_path / "one.model", "--recipe", "paper", "--cache", cache,
                    "--jobs", "0", "--quiet")
     assert proc.returncode == 2 and not (tmp_path / "one.model").exists()

@@ -88,11 +88,14 @@ def test_meta_is_complete(model_file):
 
 
 def _rewrite(src, dst, *, meta_change=None, drop=None):
+    from genrevision.model import meta_checksum
+
     with zipfile.ZipFile(src) as z:
         items = {n: z.read(n) for n in z.namelist()}
     if meta_change:
         meta = json.loads(items["meta.json"])
         meta_change(meta)
+        meta["meta_sha256"] = meta_checksum(meta)  # a consistent file: the checks below must still refuse it
         items["meta.json"] = json.dumps(meta).encode()
     with zipfile.ZipFile(dst, "w") as z:
         for n, data in items.items():
@@ -172,6 +175,7 @@ def test_untrusted_types_are_refused(model_file, tmp_path):
     import skops.io as sio
 
     from genrevision.classifiers import SoftmaxHead
+    from genrevision.model import meta_checksum
 
     payload = sio.dumps(SoftmaxHead())  # a type not on the allow-list
     with zipfile.ZipFile(model_file) as z:
@@ -180,6 +184,7 @@ def test_untrusted_types_are_refused(model_file, tmp_path):
                               ("views.skops", "view_classifier_sha256", "view classifier")):
         meta = json.loads(items["meta.json"])
         meta[key] = hashlib.sha256(payload).hexdigest()
+        meta["meta_sha256"] = meta_checksum(meta)
         p = tmp_path / f"evil-{member}.model"
         with zipfile.ZipFile(p, "w") as z:
             for n, data in dict(items, **{"meta.json": json.dumps(meta).encode(), member: payload}).items():

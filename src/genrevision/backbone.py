@@ -126,8 +126,10 @@ class BackboneSpec:
 
 
 def _sha256(path: str) -> str:
+    from .files import open_regular
+
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open_regular(path) as f:  # a FIFO given as weights is refused, not waited on
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()

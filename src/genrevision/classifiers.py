@@ -148,12 +148,22 @@ def make_inner_cv(y, groups=None, *, n_splits=3, random_state=0):
     else:
         sizes = [np.unique(groups[y == c]).size for c in classes]
     k = min(n_splits, min(sizes))
-    unit = "samples" if groups is None else "groups"
     if k < 2:
+        short = [(c, int(np.sum(y == c)), n) for c, n in zip(classes, sizes) if n < 2]
+        if groups is None:
+            which = ", ".join(f"class {str(c)!r} has {t} sample{'s' * (t != 1)}" for c, t, _ in short)
+            raise ValueError(
+                f"Inner cross-validation needs at least 2 samples per class; {which}. "
+                "Add tracks of that class, or fix the hyper-parameters (e.g. Recipe.C) "
+                "so that no inner search is needed."
+            )
+        which = ", ".join(f"class {str(c)!r} has {t} sample{'s' * (t != 1)} in {n} group{'s' * (n != 1)}"
+                          for c, t, n in short)
         raise ValueError(
-            f"Inner cross-validation needs at least 2 {unit} per class; the "
-            f"smallest class has {min(sizes)}. Give more training data or fix "
-            "the hyper-parameters so that no inner search is needed."
+            f"Inner cross-validation needs at least 2 groups per class; {which}. "
+            "Add tracks of that class from another group (artist/album), drop the "
+            "group column, or fix the hyper-parameters (e.g. Recipe.C) so that no "
+            "inner search is needed."
         )
     dummy = np.zeros((y.shape[0], 1))
     if groups is None:

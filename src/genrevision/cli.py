@@ -106,7 +106,10 @@ def _fmt_time(s: float) -> str:
 def _print_table(preds, *, timeline: bool) -> None:
     for p in preds:
         probs = sorted(p.probabilities.items(), key=lambda kv: -kv[1])
-        print(f"{p.path}: {p.genre} ({p.probabilities[p.genre]:.2f})")
+        flag = "  [low confidence]" if p.low_confidence else ""
+        print(f"{p.path}: {p.genre} ({p.probabilities[p.genre]:.2f}){flag}")
+        for w in p.warnings:
+            print(f"  warning: {w}")
         print("  probabilities: " + "  ".join(f"{k} {v:.3f}" for k, v in probs))
         print("  views: " + "  ".join(f"{k}={v}" for k, v in p.views.items()))
         if timeline:
@@ -120,13 +123,15 @@ def _print_csv(preds, labels, view_names, *, timeline: bool) -> None:
 
     w = csv.writer(sys.stdout)
     head = ["path", "start_s", "end_s", "genre"] + [f"p_{c}" for c in labels]
-    w.writerow(head + [f"view_{v}" for v in view_names])
+    w.writerow(head + [f"view_{v}" for v in view_names] + ["low_confidence", "warnings"])
     for p in preds:
+        flag = [int(p.low_confidence), "; ".join(p.warnings)]
         w.writerow([p.path, 0.0, p.duration, p.genre] + [f"{p.probabilities[c]:.6f}" for c in labels]
-                   + [p.views.get(v, "") for v in view_names])
+                   + [p.views.get(v, "") for v in view_names] + flag)
         if timeline:
             for start, end, genre, pr in p.segments:
-                w.writerow([p.path, start, end, genre] + [f"{pr[c]:.6f}" for c in labels] + [""] * len(view_names))
+                w.writerow([p.path, start, end, genre] + [f"{pr[c]:.6f}" for c in labels] + [""] * len(view_names)
+                           + flag)
 
 
 def cmd_predict(args) -> int:
@@ -151,6 +156,9 @@ def cmd_predict(args) -> int:
     model = load_model(args.model)
     preds, fails = model.predict_many(paths, progress=not args.quiet, timeline=args.timeline)
     failures += fails
+    for p in preds:  # on stderr as they happen, whatever the output format
+        for w in p.warnings:
+            print(f"genrevision: warning: {p.path}: {w}", file=sys.stderr)
     labels = [str(c) for c in model.labels]
     if args.format == "json":
         out = {"model": os.path.abspath(args.model), "labels": labels,
@@ -247,14 +255,49 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into the same orderly stop as Ctrl-C."""
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated()
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    # One line per warning, naming the file it is about (the message does).
+    print(f"genrevision: warning: {str(message).splitlines()[0] if str(message) else category.__name__}",
+          file=sys.stderr)
+
+
+def _setup_streams() -> None:
+    # File names that are not valid UTF-8 reach us as surrogate escapes
+    # (os.fsdecode); write them back as the same bytes instead of failing.
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure") and (stream.encoding or "").lower().replace("-", "") == "utf8":
+            try:
+                stream.reconfigure(errors="surrogateescape")
+            except (ValueError, OSError):  # pragma: no cover - detached or closed stream
+                pass
+
+
 def main(argv=None) -> int:
+    import signal
+    import warnings
+
+    _setup_streams()
     parser = build_parser()
     args = parser.parse_args(argv)
+    warnings.showwarning = _show_warning
+    try:
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # pragma: no cover - not the main thread (main() called from a thread)
+        pass
     try:
         return args.func(args)
-    except KeyboardInterrupt:
-        _err("interrupted; finished tracks are cached, rerun to resume")
-        return 130
+    except KeyboardInterrupt as err:
+        _err(f"{'terminated' if isinstance(err, _Terminated) else 'interrupted'}; "
+             "finished tracks are cached, rerun to resume")
+        return 143 if isinstance(err, _Terminated) else 130
     except (ValueError, RuntimeError, OSError) as err:
         _err(str(err).splitlines()[0] if str(err) else type(err).__name__)
         return 2

@@ -8,13 +8,16 @@ paths are resolved against the manifest's folder.
 from __future__ import annotations
 
 import csv
+import io
 import os
 import re
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .audio import AUDIO_EXTENSIONS
+from .files import NotRegularFile, open_regular
 
 __all__ = ["Dataset", "DatasetError", "load_dataset", "find_audio", "gtzan_track_number"]
 
@@ -93,13 +96,26 @@ def _from_folders(root: str) -> Dataset:
 
 def _from_csv(manifest: str, *, strict: bool) -> Dataset:
     base = os.path.dirname(os.path.abspath(manifest))
-    with open(manifest, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        cols = [c.strip().lower() for c in (reader.fieldnames or [])]
-        if "path" not in cols or not ({"label", "genre"} & set(cols)):
-            raise DatasetError(f"{manifest}: CSV manifest needs columns 'path' and 'label', found {cols}")
-        rows = [{k.strip().lower(): (v or "").strip() for k, v in row.items() if k} for row in reader]
+    try:
+        raw = open_regular(manifest)
+    except OSError as err:
+        raise DatasetError(f"{manifest}: {err if isinstance(err, NotRegularFile) else f'cannot read ({err.strerror or err})'}") from None
+    # utf-8-sig: spreadsheets save a byte-order mark; surrogateescape: a file name
+    # that is not valid UTF-8 is carried through byte for byte (os.fsencode gives the bytes back).
+    with io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="") as f:
+        try:
+            reader = csv.DictReader(f)
+            cols = [c.strip().lower() for c in (reader.fieldnames or [])]
+            if "path" not in cols or not ({"label", "genre"} & set(cols)):
+                found = repr(cols) if len(repr(cols)) <= 120 else repr(cols)[:117] + "..."
+                raise DatasetError(f"{manifest}: CSV manifest needs columns 'path' and 'label', found {found}")
+            rows = [{k.strip().lower(): (v or "").strip() for k, v in row.items() if isinstance(k, str) and k}
+                    for row in reader]
+        except csv.Error as err:
+            raise DatasetError(f"{manifest}: not a readable CSV manifest (line {reader.line_num}: {err})") from None
     paths, labels, groups, splits, problems = [], [], [], [], []
+    seen: dict[str, tuple[int, str, str, str]] = {}  # file → (row, label, group, split) of its first row
+    dropped = []
     for i, row in enumerate(rows, start=2):
         path = row["path"]
         label = row.get("label") or row.get("genre") or ""
@@ -114,10 +130,25 @@ def _from_csv(manifest: str, *, strict: bool) -> Dataset:
         if split and split not in ("train", "valid", "test"):
             problems.append((full, f"unknown split {split!r} (row {i}; use train, valid or test)"))
             continue
+        group = row.get("group", "")
+        key = os.path.normcase(os.path.normpath(os.path.abspath(full)))
+        if key in seen:
+            # The same file twice would sit on both sides of a fold (a leak), and
+            # with two labels one of them is wrong: refuse, the user must choose.
+            first, *was = seen[key]
+            for what, a, b in (("labelled", was[0], label), ("in group", was[1], group), ("in split", was[2], split)):
+                if a != b:
+                    raise DatasetError(f"{manifest}:{i}: {full} is {what} {b!r} here but {a!r} on row {first}")
+            dropped.append(f"row {i} (= row {first}: {path})")
+            continue
+        seen[key] = (i, label, group, split)
         paths.append(full)
         labels.append(label)
-        groups.append(row.get("group", ""))
+        groups.append(group)
         splits.append(split)
+    if dropped:
+        warnings.warn(f"{manifest}: dropped {len(dropped)} duplicate row{'s' * (len(dropped) > 1)}: "
+                      f"{'; '.join(dropped[:5])}{' ...' if len(dropped) > 5 else ''}", stacklevel=3)
     if strict and problems:
         raise DatasetError("; ".join(f"{p}: {r}" for p, r in problems))
     if not paths:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import warnings
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field, replace
 from multiprocessing import get_context
@@ -425,6 +426,8 @@ class ExtractionResult:
     failures: list[tuple[str, str]]
     computed: int = 0
     cached: int = 0
+    #: Paths whose features were computed but could not be stored (a read-only or full cache).
+    unstored: list[str] = field(default_factory=list)
 
 
 def _failure_reason(path: str, err: BaseException) -> str:
@@ -447,9 +450,77 @@ def _settings_from_dict(d: dict) -> FeatureSettings:
     return _SETTINGS_CACHE[key]
 
 
-def _worker_init() -> None:
+def _flush_on_interrupt(err: BaseException, flush, bar) -> None:
+    # After Ctrl-C/SIGTERM, one CNN pass over the images already made (< batch_images)
+    # stores their tracks; a second interrupt during it stops at once.
+    try:
+        if isinstance(err, KeyboardInterrupt):
+            flush()
+    except Exception:  # noqa: BLE001 - the interrupt is what the caller must see
+        pass
+    finally:
+        bar.close()
+
+
+def _stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Cancel queued jobs and end the worker processes at once (SIGTERM, then SIGKILL)."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:
+        try:
+            proc.terminate()
+        except (OSError, ValueError, AttributeError):
+            pass
+    for proc in procs:
+        try:
+            proc.join(timeout=2)
+            if proc.is_alive():
+                proc.kill()
+        except (OSError, ValueError, AssertionError, AttributeError):
+            pass
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """End this worker when its parent process dies, even by SIGKILL (which
+    runs no cleanup): Linux's PR_SET_PDEATHSIG, else a watchdog thread."""
+    import signal
+
+    armed = False
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            armed = libc.prctl(1, int(signal.SIGKILL), 0, 0, 0) == 0  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            armed = False
+    if os.getppid() != parent_pid:  # the parent died before the death signal was armed
+        os._exit(1)
+    if not armed:
+        import threading
+        import time
+
+        def watch():
+            while os.getppid() == parent_pid:
+                time.sleep(1.0)
+            os._exit(1)
+
+        threading.Thread(target=watch, name="genrevision-parent-watchdog", daemon=True).start()
+
+
+def _worker_init(parent_pid: int | None = None) -> None:
     """One thread per worker process: the workers already fill the cores, and
-    BLAS/OpenMP threads inside each of them only fight the CNN in the parent."""
+    BLAS/OpenMP threads inside each of them only fight the CNN in the parent.
+
+    Ctrl-C reaches the whole process group: workers ignore it and let the
+    parent stop them, so a batch stops with one message, not a traceback per
+    worker; and they die with the parent (see :func:`_die_with_parent`).
+    """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if parent_pid is not None:
+        _die_with_parent(parent_pid)
     try:
         from threadpoolctl import threadpool_limits
 
@@ -504,22 +575,46 @@ def extract_dataset(
     from tqdm.auto import tqdm
 
     settings = settings or FeatureSettings()
+    views = settings.view_names
     result = ExtractionResult({}, [])
+    layout_written: list = [] if store is None or store.read_json(_LAYOUT) is None else [True]
     todo = []
     digests = {}
+    first_with: dict[str, str] = {}  # content digest → first path holding that audio
     for p in paths:
         try:
             digest = _digest(p)
         except OSError as err:
-            result.failures.append((p, "no such file" if isinstance(err, FileNotFoundError) else str(err)))
+            result.failures.append((p, _os_reason(err)))
             continue
+        except ValueError as err:  # e.g. a NUL byte in a path given through the API
+            result.failures.append((p, f"cannot read ({err})"))
+            continue
+        if digest in first_with:
+            # One audio under two names would land on both sides of a fold.
+            result.failures.append((p, f"same audio as {first_with[digest]}"))
+            continue
+        first_with[digest] = p
         digests[p] = digest
-        cached = store.get(digest) if store is not None else None
+        cached = store.get(digest, validate=lambda a: check_entry(a, views), about=p) if store is not None else None
         if cached is not None and not save_images:
             result.features[p] = cached
             result.cached += 1
         else:
             todo.append(p)
+    if store is not None and result.cached:
+        # Widths are checked against the store's recorded layout (or, before one
+        # is recorded, the widths most entries share): a valid-looking entry of
+        # another width would only fail later, in a classifier, naming no file.
+        layout = store.read_json(_LAYOUT) or _common_widths(result.features.values())
+        for p in list(result.features):
+            reason = _width_mismatch(result.features[p], layout)
+            if reason:
+                warnings.warn(f"{store._file(digests[p])}: bad cache entry for {p} ({reason}); recomputing",
+                              stacklevel=2)
+                del result.features[p]
+                result.cached -= 1
+                todo.append(p)
 
     bar = tqdm(total=len(paths), initial=len(paths) - len(todo), desc="extract", unit="track",
                disable=not progress, file=sys.stderr, dynamic_ncols=True)
@@ -545,7 +640,9 @@ def extract_dataset(
             arrays["starts"] = starts
             arrays["mfcc"] = base
             if store is not None:
-                store.put(digests[p], arrays)
+                if store.put(digests[p], arrays) and not layout_written:
+                    store.write_json(_LAYOUT, _widths(arrays))
+                    layout_written.append(p)
             result.features[p] = arrays
             result.computed += 1
             bar.update(1)
@@ -563,17 +660,22 @@ def extract_dataset(
 
     n_jobs = max(1, (os.cpu_count() or 2) - 1) if jobs is None else int(jobs)
     if n_jobs <= 0 or len(todo) <= 1:
-        for p in todo:
-            try:
-                prepared = prepare_track(p, settings, save_images=save_images)
-            except Exception as err:  # noqa: BLE001 - one bad file must not stop the batch
-                fail(p, err)
-                continue
-            accept(p, prepared)
+        try:
+            for p in todo:
+                try:
+                    prepared = prepare_track(p, settings, save_images=save_images)
+                except Exception as err:  # noqa: BLE001 - one bad file must not stop the batch
+                    fail(p, err)
+                    continue
+                accept(p, prepared)
+        except BaseException as err:
+            _flush_on_interrupt(err, flush, bar)
+            raise
     else:
         # spawn: workers must not inherit the parent's torch/OpenMP thread state.
-        with ProcessPoolExecutor(max_workers=n_jobs, mp_context=get_context("spawn"),
-                                 initializer=_worker_init) as pool:
+        pool = ProcessPoolExecutor(max_workers=n_jobs, mp_context=get_context("spawn"),
+                                   initializer=_worker_init, initargs=(os.getpid(),))
+        try:
             sdict = settings.to_dict()
             queue = list(reversed(todo))
             running = {}
@@ -590,17 +692,94 @@ def extract_dataset(
                         fail(p, err)
                         continue
                     accept(p, prepared)
+        except BaseException as err:
+            # Ctrl-C, SIGTERM (the CLI turns it into KeyboardInterrupt) or an
+            # error: stop the workers now instead of waiting for their tracks,
+            # and keep (in the cache) the tracks whose images are already made.
+            _stop_pool(pool)
+            _flush_on_interrupt(err, flush, bar)
+            raise
+        pool.shutdown(wait=True)
     flush()
     bar.close()
+    if store is not None and store.unstored:
+        result.unstored = [p for p in result.features if digests.get(p) in set(store.unstored)]
+        warnings.warn(f"{store.root}: features of {len(result.unstored)} track{'s' * (len(result.unstored) != 1)} "
+                      f"could not be stored in the cache ({store.write_error}); they were used in this run and "
+                      "will be computed again next time", stacklevel=2)
     return result
+
+
+#: Side file of a store folder recording each array's width (written from the first computed track).
+_LAYOUT = "layout.json"
+
+
+def check_entry(arrays: dict, views) -> str | None:
+    """Why a track's feature arrays are unusable, or None.
+
+    Expected: every view as a finite float array (n_windows, D) with the same
+    n_windows ≥ 1 in every view, ``"mfcc"`` finite (d,), and ``"starts"``
+    (n_windows,) window start times.
+    """
+    missing = [k for k in (*views, "mfcc", "starts") if k not in arrays]
+    if missing:
+        return f"no {', '.join(missing)}"
+    n = None
+    for v in views:
+        a = arrays[v]
+        if a.ndim != 2 or a.shape[0] < 1 or a.shape[1] < 1 or a.dtype.kind != "f":
+            return f"{v} has shape {a.shape} {a.dtype}, expected (windows, width) floats"
+        if n is not None and a.shape[0] != n:
+            return f"{v} has {a.shape[0]} windows, {views[0]} {n}"
+        n = a.shape[0]
+    for k, length in {"mfcc": None, "starts": n}.items():
+        a = arrays[k]
+        if a.ndim != 1 or a.dtype.kind != "f" or (length is not None and a.shape[0] != length):
+            return f"{k} has shape {a.shape} {a.dtype}, expected ({length if length is not None else 'd'},) floats"
+    bad = [k for k in (*views, "mfcc", "starts") if not np.all(np.isfinite(arrays[k]))]
+    if bad:
+        return f"NaN or infinite values in {', '.join(bad)}"
+    return None
+
+
+def _widths(arrays: dict) -> dict:
+    # Width of each array that has one fixed across tracks: a view's D, mfcc's d.
+    return {k: int(a.shape[-1]) for k, a in arrays.items() if k != "starts"}
+
+
+def _common_widths(entries) -> dict:
+    from collections import Counter
+
+    counts: dict = {}
+    for arrays in entries:
+        for k, w in _widths(arrays).items():
+            counts.setdefault(k, Counter())[w] += 1
+    return {k: c.most_common(1)[0][0] for k, c in counts.items()}
+
+
+def _width_mismatch(arrays: dict, layout) -> str | None:
+    if not isinstance(layout, dict):
+        return None
+    for k, w in _widths(arrays).items():
+        if k in layout and layout[k] != w:
+            return f"{k} is {w} wide, the other tracks {layout[k]}"
+    return None
 
 
 def _digest(path: str) -> str:
     from .store import content_digest
 
-    if not os.path.exists(path):
-        raise FileNotFoundError(path)
     return content_digest(path)
+
+
+def _os_reason(err: OSError) -> str:
+    from .files import NotRegularFile
+
+    if isinstance(err, FileNotFoundError):
+        return "no such file"
+    if isinstance(err, NotRegularFile):
+        return "is a directory, not an audio file" if err.kind == "a folder" else str(err)
+    return f"cannot read ({err.strerror or err})"
 
 
 def _batched_features(arrays: list[np.ndarray], settings: FeatureSettings, backbone) -> np.ndarray:

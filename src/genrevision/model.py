@@ -11,8 +11,10 @@ File format (a zip, never a pickle)::
 
     meta.json         format name and version, recipe, feature settings,
                       backbone + weights sha256, labels, fusion weights,
-                      view layout, versions, training size, and the sha256
-                      of classifier.skops
+                      view layout, versions, training size, the training
+                      audio (sample rates, bit depth, band), the sha256
+                      of classifier.skops, and meta_sha256: the sha256 of
+                      all the other fields (see :func:`meta_checksum`)
     classifier.skops  skops.io.dumps of the fitted LateFusionClassifier
     views.skops       (recipes that join the views into one classifier) one
                       head per view, fitted on the same tracks, used only to
@@ -43,6 +45,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .audio import AudioError, audio_info
+from .files import NotRegularFile, open_regular
 
 __all__ = [
     "ModelError",
@@ -53,6 +56,8 @@ __all__ = [
     "load_model",
     "ALLOWED_TYPES",
     "FORMAT_VERSION",
+    "MAX_MEMBER_BYTES",
+    "meta_checksum",
 ]
 
 #: Name written in meta.json; a zip without it is not a genrevision model.
@@ -73,6 +78,13 @@ ALLOWED_TYPES = [
     "sklearn.calibration._CalibratedClassifier",
     "sklearn.calibration._SigmoidCalibration",
 ]
+
+#: Largest size a model file's member may inflate to (meta.json, each skops
+#: payload, and all the entries inside one skops payload together). Real models
+#: are ~2 MB (default recipe, 10 genres); the cap only stops zip bombs.
+MAX_MEMBER_BYTES = 64 * 2**20
+#: Entries one skops payload may hold (a real one: a few hundred arrays at most).
+_MAX_SKOPS_MEMBERS = 10_000
 
 #: Zip members holding fitted estimators → the meta.json key of their SHA-256.
 _SHA_KEY = {"classifier.skops": "classifier_sha256", "views.skops": "view_classifier_sha256"}
@@ -106,6 +118,9 @@ class Prediction:
         segment read (30 s by default; empty for a file of one piece unless
         ``timeline=True`` was asked)
     duration : float, seconds
+    warnings : list of str
+        Why this input is poorer than the model's training audio (lower bit
+        depth, narrower band); any warning makes the prediction low-confidence.
     """
 
     path: str
@@ -114,6 +129,11 @@ class Prediction:
     views: dict
     segments: list = field(default_factory=list)
     duration: float = 0.0
+    warnings: list = field(default_factory=list)
+
+    @property
+    def low_confidence(self) -> bool:
+        return bool(self.warnings)
 
     def to_dict(self) -> dict:
         return {
@@ -122,6 +142,8 @@ class Prediction:
             "probabilities": self.probabilities,
             "views": self.views,
             "duration": self.duration,
+            "low_confidence": self.low_confidence,
+            "warnings": list(self.warnings),
             "segments": [
                 {"start": s, "end": e, "genre": g, "probabilities": p} for s, e, g, p in self.segments
             ],
@@ -182,7 +204,7 @@ class GenreModel:
 
     def __init__(self, *, recipe, classifier, labels, views, backbone_sha256: str,
                  n_train: int, versions: dict | None = None, failures=None, source: str | None = None,
-                 view_classifier=None):
+                 view_classifier=None, training_audio: dict | None = None):
         self.recipe = recipe
         self.classifier = classifier
         #: Recipes that join O|H|P into one classifier also carry one head per
@@ -196,6 +218,9 @@ class GenreModel:
         #: Training files that could not be used: [(path, reason)].
         self.failures = list(failures or [])
         self.source = source
+        #: What the training audio was (sample rates, bit depth, band; see
+        #: :func:`genrevision.audio.training_audio`); inputs below it are flagged.
+        self.training_audio = dict(training_audio or {})
 
     # -- what it is ----------------------------------------------------------
 
@@ -237,6 +262,7 @@ class GenreModel:
             "fusion_weights": self.weights,
             "n_train": self.n_train,
             "versions": self.versions,
+            "training_audio": self.training_audio,
         }
 
     # -- saving ----------------------------------------------------------------
@@ -259,6 +285,9 @@ class GenreModel:
             if unknown:
                 raise ModelError(path, f"cannot save: {member} holds types outside the allow-list ({', '.join(unknown)})")
             meta[_SHA_KEY[member]] = hashlib.sha256(payloads[member]).hexdigest()
+        # The checksum covers exactly what is stored (JSON round trip: tuples become lists).
+        meta = json.loads(json.dumps(meta))
+        meta["meta_sha256"] = meta_checksum(meta)
         folder = os.path.dirname(os.path.abspath(path))
         os.makedirs(folder, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".model")
@@ -340,6 +369,7 @@ class GenreModel:
             weight_sum += seg_len
         fused = total / weight_sum
         return Prediction(
+            warnings=self.input_warnings(path_s),
             path=path_s,
             genre=self._top(fused),
             probabilities=self._as_dict(fused),
@@ -347,6 +377,12 @@ class GenreModel:
             segments=found if (timeline or len(plan) > 1) else [],
             duration=round(duration, 3),
         )
+
+    def input_warnings(self, path) -> list[str]:
+        """Why ``path`` is poorer audio than this model was trained on (empty when it is not)."""
+        from .audio import audio_profile, quality_warnings
+
+        return quality_warnings(audio_profile(path), self.training_audio) if self.training_audio else []
 
     def predict_many(self, paths, *, progress: bool = True, timeline: bool = False, segments: int | None = None):
         """Predict every file; returns (list of Prediction, [(path, reason)] failures)."""
@@ -402,6 +438,7 @@ def train_model(data, *, recipe="default", weights=None, cache=_DEFAULT_CACHE, j
         cross-validation, which needs 2 tracks per genre): the message names
         the genre.
     """
+    from .audio import training_audio
     from .backbone import get_backbone
     from .dataset import Dataset, load_dataset
     from .features import extract_dataset
@@ -425,6 +462,7 @@ def train_model(data, *, recipe="default", weights=None, cache=_DEFAULT_CACHE, j
     small = [f"{str(c)!r} ({n})" for c, n in zip(classes, counts) if n < 2]
     if small:
         raise ValueError(f"{name}: every genre needs at least 2 usable tracks; too few for {', '.join(small)}")
+    _check_groups_per_genre(name, getattr(ds, "groups", None), keep, labels)
     feats = [res.features[ds.paths[i]] for i in keep]
     if isinstance(weights, str) and weights == "paper":
         weights = {v: w for v, w in PAPER_FUSION.items() if v in rec.view_names()}
@@ -435,6 +473,7 @@ def train_model(data, *, recipe="default", weights=None, cache=_DEFAULT_CACHE, j
         recipe=rec, classifier=clf, labels=list(clf.classes_), views=views,
         backbone_sha256=get_backbone(settings.backbone).weights_sha256,
         n_train=len(keep), failures=failures, view_classifier=view_clf,
+        training_audio=training_audio([ds.paths[i] for i in keep]),
     )
 
 
@@ -502,6 +541,20 @@ def _split_joined(views) -> tuple:
     return tuple(out)
 
 
+def _check_groups_per_genre(name, groups, keep, labels) -> None:
+    # Inner cross-validation keeps a group on one side: each genre needs 2 groups.
+    if groups is None:
+        return
+    groups = np.asarray(groups)[keep]
+    classes, counts = np.unique(labels, return_counts=True)
+    few = [(c, n, np.unique(groups[labels == c]).size) for c, n in zip(classes, counts)]
+    few = [f"{str(c)!r} has {n} tracks in {g} group" for c, n, g in few if g < 2]
+    if few:
+        raise ValueError(f"{name}: every genre needs tracks of at least 2 groups (the inner cross-validation "
+                         f"keeps a group on one side); {', '.join(few)}: add tracks of another artist/album "
+                         "or leave the group column empty")
+
+
 def _fit(est, X, y, groups):
     import inspect
 
@@ -522,29 +575,33 @@ def load_model(path, *, check_backbone: bool = True) -> GenreModel:
     machine's.
     """
     path_s = os.fspath(path)
-    if not os.path.exists(path_s):
-        raise ModelError(path_s, "no such model file")
-    if os.path.isdir(path_s):
-        raise ModelError(path_s, "is a directory, not a model file")
-    if not zipfile.is_zipfile(path_s):
-        raise ModelError(path_s, "not a genrevision model file")
     try:
-        with zipfile.ZipFile(path_s) as z:
-            names = set(z.namelist())
-            if "meta.json" not in names:
-                raise ModelError(path_s, "not a genrevision model file (no meta.json)")
-            bad = z.testzip()
-            if bad is not None:
-                raise ModelError(path_s, f"damaged (checksum mismatch in {bad})")
-            meta_raw = z.read("meta.json")
-            payloads = {m: z.read(m) for m in _SHA_KEY if m in names}
-    except ModelError:
-        raise
-    except Exception as err:  # noqa: BLE001 - zlib/zip errors of a damaged file
-        raise ModelError(path_s, f"damaged ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
+        fileobj = open_regular(path_s)
+    except FileNotFoundError:
+        raise ModelError(path_s, "no such model file") from None
+    except NotRegularFile as err:
+        raise ModelError(path_s, "is a directory, not a model file" if err.kind == "a folder" else str(err)) from None
+    except (OSError, ValueError) as err:
+        raise ModelError(path_s, f"cannot read ({getattr(err, 'strerror', None) or err})") from None
+    with fileobj:
+        if not zipfile.is_zipfile(fileobj):
+            raise ModelError(path_s, "not a genrevision model file")
+        try:
+            with zipfile.ZipFile(fileobj) as z:
+                names = set(z.namelist())
+                if "meta.json" not in names:
+                    raise ModelError(path_s, "not a genrevision model file (no meta.json)")
+                # Every member is read within MAX_MEMBER_BYTES (a zip bomb is refused
+                # after reading at most that much); the zip CRCs are checked as it reads.
+                meta_raw = _read_member(path_s, z, "meta.json")
+                payloads = {m: _read_member(path_s, z, m) for m in _SHA_KEY if m in names}
+        except ModelError:
+            raise
+        except Exception as err:  # noqa: BLE001 - zlib/zip errors of a damaged file
+            raise ModelError(path_s, f"damaged ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
     try:
         meta = json.loads(meta_raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise ModelError(path_s, "damaged (meta.json is not valid JSON)") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
         raise ModelError(path_s, "not a genrevision model file")
@@ -564,6 +621,12 @@ def load_model(path, *, check_backbone: bool = True) -> GenreModel:
             raise ModelError(path_s, f"damaged ({member} and meta.json disagree)")
         if member in payloads and hashlib.sha256(payloads[member]).hexdigest() != meta[key]:
             raise ModelError(path_s, "damaged (checksum mismatch)")
+    if "meta_sha256" not in meta:
+        raise ModelError(path_s, "made by an older genrevision (meta.json has no checksum of its settings); "
+                                 "retrain it with this version")
+    if meta_checksum(meta) != meta["meta_sha256"]:
+        raise ModelError(path_s, "damaged (meta.json was changed after saving: its checksum does not match, "
+                                 "so its settings are not the ones the classifier was trained with)")
     try:
         recipe = _recipe_from_dict(meta["recipe"])
         bb_name = meta["backbone"]["name"]
@@ -571,6 +634,10 @@ def load_model(path, *, check_backbone: bool = True) -> GenreModel:
         labels, views = meta["labels"], meta["views"]
     except (KeyError, TypeError, ValueError) as err:
         raise ModelError(path_s, f"damaged (meta.json: {type(err).__name__} {err})") from None
+    # Cheap checks first: a bomb inside a skops payload is refused before the backbone loads.
+    for member, what in (("classifier.skops", "classifier"), ("views.skops", "view classifier")):
+        if member in payloads:
+            _check_skops_payload(path_s, payloads[member], what)
     if check_backbone:
         from .backbone import get_backbone
 
@@ -585,9 +652,82 @@ def load_model(path, *, check_backbone: bool = True) -> GenreModel:
     for est in (clf, view_clf):
         if est is not None and [str(c) for c in getattr(est, "classes_", [])] != [str(x) for x in labels]:
             raise ModelError(path_s, "damaged (classifier labels differ from meta.json)")
+    audio = meta.get("training_audio")
     return GenreModel(recipe=recipe, classifier=clf, labels=labels, views=views, backbone_sha256=bb_sha,
                       n_train=meta.get("n_train", 0), versions=meta.get("versions"), source=path_s,
-                      view_classifier=view_clf)
+                      view_classifier=view_clf, training_audio=audio if isinstance(audio, dict) else None)
+
+
+def meta_checksum(meta: dict) -> str:
+    """SHA-256 of meta.json's canonical JSON (sorted keys, no spaces), ``meta_sha256`` left out.
+
+    It covers every field that changes predictions (recipe and feature settings,
+    backbone, labels, views, fusion weights, the training audio profile) and,
+    through ``classifier_sha256``, the fitted classifiers: an edited or damaged
+    meta.json is refused. It detects changes, not a forger (who can recompute
+    it): only a signature could.
+    """
+    body = {k: v for k, v in meta.items() if k != "meta_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+                          .encode("ascii")).hexdigest()
+
+
+def _read_member(path_s: str, z: zipfile.ZipFile, name: str) -> bytes:
+    """The bytes of one zip member, refused beyond :data:`MAX_MEMBER_BYTES`.
+
+    The declared size is checked first, then the member is inflated in chunks
+    and refused as soon as it passes the cap (a declared size can lie), so a
+    few-MB file that inflates to gigabytes costs at most the cap in memory.
+    """
+    info = z.getinfo(name)
+    if info.file_size > MAX_MEMBER_BYTES:
+        raise ModelError(path_s, f"refused: {name} inflates to {info.file_size / 2**20:.0f} MB, more than the "
+                                 f"{MAX_MEMBER_BYTES // 2**20} MB a model member may hold")
+    chunks, total = [], 0
+    with z.open(info) as f:
+        while True:
+            chunk = f.read(1 << 20)
+            if not chunk:
+                break
+            total += len(chunk)
+            if total > MAX_MEMBER_BYTES:
+                raise ModelError(path_s, f"refused: {name} inflates to more than the "
+                                         f"{MAX_MEMBER_BYTES // 2**20} MB a model member may hold")
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _check_skops_payload(path_s: str, payload: bytes, what: str) -> None:
+    """Bound what skops will inflate: a skops payload is itself a zip (schema.json + arrays).
+
+    skops reads its members whole, so their sizes are checked (declared and
+    actual, with the same chunked reads) before skops sees the bytes; the
+    members together may hold at most :data:`MAX_MEMBER_BYTES`.
+    """
+    try:
+        with zipfile.ZipFile(io.BytesIO(payload)) as inner:
+            infos = inner.infolist()
+            if len(infos) > _MAX_SKOPS_MEMBERS:
+                raise ModelError(path_s, f"refused: {what} has {len(infos)} entries (at most {_MAX_SKOPS_MEMBERS})")
+            declared = sum(i.file_size for i in infos)
+            if declared > MAX_MEMBER_BYTES:
+                raise ModelError(path_s, f"refused: the {what}'s skops entries inflate to {declared / 2**20:.0f} MB, "
+                                         f"more than the {MAX_MEMBER_BYTES // 2**20} MB a model member may hold")
+            total = 0
+            for info in infos:
+                with inner.open(info) as f:
+                    while True:
+                        chunk = f.read(1 << 20)
+                        if not chunk:
+                            break
+                        total += len(chunk)
+                        if total > MAX_MEMBER_BYTES:
+                            raise ModelError(path_s, f"refused: the {what}'s skops entries inflate to more than "
+                                                     f"the {MAX_MEMBER_BYTES // 2**20} MB a model member may hold")
+    except ModelError:
+        raise
+    except Exception as err:  # noqa: BLE001 - not a zip, bad CRC, bad compression
+        raise ModelError(path_s, f"damaged ({what} unreadable: {type(err).__name__})") from None
 
 
 def _load_estimator(path_s: str, payload: bytes, what: str):
