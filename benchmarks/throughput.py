@@ -307,13 +307,8 @@ def main(argv=None) -> dict:
     return res
 
 
-def _tree_cpu_seconds() -> float | None:
-    """CPU seconds used so far by this process and every descendant, alive or reaped (Linux /proc).
-
-    Under a shared machine's load, wall time measures the neighbours too; CPU
-    time measures the work (Ray's raylet, GCS and workers are descendants of
-    a driver that started the runtime).
-    """
+def _process_tree() -> dict | None:
+    """{(pid, start tick): CPU ticks of that process itself} for this process and its descendants (Linux /proc)."""
     if not os.path.isdir("/proc/self"):
         return None
     procs = {}
@@ -326,13 +321,52 @@ def _tree_cpu_seconds() -> float | None:
         except OSError:
             continue
         fields = stat[stat.rindex(")") + 2 :].split()  # fields 3.. of proc(5)
-        procs[int(d)] = (int(fields[1]), sum(int(x) for x in fields[11:15]))  # ppid; utime+stime+cutime+cstime
+        procs[int(d)] = (int(fields[1]), int(fields[19]), int(fields[11]) + int(fields[12]))  # ppid, start, utime+stime
     tree, grew = {os.getpid()}, True
     while grew:
-        new = {pid for pid, (ppid, _) in procs.items() if ppid in tree and pid not in tree}
+        new = {pid for pid, (ppid, _, _) in procs.items() if ppid in tree and pid not in tree}
         tree |= new
         grew = bool(new)
-    return sum(procs[p][1] for p in tree if p in procs) / os.sysconf("SC_CLK_TCK")
+    return {(pid, procs[pid][1]): procs[pid][2] for pid in tree if pid in procs}
+
+
+class _CpuMeter:
+    """CPU seconds used by this process and every descendant between enter and exit.
+
+    Under a shared machine's load, wall time measures the neighbours too; CPU
+    time measures the work. Polled: Ray's raylet does not collect the CPU
+    time of the workers and actors it ends, so each process is followed while
+    it lives (at most one poll interval of a process that exits is missed).
+    """
+
+    def __init__(self, interval: float = 0.2):
+        self.interval, self.seconds = interval, None
+
+    def _poll(self):
+        for k, v in (_process_tree() or {}).items():
+            self.last[k] = max(v, self.last.get(k, 0))
+
+    def _run(self):
+        while not self.stop.wait(self.interval):
+            self._poll()
+
+    def __enter__(self):
+        import threading
+
+        self.base = _process_tree()
+        if self.base is not None:
+            self.last, self.stop = dict(self.base), threading.Event()
+            self.thread = threading.Thread(target=self._run, daemon=True)
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.base is not None:
+            self.stop.set()
+            self.thread.join()
+            self._poll()
+            ticks = sum(v - self.base.get(k, 0) for k, v in self.last.items())
+            self.seconds = ticks / os.sysconf("SC_CLK_TCK")
 
 
 def ray_vs_local(args) -> dict:
@@ -348,20 +382,20 @@ def ray_vs_local(args) -> dict:
     res: dict = {"tracks": len(paths), "cpus": cpus, "backbone": s.backbone, "settings": "default recipe"}
     load = [os.getloadavg()[0]]
 
-    t, c = time.perf_counter(), _tree_cpu_seconds()
-    local = F.extract_dataset(paths, s, store=None, progress=False, **({"jobs": args.jobs} if args.jobs is not None else {}))
-    res["local_s"] = time.perf_counter() - t
-    res["local_cpu_s"] = _tree_cpu_seconds() - c if c is not None else None
+    t = time.perf_counter()
+    with _CpuMeter() as cpu:
+        local = F.extract_dataset(paths, s, store=None, progress=False,
+                                  **({"jobs": args.jobs} if args.jobs is not None else {}))
+    res["local_s"], res["local_cpu_s"] = time.perf_counter() - t, cpu.seconds
     load.append(os.getloadavg()[0])
     t = time.perf_counter()
     connect(num_cpus=cpus)
     res["ray_start_s"] = time.perf_counter() - t
     time.sleep(5)  # let the fresh runtime settle: its start-up is not the engine's work
-    t, c = time.perf_counter(), _tree_cpu_seconds()
-    remote = extract_dataset_ray(paths, s, progress=False)
-    res["ray_s"] = time.perf_counter() - t
-    time.sleep(3)  # the finished actors are reaped, their CPU time lands in the raylet's
-    res["ray_cpu_s"] = _tree_cpu_seconds() - c if c is not None else None
+    t = time.perf_counter()
+    with _CpuMeter() as cpu:
+        remote = extract_dataset_ray(paths, s, progress=False)
+    res["ray_s"], res["ray_cpu_s"] = time.perf_counter() - t, cpu.seconds
     load.append(os.getloadavg()[0])
     diff = max(float(np.abs(remote.features[p][v] - a).max() / max(1e-12, float(np.abs(a).max())))
                for p, f in local.features.items() for v, a in f.items())

@@ -64,7 +64,7 @@ def _add_engine_args(p: argparse.ArgumentParser, *, gpus: bool) -> None:
                         "or HOST:6379 (default: start a local Ray runtime on this machine)")
     p.add_argument("--actors", type=int, default=None,
                    help="--engine ray: " + ("CNN actors (default: one per --gpus of the cluster's GPUs, "
-                                            "else 1 to one per 3 CPUs)" if gpus else
+                                            "else 1 to one per 2 CPUs)" if gpus else
                                             "prediction actors, one model each (default: one per CPU)"))
     if gpus:
         p.add_argument("--gpus", type=float, default=0,

@@ -375,8 +375,8 @@ def _actor_pool(ray, concurrency, *, num_gpus: float, cnn_cpus: float):
         res = ray.cluster_resources()
         if num_gpus:
             return ActorPoolStrategy(size=max(1, int(res.get("GPU", 0) // num_gpus)))
-        # a CNN actor keeps up with about three CPUs' worth of decoding and HPSS
-        return ActorPoolStrategy(min_size=1, max_size=max(1, int(res.get("CPU", 1) // (3 * cnn_cpus))))
+        # the CNN is ~45 % of a track's CPU time (benchmarks/throughput.py --engine ray): up to one actor per two CPUs
+        return ActorPoolStrategy(min_size=1, max_size=max(1, int(res.get("CPU", 1) // (2 * cnn_cpus))))
     if isinstance(concurrency, tuple) and len(concurrency) == 2:
         for v in concurrency:
             _check_positive("concurrency", v, integer=True)
@@ -424,8 +424,7 @@ def extract_dataset_ray(
     concurrency : int or (int, int), optional
         CNN actors: a fixed number, or a (min, max) range Ray autoscales in.
         Default: one per ``num_gpus`` of the cluster's GPUs, else 1 to one
-        per three CPUs (a CNN actor keeps up with about three CPUs of
-        decoding and HPSS).
+        per two CPUs (on CPUs the CNN is ~45 % of a track's work).
     num_gpus : float
         GPUs per CNN actor (fractions share a GPU); the backbone then runs on
         CUDA in PyTorch. 0: CNN on CPU (ONNX Runtime when installed).
