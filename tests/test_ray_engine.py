@@ -201,3 +201,11 @@ def test_without_ray_one_line_says_how_to_install(command, model_file, tracks, t
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         "genrevision: error: the Ray engine needs Ray (ray is not installed): pip install 'genrevision[ray]'"]
+
+
+def test_job_that_cannot_start_fails_in_one_line(ray_runtime, tracks, small_settings):
+    """A CNN actor that cannot load its backbone stops the job with the cause, not Ray's remote traceback."""
+    broken = small_settings.with_(backbone="timm:no_such_network")
+    with pytest.raises(RuntimeError, match=r"^the Ray job failed: .*no_such_network") as info:
+        extract_dataset_ray(tracks[0][:1], broken, progress=False)
+    assert "\n" not in str(info.value)

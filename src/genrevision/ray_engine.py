@@ -111,6 +111,26 @@ def connect(address: str | None = None, *, num_cpus: int | None = None):
     return ray
 
 
+def _job_failed(err: BaseException) -> RuntimeError:
+    """A one-line error for a Ray job that could not run at all (e.g. an actor whose backbone is
+    missing on its node): the root cause's last line, not Ray's remote traceback."""
+    cause = getattr(err, "cause", None)
+    if isinstance(cause, BaseException) and str(cause):
+        text = f"{type(cause).__name__}: {str(cause).splitlines()[0]}"
+    else:
+        lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+        text = lines[-1] if lines else type(err).__name__
+    return RuntimeError(f"the Ray job failed: {text}")
+
+
+def _stream(ray, ds):
+    """The finished rows' batches, as they come; a job that fails as a whole raises :func:`_job_failed`."""
+    try:
+        yield from ds.iter_batches(batch_size=None, batch_format="numpy")
+    except ray.exceptions.RayError as err:
+        raise _job_failed(err) from err
+
+
 def _configure_data(progress: bool) -> None:
     import logging
 
@@ -505,7 +525,7 @@ def extract_dataset_ray(
     bar = tqdm(total=len(paths), initial=len(paths) - len(todo), desc="extract (ray)", unit="track",
                disable=not progress, file=sys.stderr, dynamic_ncols=True)
     try:
-        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+        for batch in _stream(ray, ds):
             for idx, p, err, blob in zip(batch["index"], batch["path"], batch["error"], batch["payload"]):
                 if err:
                     failed.append((int(idx), str(p), str(err)))
@@ -626,7 +646,7 @@ def predict_files_ray(
     answers, failed = [], []
     with tqdm(total=len(paths), desc="predict (ray)", unit="file", disable=not progress, file=sys.stderr,
               dynamic_ncols=True) as bar:
-        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+        for batch in _stream(ray, ds):
             for idx, p, err, pred in zip(batch["index"], batch["path"], batch["error"], batch["prediction"]):
                 if err:
                     failed.append((int(idx), str(p), str(err)))
