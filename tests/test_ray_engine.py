@@ -125,6 +125,8 @@ def test_parquet_output_and_resume(ray_runtime, tracks, local_run, small_setting
 def test_parameter_errors_are_one_sentence(ray_runtime, tracks, small_settings, tmp_path):
     with pytest.raises(ValueError, match="batch_size must be an integer > 0"):
         extract_dataset_ray(tracks[0], small_settings, batch_size=0)
+    with pytest.raises(ValueError, match=r"concurrency \(min, max\) needs min <= max"):
+        extract_dataset_ray(tracks[0], small_settings, concurrency=(3, 1))
     with pytest.raises(ValueError, match="not both"):
         extract_dataset_ray(tracks[0], small_settings, store=FeatureStore(str(tmp_path), {}), out_parquet="x.parquet")
     # A GPU request on a cluster without GPUs fails at once instead of waiting for one forever.

@@ -387,6 +387,18 @@ def _check_positive(name: str, value, *, integer: bool, allow_zero: bool = False
         raise ValueError(f"{name} must be {kind} {'>= 0' if allow_zero else '> 0'}, got {value!r}")
 
 
+def _check_concurrency(concurrency) -> None:
+    if concurrency is None:
+        return
+    if isinstance(concurrency, tuple) and len(concurrency) == 2:
+        for v in concurrency:
+            _check_positive("concurrency", v, integer=True)
+        if concurrency[0] > concurrency[1]:
+            raise ValueError(f"concurrency (min, max) needs min <= max, got {concurrency}")
+        return
+    _check_positive("concurrency", concurrency, integer=True)
+
+
 def _actor_pool(ray, concurrency, *, num_gpus: float, cnn_cpus: float):
     """The CNN actor pool: a fixed size, a (min, max) autoscaling range, or a default for the cluster."""
     from ray.data import ActorPoolStrategy
@@ -397,13 +409,8 @@ def _actor_pool(ray, concurrency, *, num_gpus: float, cnn_cpus: float):
             return ActorPoolStrategy(size=max(1, int(res.get("GPU", 0) // num_gpus)))
         # the CNN is ~45 % of a track's CPU time (benchmarks/throughput.py --engine ray): up to one actor per two CPUs
         return ActorPoolStrategy(min_size=1, max_size=max(1, int(res.get("CPU", 1) // (2 * cnn_cpus))))
-    if isinstance(concurrency, tuple) and len(concurrency) == 2:
-        for v in concurrency:
-            _check_positive("concurrency", v, integer=True)
-        if concurrency[0] > concurrency[1]:
-            raise ValueError(f"concurrency (min, max) needs min <= max, got {concurrency}")
+    if isinstance(concurrency, tuple):
         return ActorPoolStrategy(min_size=int(concurrency[0]), max_size=int(concurrency[1]))
-    _check_positive("concurrency", concurrency, integer=True)
     return ActorPoolStrategy(size=int(concurrency))
 
 
@@ -469,6 +476,7 @@ def extract_dataset_ray(
     if store is not None and out_parquet is not None:
         raise ValueError("give store or out_parquet, not both (Parquet output replaces the feature store)")
     _check_positive("batch_size", batch_size, integer=True)
+    _check_concurrency(concurrency)
     _check_positive("num_gpus", num_gpus, integer=False, allow_zero=True)
     _check_positive("cnn_cpus", cnn_cpus, integer=False)
     if out_parquet is not None and os.path.exists(out_parquet) and not os.path.isdir(out_parquet):
