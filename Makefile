@@ -16,7 +16,7 @@ $(BIN)/genrevision: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# torch 2.13.0 CPU is a local wheel here; elsewhere pip takes it from PyPI.
-	$(BIN)/pip install -q "torch==2.13.0" -e ".[test,lite,fast,serve,serve-test]"
+	$(BIN)/pip install -q "torch==2.13.0" -e ".[test,lite,fast,serve,serve-test,ray]"
 	touch $@
 
 setup: $(BIN)/genrevision

@@ -4,6 +4,14 @@ Plain script (not a test)::
 
     python benchmarks/throughput.py                 # 20 GTZAN tracks
     python benchmarks/throughput.py --tracks 50 --json out.json
+    python benchmarks/throughput.py --engine ray    # Ray engine vs the local process pool, all 109 tracks
+
+``--engine ray`` prints tracks/s of :func:`genrevision.ray_engine.extract_dataset_ray`
+on a local Ray runtime against :func:`extract_dataset` (the process pool) on the
+same tracks with the default recipe's settings, in one run, their ratio (Ray's
+overhead here), the largest difference of their features, and the per-track
+costs of the two stages (one thread each) that the README's throughput model
+for a catalogue uses. Without ``--engine ray``:
 
 Prints, for the default :class:`genrevision.features.FeatureSettings`:
 
@@ -112,7 +120,8 @@ def _cnn_flops(bb, images: np.ndarray, layers: str) -> float:
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default="/work/shared/data/gtzan-mini", help="GTZAN folder (genre sub-folders)")
-    ap.add_argument("--tracks", type=int, default=20, help="tracks for the end-to-end run")
+    ap.add_argument("--tracks", type=int, default=None,
+                    help="tracks for the end-to-end run (default: 20; with --engine ray: all)")
     ap.add_argument("--stage-tracks", type=int, default=4, help="tracks for the per-stage profile and comparisons")
     ap.add_argument("--threads", type=int, default=2, help="torch threads for the CNN figures")
     ap.add_argument("--jobs", type=int, default=None, help="extract_dataset jobs (default: its own default)")
@@ -120,7 +129,12 @@ def main(argv=None) -> dict:
     ap.add_argument("--compare-jobs", type=int, default=6, metavar="N",
                     help="also time N tracks with jobs=0 against the default jobs (0 = skip)")
     ap.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    ap.add_argument("--engine", choices=["local", "ray"], default="local",
+                    help="ray: compare the Ray engine with the local process pool (default --tracks: all)")
     args = ap.parse_args(argv)
+    if args.engine == "ray":
+        return ray_vs_local(args)
+    args.tracks = args.tracks or 20
 
     import torch
 
@@ -287,6 +301,158 @@ def main(argv=None) -> dict:
     for a, b in rows:
         print(f"  {a:<{width}}  {b}")
     print("  * a child's ru_maxrss starts from the parent's size at fork, before exec; spawned workers are ~300 MB")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(res, f, indent=2)
+    return res
+
+
+def _process_tree() -> dict | None:
+    """{(pid, start tick): CPU ticks of that process itself} for this process and its descendants (Linux /proc)."""
+    if not os.path.isdir("/proc/self"):
+        return None
+    procs = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()  # fields 3.. of proc(5)
+        procs[int(d)] = (int(fields[1]), int(fields[19]), int(fields[11]) + int(fields[12]))  # ppid, start, utime+stime
+    tree, grew = {os.getpid()}, True
+    while grew:
+        new = {pid for pid, (ppid, _, _) in procs.items() if ppid in tree and pid not in tree}
+        tree |= new
+        grew = bool(new)
+    return {(pid, procs[pid][1]): procs[pid][2] for pid in tree if pid in procs}
+
+
+class _CpuMeter:
+    """CPU seconds used by this process and every descendant between enter and exit.
+
+    Under a shared machine's load, wall time measures the neighbours too; CPU
+    time measures the work. Polled: Ray's raylet does not collect the CPU
+    time of the workers and actors it ends, so each process is followed while
+    it lives (at most one poll interval of a process that exits is missed).
+    """
+
+    def __init__(self, interval: float = 0.2):
+        self.interval, self.seconds = interval, None
+
+    def _poll(self):
+        for k, v in (_process_tree() or {}).items():
+            self.last[k] = max(v, self.last.get(k, 0))
+
+    def _run(self):
+        while not self.stop.wait(self.interval):
+            self._poll()
+
+    def __enter__(self):
+        import threading
+
+        self.base = _process_tree()
+        if self.base is not None:
+            self.last, self.stop = dict(self.base), threading.Event()
+            self.thread = threading.Thread(target=self._run, daemon=True)
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.base is not None:
+            self.stop.set()
+            self.thread.join()
+            self._poll()
+            ticks = sum(v - self.base.get(k, 0) for k, v in self.last.items())
+            self.seconds = ticks / os.sysconf("SC_CLK_TCK")
+
+
+def ray_vs_local(args) -> dict:
+    """tracks/s of the Ray engine and of the local process pool on the same tracks, in one run."""
+    import genrevision.features as F
+    from genrevision.backbone import get_backbone
+    from genrevision.ray_engine import connect, extract_dataset_ray
+    from genrevision.recipes import get_recipe
+
+    paths = _tracks(args.data, args.tracks or 10**9)
+    s = get_recipe("default").features
+    cpus = os.cpu_count()
+    res: dict = {"tracks": len(paths), "cpus": cpus, "backbone": s.backbone, "settings": "default recipe"}
+    load = [os.getloadavg()[0]]
+
+    t = time.perf_counter()
+    with _CpuMeter() as cpu:
+        local = F.extract_dataset(paths, s, store=None, progress=False,
+                                  **({"jobs": args.jobs} if args.jobs is not None else {}))
+    res["local_s"], res["local_cpu_s"] = time.perf_counter() - t, cpu.seconds
+    load.append(os.getloadavg()[0])
+    t = time.perf_counter()
+    connect(num_cpus=cpus)
+    res["ray_start_s"] = time.perf_counter() - t
+    time.sleep(5)  # let the fresh runtime settle: its start-up is not the engine's work
+    t = time.perf_counter()
+    with _CpuMeter() as cpu:
+        remote = extract_dataset_ray(paths, s, progress=False)
+    res["ray_s"], res["ray_cpu_s"] = time.perf_counter() - t, cpu.seconds
+    load.append(os.getloadavg()[0])
+    diff = max(float(np.abs(remote.features[p][v] - a).max() / max(1e-12, float(np.abs(a).max())))
+               for p, f in local.features.items() for v, a in f.items())
+    res["max_relative_feature_diff"] = diff
+    n = len(local.features)
+    assert n == len(remote.features) and not local.failures and not remote.failures
+
+    # Stage costs per track, one thread, in this process: what one CPU core does.
+    import torch
+
+    torch.set_num_threads(1)
+    bb = get_backbone(s.backbone)
+    sample = paths[:: max(1, len(paths) // 8)][:8]
+    F.prepared_features([F.prepare_track(sample[0], s)], s, backbone=bb)  # warm: JIT, ONNX session
+    prep = cnn = 0.0
+    for p in sample:  # CPU time of this one-thread process: the load of others does not inflate it
+        t = time.process_time()
+        prepared = F.prepare_track(p, s)
+        prep += time.process_time() - t
+        t = time.process_time()
+        F.prepared_features([prepared], s, backbone=bb)
+        cnn += time.process_time() - t
+    prep, cnn = prep / len(sample), cnn / len(sample)
+    t = time.perf_counter()
+    mb = sum(os.path.getsize(p) for p in paths) / 2**20
+    for p in paths:
+        F._digest(p)
+    res["sha1_mb_per_s"] = mb / (time.perf_counter() - t)
+    res.update(prepare_s_per_track=prep, cnn_s_per_track=cnn, loadavg=load)
+
+    local_tps, ray_tps = n / res["local_s"], n / res["ray_s"]
+    res.update(local_tracks_per_s=local_tps, ray_tracks_per_s=ray_tps, ray_over_local=ray_tps / local_tps)
+    print(f"genrevision engines: {n} tracks, default recipe ({s.backbone}), {cpus} CPUs; load average "
+          f"{load[0]:.1f} → {load[1]:.1f} (local) → {load[2]:.1f} (Ray) (other jobs share the cores)")
+    rows = [
+        ("local process pool (extract_dataset, default jobs)", f"{local_tps:.2f} tracks/s ({res['local_s']:.1f} s)"),
+        (f"Ray engine, local runtime of {cpus} CPUs, default actors", f"{ray_tps:.2f} tracks/s ({res['ray_s']:.1f} s; "
+                                                                     f"+{res['ray_start_s']:.1f} s to start Ray, once)"),
+        ("ratio Ray / local", f"×{ray_tps / local_tps:.2f} (Ray's overhead here: {100 * (local_tps / ray_tps - 1):+.0f} % time)"),
+    ]
+    if res["local_cpu_s"] is not None:
+        rows += [
+            ("CPU seconds per track (all processes): local / Ray",
+             f"{res['local_cpu_s'] / n:.2f} / {res['ray_cpu_s'] / n:.2f} s (Ray's overhead in CPU time: "
+             f"{100 * (res['ray_cpu_s'] / res['local_cpu_s'] - 1):+.0f} %)"),
+        ]
+    rows += [
+        ("largest feature difference, relative to the view's max", f"{diff:.1e}"),
+        ("prepare (decode, HPSS, images, MFCC), CPU time, one thread",
+         f"{prep:.3f} s/track → {1 / prep:.2f} tracks/s per core"),
+        ("CNN, CPU time, one thread" + (" (ONNX Runtime)" if getattr(bb, "engine", "") == "onnxruntime" else ""),
+         f"{cnn:.3f} s/track → {1 / cnn:.2f} tracks/s per one-CPU CNN actor"),
+        ("content digest (SHA-1) on the driver, files in page cache", f"{res['sha1_mb_per_s']:.0f} MB/s"),
+    ]
+    width = max(len(a) for a, _ in rows)
+    for a, b in rows:
+        print(f"  {a:<{width}}  {b}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(res, f, indent=2)

@@ -466,11 +466,15 @@ class Backbone:
         or the ``GENREVISION_ENGINE`` environment variable) uses it for
         EfficientNet-Lite when both are installed, else PyTorch; any failure to
         export or load falls back to PyTorch with one warning.
+    device : str
+        torch device that runs the network (``"cuda"`` on a GPU node, e.g. a
+        Ray actor given a GPU). Anything but ``"cpu"`` runs in PyTorch (the
+        ONNX Runtime path is for CPUs).
     """
 
     def __init__(self, name: str = DEFAULT_BACKBONE, *, weights: str | None = None,
                  allow_download: bool = False, threads: int | None = None, fuse: bool = True,
-                 engine: str | None = None):
+                 engine: str | None = None, device: str = "cpu"):
         import torch
 
         engine = engine or os.environ.get("GENREVISION_ENGINE") or "auto"
@@ -489,10 +493,11 @@ class Backbone:
         if self.fused:
             module = fuse_lite(module)
         # channels-last: the layout oneDNN's convolutions run fastest in on CPU
-        self.module = module.to(memory_format=torch.channels_last)
+        self.device = torch.device(device)
+        self.module = module.to(self.device, memory_format=torch.channels_last)
         self._ort_sessions: dict = {}
         self.engine = "torch"
-        if engine != "torch" and self.fused and _onnxruntime_available():
+        if engine != "torch" and self.fused and self.device.type == "cpu" and _onnxruntime_available():
             self.engine = "onnxruntime"
         elif engine == "onnxruntime":
             import warnings
@@ -546,7 +551,7 @@ class Backbone:
         outs = []
         with torch.inference_mode():
             for i in range(0, len(x_all), batch_size):
-                x = self.spec.preprocess(x_all[i : i + batch_size])
+                x = self.spec.preprocess(x_all[i : i + batch_size]).to(self.device)
                 outs.append(fn(x))
         return np.concatenate(outs) if outs else np.zeros((0, 0), np.float32)
 
@@ -570,14 +575,14 @@ class Backbone:
 
             stages = self._stages(self.module, x)
             if layers == "last":
-                return stages[-1].float().numpy()
-            return pool_stages(stages, with_max=layers == "all+max").float().numpy()
+                return stages[-1].float().cpu().numpy()
+            return pool_stages(stages, with_max=layers == "all+max").float().cpu().numpy()
 
         return self._run(images, batch_size=batch_size, fn=fn)
 
     def logits(self, images: np.ndarray, *, batch_size: int = 32) -> np.ndarray:
         """ImageNet class scores (N, 1000): proof that the weights are the real ones."""
-        return self._run(images, batch_size=batch_size, fn=lambda x: self.module(x).float().numpy())
+        return self._run(images, batch_size=batch_size, fn=lambda x: self.module(x).float().cpu().numpy())
 
 
 def _onnxruntime_available() -> bool:

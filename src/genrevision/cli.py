@@ -55,17 +55,57 @@ def _extract(dataset_paths, settings, args, *, save_images=None):
                            progress=not args.quiet, save_images=save_images)
 
 
+def _add_engine_args(p: argparse.ArgumentParser, *, gpus: bool) -> None:
+    p.add_argument("--engine", default="local", choices=["local", "ray"],
+                   help="local: a process pool on this machine; ray: Ray Data on a Ray cluster "
+                        "(pip install 'genrevision[ray]') (default: %(default)s)")
+    p.add_argument("--address", default=None,
+                   help="--engine ray: 'auto' (the cluster this machine joined with ray start), ray://HOST:10001 "
+                        "or HOST:6379 (default: start a local Ray runtime on this machine)")
+    p.add_argument("--actors", type=int, default=None,
+                   help="--engine ray: " + ("CNN actors (default: one per --gpus of the cluster's GPUs, "
+                                            "else 1 to one per 2 CPUs)" if gpus else
+                                            "prediction actors, one model each (default: one per CPU)"))
+    if gpus:
+        p.add_argument("--gpus", type=float, default=0,
+                       help="--engine ray: GPUs per CNN actor, fractions share one (default: CNN on CPUs)")
+
+
+def _require_ray(args) -> None:
+    """Fail at once, in one line, when --engine ray is asked without Ray installed."""
+    if args.engine == "ray":
+        from .ray_engine import require_ray
+
+        require_ray()
+
+
 def cmd_extract(args) -> int:
     from .dataset import load_dataset
 
+    parquet = args.out if args.out and args.out.rstrip("/").endswith(".parquet") else None
+    if parquet and args.engine != "ray":
+        _err(f"{args.out}: Parquet output needs --engine ray (or give a feature store folder)")
+        return 2
+    if args.engine == "ray" and args.save_images:
+        _err("--save-images works with --engine local only")
+        return 2
+    _require_ray(args)
     _, settings = _settings(args)
     ds = load_dataset(args.data)
     cache = args.out or args.cache
     args.cache = cache
     t0 = time.perf_counter()
-    res = _extract(ds.paths, settings, args, save_images=args.save_images)
+    if args.engine == "ray":
+        from .ray_engine import extract_dataset_ray
+        from .store import FeatureStore
+
+        res = extract_dataset_ray(ds.paths, settings, store=None if parquet else FeatureStore(cache, settings.to_dict()),
+                                  out_parquet=parquet, address=args.address, concurrency=args.actors,
+                                  num_gpus=args.gpus, keep_features=False, progress=not args.quiet)
+    else:
+        res = _extract(ds.paths, settings, args, save_images=args.save_images)
     dt = time.perf_counter() - t0
-    ok = len(res.features)
+    ok = res.computed + res.cached
     print(f"features for {ok}/{len(ds)} tracks ({res.computed} computed, {res.cached} from cache) "
           f"in {dt:.1f} s → {cache}")
     if res.computed:
@@ -153,8 +193,15 @@ def cmd_predict(args) -> int:
             paths.extend(found)
         else:
             paths.append(item)
+    _require_ray(args)
     model = load_model(args.model)
-    preds, fails = model.predict_many(paths, progress=not args.quiet, timeline=args.timeline)
+    if args.engine == "ray":
+        from .ray_engine import predict_files_ray
+
+        preds, fails = predict_files_ray(args.model, paths, timeline=args.timeline, address=args.address,
+                                         concurrency=args.actors, progress=not args.quiet)
+    else:
+        preds, fails = model.predict_many(paths, progress=not args.quiet, timeline=args.timeline)
     failures += fails
     for p in preds:  # on stderr as they happen, whatever the output format
         for w in p.warnings:
@@ -197,9 +244,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("extract", help="CNN features of the three views for every track of a dataset")
     p.add_argument("data", nargs="?", default=DEFAULT_DATA, help="label-folder tree or CSV manifest (path,label[,group][,split])")
-    p.add_argument("--out", default=None, help="feature store folder (default: --cache)")
+    p.add_argument("--out", default=None,
+                   help="feature store folder (default: --cache), or a FOLDER.parquet of Parquet files (--engine ray)")
     p.add_argument("--save-images", default=None, metavar="DIR", help="also write each track's three spectrograms as PNG")
     _add_feature_args(p)
+    _add_engine_args(p, gpus=True)
     p.set_defaults(func=cmd_extract)
 
     p = sub.add_parser("evaluate", help="the paper's tables (and ours) under a cross-validation protocol")
@@ -240,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="table", choices=["table", "json", "csv"], help="output format (default: %(default)s)")
     p.add_argument("--timeline", action="store_true", help="also the genre of every 30 s segment")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_engine_args(p, gpus=False)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("serve", help="a web page and JSON API: drop a song, see its spectrograms, get its genre")

@@ -48,6 +48,7 @@ __all__ = [
     "extract_signal",
     "extract_track",
     "prepare_track",
+    "prepared_features",
     "extract_dataset",
     "ExtractionResult",
     "pool_windows",
@@ -623,22 +624,8 @@ def extract_dataset(
     def flush():
         if not pending:
             return
-        merged, index = {}, []
-        for p, imgs, _, _ in pending:
-            for v, arr in imgs.items():
-                index.append((p, v, len(arr)))
-                merged.setdefault("all", []).append(arr)
-        # One forward pass over the images of several tracks (fuller batches).
-        feats = _batched_features(merged["all"], settings, backbone)
-        pos = 0
-        per_track: dict[str, dict] = {p: {} for p, _, _, _ in pending}
-        for p, v, n in index:
-            per_track[p][v] = feats[pos : pos + n]
-            pos += n
-        for p, _, base, starts in pending:
-            arrays = per_track[p]
-            arrays["starts"] = starts
-            arrays["mfcc"] = base
+        for (p, *_), arrays in zip(pending, prepared_features([x[1:] for x in pending], settings,
+                                                              backbone=backbone)):
             if store is not None:
                 if store.put(digests[p], arrays) and not layout_written:
                     store.write_json(_LAYOUT, _widths(arrays))
@@ -764,6 +751,41 @@ def _width_mismatch(arrays: dict, layout) -> str | None:
         if k in layout and layout[k] != w:
             return f"{k} is {w} wide, the other tracks {layout[k]}"
     return None
+
+
+def prepared_features(prepared: list, settings: FeatureSettings, *, backbone=None) -> list[dict[str, np.ndarray]]:
+    """CNN features of several prepared tracks in one forward pass (the CNN half, batched).
+
+    What both dataset engines run on the tracks their workers prepared: the
+    local process pool in its main process, :mod:`genrevision.ray_engine` in
+    its CNN actors.
+
+    Parameters
+    ----------
+    prepared : list of ``(images, baseline, starts)``
+        Outputs of :func:`prepare_track`.
+    settings : FeatureSettings
+    backbone : Backbone, optional
+        An already loaded network (else the process-wide cached one).
+
+    Returns
+    -------
+    list of dict, one per track, as :func:`extract_track` returns.
+    """
+    arrays = [arr for imgs, _, _ in prepared for arr in imgs.values()]
+    # One forward pass over the images of several tracks (fuller batches).
+    feats = _batched_features(arrays, settings, backbone) if arrays else None
+    out, pos = [], 0
+    for imgs, base, starts in prepared:
+        track = {}
+        for v, arr in imgs.items():
+            track[v] = feats[pos : pos + len(arr)]
+            pos += len(arr)
+        track["starts"] = np.asarray(starts, np.float32)
+        if base is not None:
+            track["mfcc"] = base
+        out.append(track)
+    return out
 
 
 def _digest(path: str) -> str:
