@@ -683,17 +683,23 @@ def _read_member(path_s: str, z: zipfile.ZipFile, name: str) -> bytes:
     if info.file_size > MAX_MEMBER_BYTES:
         raise ModelError(path_s, f"refused: {name} inflates to {info.file_size / 2**20:.0f} MB, more than the "
                                  f"{MAX_MEMBER_BYTES // 2**20} MB a model member may hold")
-    chunks, total = [], 0
     with z.open(info) as f:
-        while True:
-            chunk = f.read(1 << 20)
-            if not chunk:
-                break
-            total += len(chunk)
-            if total > MAX_MEMBER_BYTES:
-                raise ModelError(path_s, f"refused: {name} inflates to more than the "
-                                         f"{MAX_MEMBER_BYTES // 2**20} MB a model member may hold")
-            chunks.append(chunk)
+        data = _read_within(f, MAX_MEMBER_BYTES)
+    if data is None:
+        raise ModelError(path_s, f"refused: {name} inflates to more than the "
+                                 f"{MAX_MEMBER_BYTES // 2**20} MB a model member may hold")
+    return data
+
+
+def _read_within(f, budget: int) -> bytes | None:
+    """``f`` read to its end in 1 MB chunks, or None as soon as more than ``budget`` bytes come
+    out (a zip member's declared size can lie: only counting what inflates bounds the memory)."""
+    chunks, total = [], 0
+    while chunk := f.read(1 << 20):
+        total += len(chunk)
+        if total > budget:
+            return None
+        chunks.append(chunk)
     return b"".join(chunks)
 
 
@@ -716,14 +722,11 @@ def _check_skops_payload(path_s: str, payload: bytes, what: str) -> None:
             total = 0
             for info in infos:
                 with inner.open(info) as f:
-                    while True:
-                        chunk = f.read(1 << 20)
-                        if not chunk:
-                            break
-                        total += len(chunk)
-                        if total > MAX_MEMBER_BYTES:
-                            raise ModelError(path_s, f"refused: the {what}'s skops entries inflate to more than "
-                                                     f"the {MAX_MEMBER_BYTES // 2**20} MB a model member may hold")
+                    data = _read_within(f, MAX_MEMBER_BYTES - total)
+                if data is None:
+                    raise ModelError(path_s, f"refused: the {what}'s skops entries inflate to more than "
+                                             f"the {MAX_MEMBER_BYTES // 2**20} MB a model member may hold")
+                total += len(data)
     except ModelError:
         raise
     except Exception as err:  # noqa: BLE001 - not a zip, bad CRC, bad compression
