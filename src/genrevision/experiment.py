@@ -211,7 +211,7 @@ def run_evaluation(args) -> dict:
             results["std"].update({k: v for k, v in rec["std"].items() if k in ("svm", "finetune")})
             for kind, row in (("svm", OHP), ("finetune", OP)):
                 head = "svm" if kind == "svm" else "softmax"
-                if row in rows[head]:
+                if row in rows.get(head, {}):  # a recipe that joins its views has no per-view heads
                     results["confusion"][f"{r.name} {kind} {row}"] = oof_confusion(y, rows[head][row], classes)
 
     # Engineered baseline on the same folds.
