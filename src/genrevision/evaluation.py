@@ -492,7 +492,8 @@ def repeat_summary(fold_accuracies, fold_repeats, *, confidence=0.95):
     sd = float(means.std(ddof=1))
     half = float(stats.t.ppf(0.5 + confidence / 2, len(means) - 1)) * sd / np.sqrt(len(means))
     m = float(means.mean())
-    return {"repeat_means": means.tolist(), "repeat_std": sd, "ci95": [max(0.0, m - half), min(1.0, m + half)]}
+    return {"repeat_means": means.tolist(), "repeat_std": sd,
+            "ci95": [float(max(0.0, m - half)), float(min(1.0, m + half))]}
 
 
 def _as_labels(pred, classes):
