@@ -442,7 +442,8 @@ def main(argv=None) -> int:
         return args.func(args)
     except KeyboardInterrupt as err:
         _err(f"{'terminated' if isinstance(err, _Terminated) else 'interrupted'}; "
-             "finished tracks (and evaluated folds) are kept; rerun to resume")
+             "finished tracks are cached" + (", finished folds kept in OUT/folds" if args.command == "evaluate" else "")
+             + ", rerun to resume")
         return 143 if isinstance(err, _Terminated) else 130
     except (ValueError, RuntimeError, OSError) as err:
         _err(str(err).splitlines()[0] if str(err) else type(err).__name__)
