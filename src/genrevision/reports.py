@@ -481,7 +481,7 @@ def _what_ran(results):
     elif proto == "split":
         how = "one fixed train/test split"
     else:
-        how = f"{cfg.get('folds_per_repeat', '?')} folds \u00d7 {r} repeats = {n} test folds"
+        how = f"{cfg.get('folds_per_repeat', '?')} folds \u00d7 {r} repeat{'s' * (r != 1)} = {n} test folds"
     text = f"Protocol {proto}: {how}. Every \u00b1 is the standard deviation over the {n} test folds"
     if n == 1:
         text = f"Protocol {proto}: {how}; one test split, so no \u00b1 and no interval"
