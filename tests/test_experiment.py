@@ -11,11 +11,10 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
-from test_model import small_recipe, train_subset  # noqa: F401 - same tracks, same feature cache
+from test_model import small_recipe  # the tracks and feature cache of test_model's model
 
 from genrevision import EvaluationResult, evaluate
 from genrevision.dataset import load_dataset
-from genrevision.recipes import get_recipe
 from genrevision.reports import parse_confusion_text
 
 GENRES = ("classical", "metal", "hiphop")
