@@ -95,3 +95,11 @@ def test_hear_validator(monkeypatch, capsys):
     ValidateModel("genrevision.hear", model_file_path="", device="cpu")()  # raises ModelError on a failed check
     out = capsys.readouterr().out
     assert "Checking get_scene_embeddings" in out and "Received embedding of shape: torch.Size([8, " in out
+
+
+def test_long_sound_keeps_a_fixed_hop(model, gtzan_root):
+    # 40 s: past the 30 s segments files are read in; the hop must not change at 30 s.
+    y = np.concatenate([real_excerpt(gtzan_root, "jazz/jazz.00000.wav", 30.0), real_excerpt(gtzan_root, "jazz/jazz.00001.wav", 10.0)])
+    emb, ts = hear.get_timestamp_embeddings(torch.from_numpy(y[None]), model)
+    assert emb.shape[1] == ts.shape[1] == 13
+    np.testing.assert_allclose(np.diff(ts[0].numpy()), model.timestamp_hop_ms, atol=1e-2)

@@ -17,7 +17,8 @@ window's centre in milliseconds. A sound shorter than one window gives one
 embedding (its spectrogram repeated to the window's length) centred on the
 sound. Sounds of one batch have one length, hence the same number of
 timestamps. The scene embedding is the mean of a sound's timestamp embeddings.
-Each sound is peak-normalised first, as files are when a track is read.
+Each sound is peak-normalised first, as files are when a track is read, and read
+in one piece (a file is read in 30 s segments), so the hop never changes.
 """
 from __future__ import annotations
 
@@ -40,8 +41,8 @@ class GenrevisionEmbedding(torch.nn.Module):
         22050 Hz (audio at any other rate must be resampled by the caller).
     scene_embedding_size, timestamp_embedding_size : int
         Width of the embeddings (three views × the CNN feature width).
-    timestamp_hop_ms : float
-        Distance between timestamps.
+    timestamp_hop_ms : float or None
+        Distance between timestamps (None for the whole-track layout: one per sound).
     recipe : Recipe
         Whose features these are (its settings, column choice and views).
     """
@@ -56,8 +57,8 @@ class GenrevisionEmbedding(torch.nn.Module):
         spec = self.settings.spectrogram
         per, hop = self.settings.window_frames  # windows are whole STFT frames: 129 × 512 samples ≈ 2.995 s
         self._window_s = per * self.settings.hop_length / SAMPLE_RATE
-        self.timestamp_hop_ms = 1000.0 * (hop * self.settings.hop_length / SAMPLE_RATE if spec.layout == "windows"
-                                          else self.settings.segment_seconds or 30.0)
+        # The whole-track layout (the paper recipe) makes one image per sound: one timestamp.
+        self.timestamp_hop_ms = 1000.0 * hop * self.settings.hop_length / SAMPLE_RATE if spec.layout == "windows" else None
         # The width, from one real pass (a second of a quiet tone): nothing is guessed.
         probe = 0.1 * np.sin(2 * np.pi * 440 * np.arange(SAMPLE_RATE) / SAMPLE_RATE).astype(np.float32)
         width = int(self._windows(probe)[0].shape[1])
@@ -70,25 +71,16 @@ class GenrevisionEmbedding(torch.nn.Module):
         from .features import extract_signal
 
         s = self.settings
-        n = len(y)
-        seg = int(round((s.segment_seconds or n / s.sr) * s.sr)) or n
-        shortest = int(round(s.spectrogram.window_seconds * s.sr)) if s.spectrogram.layout == "windows" else seg // 2
-        rows, centres = [], []
-        for start in range(0, max(n, 1), seg):
-            piece = y[start:start + seg]
-            if start > 0 and len(piece) < shortest:
-                break  # a trailing piece too short for a window, as when a file is read
-            feats = extract_signal(normalise(piece, method=s.normalisation), s, baseline=self.recipe.hybrid_mfcc)
-            X, _ = self.recipe.matrix([feats])
-            rows.append(X.data)
-            dur = len(piece) / s.sr
-            if s.spectrogram.layout == "windows":
-                # A sound shorter than one window is one (tiled) window: centred on the sound.
-                c = feats["starts"] + self._window_s / 2 if dur >= self._window_s else np.full(len(X.data), dur / 2)
-            else:
-                c = np.full(len(X.data), dur / 2)
-            centres.append(1000.0 * (start / s.sr + c))
-        return np.concatenate(rows).astype(np.float32), np.concatenate(centres).astype(np.float32)
+        # The whole sound is one piece (not 30 s segments as for files), so the hop is the same
+        # from its first window to its last, as HEAR's timestamps need.
+        feats = extract_signal(normalise(y, method=s.normalisation), s, baseline=self.recipe.hybrid_mfcc)
+        X, _ = self.recipe.matrix([feats])
+        dur = len(y) / s.sr
+        if s.spectrogram.layout == "windows" and dur >= self._window_s:
+            centres = feats["starts"] + self._window_s / 2
+        else:  # one image of the whole sound, or a sound shorter than a window (tiled to one): its middle
+            centres = np.full(len(X.data), dur / 2)
+        return X.data.astype(np.float32), (1000.0 * centres).astype(np.float32)
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         return get_scene_embeddings(audio, self)
