@@ -23,8 +23,8 @@ import warnings
 import numpy as np
 
 from genrevision.dataset import load_dataset
-from genrevision.evaluation import evaluate_predictions, make_splits
-from genrevision.experiment import _baseline_fold, _parallel, evaluate_recipe
+from genrevision.evaluation import make_splits
+from genrevision.experiment import _baseline_fold, _rows_by_head, _run_folds, evaluate_recipe
 from genrevision.features import extract_dataset
 from genrevision.recipes import get_recipe
 from genrevision.store import FeatureStore
@@ -136,7 +136,7 @@ def main(argv=None):
         F, key = features_of(recipe)
         t = time.perf_counter()
         if repr(recipe) not in evaluated:  # rows reading other rows of one evaluation share it
-            evaluated[repr(recipe)] = evaluate_recipe(recipe, F, y, folds, heads=[recipe.head], jobs=args.jobs, progress=True)
+            evaluated[repr(recipe)] = evaluate_recipe(recipe, F, y, folds, heads=[recipe.head], jobs=args.jobs, progress=True)[0]
         e = evaluated[repr(recipe)][recipe.head][row]
         rows.append({"name": name.strip(), "mean": float(e["mean"]), "std": float(e["std"]),
                      "fold_accuracies": [float(x) for x in e["fold_accuracies"]],
@@ -146,8 +146,9 @@ def main(argv=None):
     # Engineered baseline on the same folds.
     F, _ = features_of(get_recipe("default"))
     Xb = np.stack([f["mfcc"] for f in F])
-    base = _parallel(lambda f: _baseline_fold(Xb, y, f), folds, jobs=args.jobs, desc="baseline", progress=True)
-    e = evaluate_predictions(y, {"mfcc": [b[0] for b in base]}, folds, classes=base[0][1])["mfcc"]
+    base, _ = _run_folds(lambda f: _baseline_fold(Xb, y, f), folds, name="baseline", jobs=args.jobs, progress=True,
+                         folder=None, key=None, heads=["svm"], classes_dtype=y.dtype)
+    e = _rows_by_head(base, y, folds)["svm"]["mfcc"]
     rows = [r for r in rows if not r["name"].startswith("baseline")]
     rows.append({"name": "baseline: MFCC + spectral statistics, RBF-SVM", "mean": float(e["mean"]), "std": float(e["std"]),
                  "fold_accuracies": [float(x) for x in e["fold_accuracies"]]})

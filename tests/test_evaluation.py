@@ -227,3 +227,44 @@ def test_cross_validate_rows_dict_features_and_jobs():
     assert np.trace(entry["matrix"]) == len(folds[0].test)
     with pytest.raises(ValueError, match="n_jobs"):
         cross_validate_rows({"good": KNeighborsClassifier(3)}, X, y, folds, n_jobs=0)
+
+
+def test_pooled_confusion_counts_every_fold_of_every_repeat(mini):
+    from genrevision.evaluation import pooled_confusion
+
+    _, labels, _ = mini
+    n = len(labels)
+    classes = sorted(set(labels))
+    for protocol, kw, total, words in (("cv", {"n_splits": 5, "n_repeats": 3}, 3 * n, f"{n} tracks × 3 repeats"),
+                                       ("paper", {"n_repeats": 4}, 4 * 11, "4 test splits of 11 tracks")):
+        folds = make_splits(protocol, labels=labels, **kw)
+        # Right on tracks with an even index, a fixed wrong genre on the others.
+        preds = [np.where(f.test % 2 == 0, labels[f.test], np.where(labels[f.test] == "blues", "jazz", "blues"))
+                 for f in folds]
+        row = evaluate_predictions(labels, {"r": preds}, folds)["r"]
+        entry = pooled_confusion(labels, row, classes)
+        m = np.asarray(entry["matrix"])
+        assert m.sum() == total == entry["n_predictions"]
+        assert f"{words} = {total} test predictions" in entry["caption"]
+        tested = np.concatenate([f.test for f in folds])
+        assert np.trace(m) == np.sum(tested % 2 == 0)
+        # The first-repeat matrix (what reports showed before) is only a part of it.
+        assert np.asarray(oof_confusion(labels, row, classes)["matrix"]).sum() == len(np.concatenate(
+            [f.test for f in folds if f.repeat == 0]))
+
+
+def test_repeat_summary_interval():
+    from scipy import stats
+
+    from genrevision.evaluation import repeat_summary
+
+    accs = [0.8, 0.9, 0.7, 0.9, 0.85, 0.95]
+    rep = [0, 0, 1, 1, 2, 2]
+    out = repeat_summary(accs, rep)
+    means = np.array([0.85, 0.8, 0.9])
+    assert out["repeat_means"] == pytest.approx(means.tolist())
+    half = stats.t.ppf(0.975, 2) * means.std(ddof=1) / np.sqrt(3)
+    assert out["ci95"] == pytest.approx([means.mean() - half, means.mean() + half])
+    assert repeat_summary([0.5, 0.7], [0, 0])["ci95"] is None
+    with pytest.raises(ValueError, match="confidence"):
+        repeat_summary(accs, rep, confidence=95)

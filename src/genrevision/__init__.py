@@ -5,6 +5,11 @@ Three lines::
     from genrevision import load_model
     model = load_model("genres.model")
     print(model.predict("song.mp3").genre)
+
+For researchers: ``genrevision.evaluate(data, protocol="cv")`` (an
+:class:`~genrevision.experiment.EvaluationResult`), ``genrevision.embed``
+(features of a recipe for other tools), :mod:`genrevision.hear` (the HEAR 2021
+API) and ``genrevision.load_mirdata`` (a mirdata index as a dataset).
 """
 __version__ = "0.1.0"
 
@@ -17,6 +22,10 @@ __all__ = [
     "ModelError",
     "extract_track",
     "image_features",
+    "evaluate",
+    "EvaluationResult",
+    "embed",
+    "load_mirdata",
 ]
 
 # Imported on first use, so ``import genrevision`` stays cheap (no torch/librosa).
@@ -28,6 +37,10 @@ _LAZY = {
     "ModelError": "model",
     "extract_track": "features",
     "image_features": "backbone",
+    "evaluate": "experiment",
+    "EvaluationResult": "experiment",
+    "embed": "embeddings",
+    "load_mirdata": "dataset",
 }
 
 

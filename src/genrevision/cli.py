@@ -1,4 +1,4 @@
-"""The ``genrevision`` command: extract, evaluate, train, predict, serve."""
+"""The ``genrevision`` command: extract, evaluate, train, predict, embed, serve."""
 from __future__ import annotations
 
 import argparse
@@ -46,13 +46,29 @@ def _settings(args):
     return recipe, settings
 
 
-def _extract(dataset_paths, settings, args, *, save_images=None):
-    from .features import extract_dataset
-    from .store import FeatureStore
+def _dataset(args):
+    """The dataset named on the command line: DATA (folder tree or CSV) or --mirdata NAME --data-home DIR."""
+    from .dataset import load_dataset, load_mirdata
 
-    store = FeatureStore(args.cache, settings.to_dict())
-    return extract_dataset(dataset_paths, settings, store=store, jobs=args.jobs,
-                           progress=not args.quiet, save_images=save_images)
+    if getattr(args, "mirdata", None):
+        if args.data not in (None, DEFAULT_DATA):
+            raise ValueError(f"give either DATA ({args.data}) or --mirdata, not both")
+        return load_mirdata(args.mirdata, data_home=args.data_home, index=args.mirdata_index)
+    if args.data is None:
+        raise ValueError("no dataset: give DATA (a label-folder tree or CSV manifest) or --mirdata NAME --data-home DIR")
+    return load_dataset(args.data)
+
+
+def _add_data_args(p: argparse.ArgumentParser, *, required: bool = False) -> None:
+    p.add_argument("data", nargs="?", default=None if required else DEFAULT_DATA,
+                   help="label-folder tree or CSV manifest (path,label[,group][,split])"
+                        + ("" if required else " (default: %(default)s)"))
+    p.add_argument("--mirdata", default=None, metavar="NAME",
+                   help="read the dataset through a mirdata loader instead, e.g. gtzan_genre (pip install 'genrevision[mirdata]')")
+    p.add_argument("--data-home", default=None, metavar="DIR",
+                   help="--mirdata: the folder holding the dataset in mirdata's layout (default: mirdata's ~/mir_datasets/NAME)")
+    p.add_argument("--mirdata-index", default=None, metavar="FILE",
+                   help="--mirdata: a copy of mirdata's index JSON, when mirdata's own is not downloaded")
 
 
 def _add_engine_args(p: argparse.ArgumentParser, *, gpus: bool) -> None:
@@ -80,7 +96,7 @@ def _require_ray(args) -> None:
 
 
 def cmd_extract(args) -> int:
-    from .dataset import load_dataset
+    from .features import extract_cached
 
     parquet = args.out if args.out and args.out.rstrip("/").endswith(".parquet") else None
     if parquet and args.engine != "ray":
@@ -91,7 +107,7 @@ def cmd_extract(args) -> int:
         return 2
     _require_ray(args)
     _, settings = _settings(args)
-    ds = load_dataset(args.data)
+    ds = _dataset(args)
     cache = args.out or args.cache
     args.cache = cache
     t0 = time.perf_counter()
@@ -103,7 +119,8 @@ def cmd_extract(args) -> int:
                                   out_parquet=parquet, address=args.address, concurrency=args.actors,
                                   num_gpus=args.gpus, keep_features=False, progress=not args.quiet)
     else:
-        res = _extract(ds.paths, settings, args, save_images=args.save_images)
+        res = extract_cached(ds.paths, settings, cache=cache, jobs=args.jobs, progress=not args.quiet,
+                             save_images=args.save_images)
     dt = time.perf_counter() - t0
     ok = res.computed + res.cached
     print(f"features for {ok}/{len(ds)} tracks ({res.computed} computed, {res.cached} from cache) "
@@ -115,17 +132,52 @@ def cmd_extract(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from .experiment import run_evaluation
+    from .experiment import evaluate
 
-    results = run_evaluation(args)
-    return 0 if results else 1
+    recipes = [args.recipe] + (["paper"] if args.paper_recipe and args.recipe != "paper" else [])
+    result = evaluate(_dataset(args), protocol=args.protocol, recipes=recipes, folds=args.folds,
+                      repeats=args.repeats, seed=args.seed, cache=args.cache, jobs=args.jobs,
+                      progress=not args.quiet, out=args.out, backbone=args.backbone, splits_dir=args.splits_dir)
+    print(result.summary())
+    print(f"report: {os.path.join(args.out, 'report.html')}")
+    fit = result.timings["fitting"]
+    loaded = sum(t["folds_loaded"] for t in fit.values())
+    if loaded:
+        print(f"resumed: {loaded} finished folds loaded from {os.path.join(args.out, 'folds')}")
+    _report_failures(result.failures)
+    return 0
+
+
+def cmd_embed(args) -> int:
+    from .embeddings import FORMATS, embed
+
+    ext = os.path.splitext(args.out)[1].lower()
+    if ext not in FORMATS:
+        _err(f"{args.out}: --out must end in .parquet or .npz")
+        return 2
+    if ext == ".parquet":
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            _err("Parquet needs pyarrow: pip install pyarrow (or write .npz)")
+            return 2
+    t0 = time.perf_counter()
+    emb = embed(_dataset(args), recipe=args.recipe, windows=args.windows, cache=args.cache, jobs=args.jobs,
+                progress=not args.quiet, backbone=args.backbone)
+    path = emb.save(args.out)
+    n_tracks = len(set(emb.path.tolist()))
+    print(f"{len(emb)} {'window' if args.windows else 'track'} embeddings of {n_tracks} tracks, "
+          f"{emb.embedding.shape[1]} dimensions ({emb.meta['recipe']} recipe, {emb.meta['backbone']}) "
+          f"in {time.perf_counter() - t0:.1f} s → {path}")
+    _report_failures(emb.failures)
+    return 0
 
 
 def cmd_train(args) -> int:
     from .model import train_model
 
     t0 = time.perf_counter()
-    model = train_model(args.data, recipe=args.recipe, weights="paper" if args.paper_weights else None,
+    model = train_model(_dataset(args), recipe=args.recipe, weights="paper" if args.paper_weights else None,
                         cache=args.cache, jobs=args.jobs, progress=not args.quiet)
     path = model.save(args.model)
     dt = time.perf_counter() - t0
@@ -238,12 +290,28 @@ def _audio_exts():
     return AUDIO_EXTENSIONS
 
 
+def _examples(*lines: str) -> str:
+    return "example" + ("s" if len(lines) > 1 else "") + ":\n" + "\n".join(f"  {line}" for line in lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="genrevision", description=__doc__)
+    from . import __version__
+
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(prog="genrevision", description=__doc__, formatter_class=fmt,
+                                     epilog=_examples("genrevision evaluate ../shared/data/gtzan-mini --out runs/evaluate-cv",
+                                                      "genrevision train ../shared/data/gtzan-mini --model genres.model",
+                                                      "genrevision predict song.mp3 --model genres.model",
+                                                      "genrevision SUBCOMMAND --help"))
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("extract", help="CNN features of the three views for every track of a dataset")
-    p.add_argument("data", nargs="?", default=DEFAULT_DATA, help="label-folder tree or CSV manifest (path,label[,group][,split])")
+    p = sub.add_parser("extract", help="CNN features of the three views for every track of a dataset",
+                       formatter_class=fmt, epilog=_examples(
+                           "genrevision extract ../shared/data/gtzan-mini --save-images spectrograms/",
+                           "genrevision extract --mirdata gtzan_genre --data-home ~/mir_datasets",
+                           "genrevision extract tracks.csv --engine ray --out features.parquet"))
+    _add_data_args(p)
     p.add_argument("--out", default=None,
                    help="feature store folder (default: --cache), or a FOLDER.parquet of Parquet files (--engine ray)")
     p.add_argument("--save-images", default=None, metavar="DIR", help="also write each track's three spectrograms as PNG")
@@ -251,16 +319,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_engine_args(p, gpus=True)
     p.set_defaults(func=cmd_extract)
 
-    p = sub.add_parser("evaluate", help="the paper's tables (and ours) under a cross-validation protocol")
-    p.add_argument("data", nargs="?", default=DEFAULT_DATA, help="label-folder tree or CSV manifest")
-    p.add_argument("--protocol", default="cv", choices=["paper", "cv", "group", "block", "split"],
-                   help="paper: repeated stratified 90/10; cv: repeated stratified k-fold; group: folds keep a "
-                        "manifest group together; block: contiguous GTZAN track-number blocks per genre; "
-                        "split: the manifest's split column or --splits-dir (default: %(default)s)")
-    p.add_argument("--out", default="runs/evaluate", help="output folder for results.json, tables, report.html")
+    p = sub.add_parser("evaluate", help="the paper's tables (and ours) under a cross-validation protocol",
+                       formatter_class=fmt, epilog=_examples(
+                           "genrevision evaluate ../shared/data/gtzan-mini --out runs/evaluate-cv",
+                           "genrevision evaluate ../shared/data/gtzan-mini --protocol paper --out runs/evaluate-paper",
+                           "genrevision evaluate clips.csv --protocol group --folds 5 --repeats 3 --no-paper-recipe",
+                           "(rerun the same command after an interruption: finished folds are loaded from OUT/folds)"))
+    _add_data_args(p)
+    p.add_argument("--protocol", default="cv", choices=["cv", "paper", "group", "block", "split"],
+                   help="cv: stratified k-fold, repeated (every track tested once per repeat); paper: repeated "
+                        "stratified 90/10 splits as in the paper; group: folds keep a manifest group together; "
+                        "block: contiguous GTZAN track-number blocks per genre; split: the manifest's split column "
+                        "or --splits-dir (default: %(default)s)")
+    p.add_argument("--out", default="runs/evaluate",
+                   help="output folder for results.json, tables, report.html and the finished folds (default: %(default)s)")
     p.add_argument("--folds", type=int, default=10, help="k for cv/group/block (default: %(default)s)")
     p.add_argument("--repeats", type=int, default=5, help="repeats with different seeds (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the first repeat (default: %(default)s)")
     p.add_argument("--splits-dir", default=None,
                    help="folder with {train,valid,test}_filtered.txt (fault-filtered GTZAN) for --protocol split")
     p.add_argument("--paper-recipe", action=argparse.BooleanOptionalAction, default=True,
@@ -270,8 +345,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .recipes import RECIPES
 
-    p = sub.add_parser("train", help="fit a genre model on a labelled dataset and save it to one file")
-    p.add_argument("data", help="label-folder tree or CSV manifest (path,label[,group])")
+    p = sub.add_parser("train", help="fit a genre model on a labelled dataset and save it to one file",
+                       formatter_class=fmt, epilog=_examples(
+                           "genrevision train ../shared/data/gtzan-mini --model genres.model",
+                           "genrevision train tracks.csv --model paper.model --recipe paper --paper-weights"))
+    _add_data_args(p, required=True)
     p.add_argument("--model", required=True, metavar="FILE", help="model file to write (e.g. genres.model)")
     p.add_argument("--recipe", default="default", choices=sorted(RECIPES),
                    help="named configuration of features and classifiers (default: %(default)s)")
@@ -283,7 +361,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("predict", help="genre of audio files (and of every audio file in folders) with a saved model")
+    p = sub.add_parser("predict", help="genre of audio files (and of every audio file in folders) with a saved model",
+                       formatter_class=fmt, epilog=_examples(
+                           "genrevision predict song.mp3 music/ --model genres.model",
+                           "genrevision predict long-mix.flac --model genres.model --timeline --format csv"))
     p.add_argument("inputs", nargs="+", metavar="FILE_OR_FOLDER", help="audio files or folders (walked recursively)")
     p.add_argument("--model", required=True, metavar="FILE", help="model file written by 'genrevision train'")
     p.add_argument("--format", default="table", choices=["table", "json", "csv"], help="output format (default: %(default)s)")
@@ -292,7 +373,22 @@ def build_parser() -> argparse.ArgumentParser:
     _add_engine_args(p, gpus=False)
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("serve", help="a web page and JSON API: drop a song, see its spectrograms, get its genre")
+    p = sub.add_parser("embed", help="a recipe's features of every track (or window) to Parquet or npz, for other tools",
+                       formatter_class=fmt, epilog=_examples(
+                           "genrevision embed ../shared/data/gtzan-mini --out gtzan.parquet",
+                           "genrevision embed tracks.csv --out windows.npz --windows --recipe paper",
+                           "python -c \"import numpy as np; z = np.load('windows.npz'); print(z['embedding'].shape)\""))
+    _add_data_args(p)
+    p.add_argument("--out", required=True, metavar="FILE.parquet|FILE.npz",
+                   help="output file: .parquet (needs pyarrow) or .npz; columns path, label, group[, track, "
+                        "window_start], embedding")
+    p.add_argument("--windows", action="store_true", help="one row per window (with its start in seconds), not per track")
+    _add_feature_args(p)
+    p.set_defaults(func=cmd_embed)
+
+    p = sub.add_parser("serve", help="a web page and JSON API: drop a song, see its spectrograms, get its genre",
+                       formatter_class=fmt, epilog=_examples(
+                           "genrevision serve --model genres.model   # then open http://127.0.0.1:8000"))
     p.add_argument("--model", required=True, metavar="FILE", help="model file written by 'genrevision train'")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s, this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
@@ -346,7 +442,8 @@ def main(argv=None) -> int:
         return args.func(args)
     except KeyboardInterrupt as err:
         _err(f"{'terminated' if isinstance(err, _Terminated) else 'interrupted'}; "
-             "finished tracks are cached, rerun to resume")
+             "finished tracks are cached" + (", finished folds kept in OUT/folds" if args.command == "evaluate" else "")
+             + ", rerun to resume")
         return 143 if isinstance(err, _Terminated) else 130
     except (ValueError, RuntimeError, OSError) as err:
         _err(str(err).splitlines()[0] if str(err) else type(err).__name__)

@@ -19,7 +19,17 @@ import numpy as np
 from .audio import AUDIO_EXTENSIONS
 from .files import NotRegularFile, open_regular
 
-__all__ = ["Dataset", "DatasetError", "load_dataset", "find_audio", "gtzan_track_number"]
+__all__ = ["Dataset", "DatasetError", "load_dataset", "load_mirdata", "canonical_label", "LABEL_ALIASES",
+           "find_audio", "gtzan_track_number"]
+
+#: Label spellings of other sources → GTZAN's folder names (the one place they are mapped):
+#: mirdata's gtzan_genre loader calls the hiphop folder "hip-hop".
+LABEL_ALIASES = {"hip-hop": "hiphop"}
+
+
+def canonical_label(label: str) -> str:
+    """GTZAN's spelling of a genre label (``"hip-hop"`` → ``"hiphop"``); other labels unchanged."""
+    return LABEL_ALIASES.get(label, label)
 
 
 class DatasetError(ValueError):
@@ -180,3 +190,80 @@ def load_dataset(path: str, *, strict: bool = False) -> Dataset:
     if path.lower().endswith(".csv"):
         return _from_csv(path, strict=strict)
     raise DatasetError(f"{path}: a dataset is a folder of label folders or a .csv manifest")
+
+
+def load_mirdata(name: str = "gtzan_genre", *, data_home: str | None = None, version: str = "default",
+                 index: str | None = None) -> Dataset:
+    """A dataset from a mirdata loader: its index, its audio files under ``data_home``, its genre labels.
+
+    Parameters
+    ----------
+    name : str
+        mirdata dataset name, e.g. ``"gtzan_genre"`` (tracks need a ``genre``).
+    data_home : str, optional
+        Folder holding the dataset in mirdata's layout (for gtzan_genre:
+        ``gtzan_genre/genres/<genre>/<genre>.000NN.wav``); default mirdata's
+        ``~/mir_datasets/<name>``.
+    version : str
+        Index version (mirdata's ``"default"``).
+    index : str, optional
+        A local copy of mirdata's index JSON, when mirdata's own is not
+        installed (it is downloaded once by
+        ``mirdata.initialize(name).download(["index"])``).
+
+    Returns
+    -------
+    Dataset
+        Tracks of the index whose audio file exists (a warning says how many
+        are missing), labels in GTZAN's spelling (see :data:`LABEL_ALIASES`),
+        ``root`` = ``data_home``.
+
+    Raises
+    ------
+    DatasetError
+        mirdata not installed, unknown dataset, no index, no genre labels, or
+        no audio file present.
+    """
+    try:
+        import mirdata
+    except ImportError:
+        raise DatasetError("reading a mirdata dataset needs mirdata: pip install 'genrevision[mirdata]'") from None
+    if name not in mirdata.list_datasets():
+        raise DatasetError(f"unknown mirdata dataset {name!r} (e.g. gtzan_genre; see mirdata.list_datasets())")
+    if data_home is not None and not os.path.isdir(data_home):
+        raise DatasetError(f"{data_home}: no such folder (the mirdata data home)")
+    try:
+        mds = mirdata.initialize(name, data_home=data_home, version=version)
+    except ValueError as err:
+        raise DatasetError(f"mirdata {name}: {err}") from None
+    if index is not None:
+        if not os.path.isfile(index):
+            raise DatasetError(f"{index}: no such index file")
+        mds.index_path = os.fspath(index)
+    try:
+        track_ids = mds.track_ids
+    except FileNotFoundError:
+        raise DatasetError(f"mirdata's {name} index is not installed: fetch it once with python -c "
+                           f"\"import mirdata; mirdata.initialize('{name}').download(['index'])\" "
+                           "or pass a copy with --mirdata-index FILE") from None
+    except (ValueError, OSError) as err:
+        raise DatasetError(f"{index or mds.index_path}: unreadable mirdata index ({err})") from None
+    paths, labels, missing = [], [], 0
+    for tid in track_ids:
+        track = mds.track(tid)
+        genre = getattr(track, "genre", None)
+        path = getattr(track, "audio_path", None)
+        if genre is None:
+            raise DatasetError(f"mirdata {name}: track {tid} has no genre label")
+        if not path or not os.path.isfile(path):
+            missing += 1
+            continue
+        paths.append(path)
+        labels.append(canonical_label(str(genre)))
+    if not paths:
+        raise DatasetError(f"{mds.data_home}: none of the {len(track_ids)} audio files of mirdata's {name} index "
+                           f"is there (expected e.g. {mds.track(track_ids[0]).audio_path if track_ids else '?'})")
+    if missing:
+        warnings.warn(f"{mds.data_home}: {missing} of the {len(track_ids)} tracks of mirdata's {name} index are "
+                      f"missing; using the {len(paths)} present", stacklevel=2)
+    return Dataset(paths, np.array(labels), root=mds.data_home)

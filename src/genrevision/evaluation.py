@@ -48,6 +48,8 @@ __all__ = [
     "summarise",
     "confusion",
     "oof_confusion",
+    "pooled_confusion",
+    "repeat_summary",
     "evaluate_predictions",
     "cross_validate_rows",
 ]
@@ -385,7 +387,9 @@ def confusion(y_true, y_pred, labels):
 
 
 def oof_confusion(y_true, row_result, labels):
-    """Confusion entry of one row's first-repeat out-of-fold predictions.
+    """Confusion entry of one row's first-repeat out-of-fold predictions only.
+
+    Reports use :func:`pooled_confusion` (every fold of every repeat).
 
     Parameters
     ----------
@@ -406,6 +410,90 @@ def oof_confusion(y_true, row_result, labels):
     pred = np.asarray(row_result["oof_pred"], dtype=object)
     matrix = confusion(y_true[mask].tolist(), pred[mask].tolist(), labels)
     return {"labels": [str(lab) for lab in labels], "matrix": matrix.tolist()}
+
+
+def pooled_confusion(y_true, row_result, labels):
+    """Confusion entry summed over every test fold of every repeat.
+
+    Under a k-fold protocol each track is tested once per repeat, so the
+    counts sum to ``n_tracks × n_repeats``; under ``"paper"`` (a 10 % test
+    split per repeat) to the sum of the test sizes.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_tracks,)
+    row_result : dict
+        One row of :func:`evaluate_predictions` (needs ``"fold_pred"`` and
+        ``"fold_test"``).
+    labels : sequence
+        Row/column order.
+
+    Returns
+    -------
+    dict
+        ``{"labels", "matrix", "n_predictions", "n_tracks", "n_repeats",
+        "caption"}``; the caption states what the counts are.
+    """
+    y_true = np.asarray(y_true)
+    if "fold_pred" not in row_result:
+        raise ValueError("row_result has no per-fold predictions; make it with evaluate_predictions.")
+    truth = np.concatenate([y_true[t] for t in row_result["fold_test"]])
+    pred = np.concatenate([np.asarray(p, dtype=object) for p in row_result["fold_pred"]])
+    matrix = confusion(truth.tolist(), pred.tolist(), labels)
+    repeats = np.asarray(row_result["fold_repeats"])
+    n_repeats = len(np.unique(repeats))
+    tested = np.concatenate(row_result["fold_test"])
+    n_tracks = len(np.unique(tested))
+    n_pred = int(matrix.sum())
+    per_repeat = [np.sort(np.concatenate([t for t, r in zip(row_result["fold_test"], repeats) if r == rep]))
+                  for rep in np.unique(repeats)]
+    once_each = all(len(p) == len(y_true) and np.array_equal(p, np.arange(len(y_true))) for p in per_repeat)
+    if once_each:
+        caption = (f"{len(y_true)} tracks × {n_repeats} repeat{'s' * (n_repeats != 1)} = {n_pred} test predictions "
+                   f"(every test fold of every repeat; each track counted once per repeat)")
+    else:
+        sizes = sorted({len(t) for t in row_result["fold_test"]})
+        size = str(sizes[0]) if len(sizes) == 1 else f"{sizes[0]}-{sizes[-1]}"
+        n_folds = len(row_result["fold_test"])
+        caption = (f"{n_folds} test split{'s' * (n_folds != 1)} of {size} tracks = {n_pred} test predictions "
+                   f"({n_tracks} distinct tracks; every test split of every repeat)")
+    return {"labels": [str(lab) for lab in labels], "matrix": matrix.tolist(), "n_predictions": n_pred,
+            "n_tracks": int(len(y_true)), "n_repeats": int(n_repeats), "caption": caption}
+
+
+def repeat_summary(fold_accuracies, fold_repeats, *, confidence=0.95):
+    """Accuracy per repeat, their spread and the confidence interval of the mean.
+
+    Folds of one repeat partition (or sample) the same tracks, so they are not
+    independent; repeats are (nearly) so: the interval of the mean is taken
+    over the R repeat means, ``mean ± t(R-1) · sd / sqrt(R)``.
+
+    Parameters
+    ----------
+    fold_accuracies, fold_repeats : array-like of shape (n_folds,)
+    confidence : float
+        Coverage of the interval, in (0, 1).
+
+    Returns
+    -------
+    dict
+        ``{"repeat_means": [...], "repeat_std": float or None (ddof=1),
+        "ci95": [low, high] or None}`` (None with a single repeat).
+    """
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}.")
+    acc = np.asarray(fold_accuracies, dtype=float)
+    rep = np.asarray(fold_repeats)
+    means = np.array([acc[rep == r].mean() for r in np.unique(rep)])
+    if len(means) < 2:
+        return {"repeat_means": means.tolist(), "repeat_std": None, "ci95": None}
+    from scipy import stats
+
+    sd = float(means.std(ddof=1))
+    half = float(stats.t.ppf(0.5 + confidence / 2, len(means) - 1)) * sd / np.sqrt(len(means))
+    m = float(means.mean())
+    return {"repeat_means": means.tolist(), "repeat_std": sd,
+            "ci95": [float(max(0.0, m - half)), float(min(1.0, m + half))]}
 
 
 def _as_labels(pred, classes):
@@ -447,8 +535,9 @@ def evaluate_predictions(y_true, predictions, folds, *, classes=None, ddof=0):
         Row name -> dict with ``"fold_accuracies"`` (array, one per fold),
         ``"fold_repeats"`` (repeat of each fold), ``"mean"``, ``"std"`` (over
         folds), ``"oof_pred"`` (object array of predicted labels of the first
-        repeat, ``None`` where a track was not tested in it) and ``"oof_mask"``
-        (bool, tracks tested in the first repeat).
+        repeat, ``None`` where a track was not tested in it), ``"oof_mask"``
+        (bool, tracks tested in the first repeat), ``"fold_pred"`` (predicted
+        labels of every fold) and ``"fold_test"`` (its test indices).
     """
     y_true = np.asarray(y_true)
     folds = list(folds)
@@ -465,6 +554,7 @@ def evaluate_predictions(y_true, predictions, folds, *, classes=None, ddof=0):
         accs = np.empty(len(folds))
         oof = np.full(len(y_true), None, dtype=object)
         mask = np.zeros(len(y_true), dtype=bool)
+        fold_pred = []
         for i, (fold, pred) in enumerate(zip(folds, per_fold)):
             pred = _as_labels(pred, classes)
             if len(pred) != len(fold.test):
@@ -472,6 +562,7 @@ def evaluate_predictions(y_true, predictions, folds, *, classes=None, ddof=0):
                     f"row {row!r}, fold {i}: {len(pred)} predictions for {len(fold.test)} test tracks."
                 )
             accs[i] = float(np.mean(pred == y_true[fold.test]))
+            fold_pred.append(np.asarray(pred))
             if fold.repeat == first_repeat:
                 oof[fold.test] = list(pred)
                 mask[fold.test] = True
@@ -483,6 +574,8 @@ def evaluate_predictions(y_true, predictions, folds, *, classes=None, ddof=0):
             "std": std,
             "oof_pred": oof,
             "oof_mask": mask,
+            "fold_pred": fold_pred,
+            "fold_test": [np.asarray(f.test) for f in folds],
         }
     return out
 

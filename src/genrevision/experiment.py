@@ -1,4 +1,11 @@
-"""The evaluation run behind ``genrevision evaluate``: features → folds → rows → report.
+"""The evaluation API behind ``genrevision evaluate``: features → folds → rows → report.
+
+::
+
+    import genrevision
+    result = genrevision.evaluate("../shared/data/gtzan-mini", protocol="cv", folds=10, repeats=5)
+    print(result.accuracy("default"), result.ci95("default"))
+    result.write_report("runs/evaluate-cv")
 
 For every fold, each head (RBF-SVM, the fine-tuned softmax layer, and the
 recipe's own head) is fitted once per view inside one
@@ -6,30 +13,52 @@ recipe's own head) is fitted once per view inside one
 tables (single views, H+P, O+H+P, each fusion rule) is derived from those
 fitted views and their out-of-fold training likelihoods, so all rows see the
 same folds and no fusion weight is ever learned on a test track.
+
+With ``out`` given, each fold's test likelihoods are written to
+``out/folds/`` as soon as the fold is fitted (``.npz``, no pickle, atomic), keyed
+by the dataset (paths and labels), the folds, the protocol and its parameters
+and the recipe's full configuration: an interrupted evaluation rerun with the
+same arguments loads the finished folds instead of fitting them again.
 """
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 import os
 import sys
 import time
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field, replace
 
 import numpy as np
-from sklearn.base import clone
 
-from .evaluation import evaluate_predictions, make_splits, gtzan_split_labels, oof_confusion
+from .evaluation import (
+    PROTOCOLS,
+    evaluate_predictions,
+    gtzan_split_labels,
+    make_splits,
+    pooled_confusion,
+    repeat_summary,
+)
+from .features import DEFAULT_CACHE
 from .fusion import LateFusionClassifier, fuse_probabilities, learn_weights
 
-__all__ = ["fold_rows", "evaluate_recipe", "run_evaluation", "HEAD_KIND"]
+__all__ = ["evaluate", "EvaluationResult", "fold_rows", "evaluate_recipe", "HEAD_KIND"]
 
 #: results["rows"] key of each head.
 HEAD_KIND = {"svm": "svm", "softmax": "finetune", "linear": "linear"}
+HEAD_NAME = {"svm": "RBF-SVM per view", "finetune": "retrained softmax layer", "linear": "linear head"}
 O, H, P = "original", "harmonic", "percussive"
 OHP = "original+harmonic+percussive"
 HP = "harmonic+percussive"
 OP = "original+percussive"
 #: Fixed fusion weights of the paper, per head (Tables I and III).
 PAPER_WEIGHTS = {"svm": {OHP: (0.5, 0.1, 0.4)}, "softmax": {OP: (0.5, 0.5)}}
+#: Rows kept when two rows give the same predictions (the paper's table rows first).
+_PREFERRED = ("original", "harmonic", "percussive", HP, OHP, OP, "fused")
+#: Bumped when what a fold file holds changes (old files are then ignored).
+_FOLD_FORMAT = 1
 
 
 def fold_rows(recipe, X, views, y, train, test, *, head: str, random_state: int = 0) -> dict[str, np.ndarray]:
@@ -81,164 +110,475 @@ def fold_rows(recipe, X, views, y, train, test, *, head: str, random_state: int 
 
 
 def _run_fold(recipe, X, views, y, fold, heads, seed):
-    out = {}
-    for head in heads:
-        rows, classes = fold_rows(recipe, X, views, y, fold.train, fold.test, head=head, random_state=seed)
-        out[head] = (rows, classes)
-    return out
+    return {head: fold_rows(recipe, X, views, y, fold.train, fold.test, head=head, random_state=seed)
+            for head in heads}
 
 
 def _baseline_fold(Xb, y, fold):
     from .classifiers import ViewSVM
 
     clf = ViewSVM().fit(Xb[fold.train], y[fold.train])
-    return clf.predict_proba(Xb[fold.test]), clf.classes_
+    return {"svm": ({"mfcc": clf.predict_proba(Xb[fold.test])}, clf.classes_)}
 
 
-def _parallel(fn, items, *, jobs, desc, progress):
+# ----------------------------------------------------------------------------- finished folds on disk
+
+
+def _key(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _fold_path(folder, name, key, i):
+    return os.path.join(folder, f"{name}-{key[:16]}-{i:03d}.npz")
+
+
+def _save_fold(path, key, i, result, seconds):
+    arrays, heads = {}, {}
+    for head, (rows, classes) in result.items():
+        names = list(rows)
+        heads[head] = {"classes": [str(c) for c in classes], "rows": names}
+        for j, name in enumerate(names):
+            arrays[f"{head}_{j}"] = np.asarray(rows[name], dtype=np.float64)
+    meta = {"format": _FOLD_FORMAT, "key": key, "fold": i, "heads": heads, "seconds": seconds}
+    arrays["meta"] = np.array(json.dumps(meta))
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(tmp, "wb") as f:
+            f.write(buf.getvalue())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)  # atomic: a fold file is whole or absent
+    except OSError as err:
+        warnings.warn(f"{path}: cannot store the finished fold ({err.strerror or err}); "
+                      "it will be fitted again next time", stacklevel=2)
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+
+
+def _load_fold(path, key, i, fold, heads, classes_dtype):
+    """A finished fold's rows, or None (absent, another run's, or damaged: then it is fitted again)."""
+    if not os.path.exists(path):
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            if meta.get("format") != _FOLD_FORMAT or meta.get("key") != key or meta.get("fold") != i:
+                return None
+            if set(meta["heads"]) != set(heads):
+                return None
+            out = {}
+            for head, info in meta["heads"].items():
+                classes = np.asarray(info["classes"]).astype(classes_dtype)
+                rows = {}
+                for j, name in enumerate(info["rows"]):
+                    p = z[f"{head}_{j}"]
+                    if p.shape != (len(fold.test), len(classes)) or not np.all(np.isfinite(p)):
+                        raise ValueError(f"row {name!r} has shape {p.shape}")
+                    rows[name] = p
+                out[head] = (rows, classes)
+            return out
+    except Exception as err:  # noqa: BLE001 - a damaged file is refitted, never trusted
+        warnings.warn(f"{path}: unreadable fold file ({type(err).__name__}: {err}); fitting the fold again",
+                      stacklevel=2)
+        return None
+
+
+def _run_folds(fn, folds, *, name, jobs, progress, folder, key, heads, classes_dtype):
+    """fn(fold) for every fold, loading finished folds from ``folder``; returns (results, n_fitted)."""
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=len(items), desc=desc, unit="fold", disable=not progress, file=sys.stderr, dynamic_ncols=True)
-    try:
-        if jobs <= 1:
-            out = []
-            for it in items:
-                out.append(fn(it))
-                bar.update()
-            return out
-        from joblib import Parallel, delayed
+    results = [None] * len(folds)
+    if folder:
+        for i, f in enumerate(folds):
+            results[i] = _load_fold(_fold_path(folder, name, key, i), key, i, f, heads, classes_dtype)
+    todo = [i for i, r in enumerate(results) if r is None]
 
-        out = []
-        for r in Parallel(n_jobs=jobs, return_as="generator")(delayed(fn)(it) for it in items):
-            out.append(r)
-            bar.update()
-        return out
+    def work(i):
+        t = time.perf_counter()
+        r = fn(folds[i])
+        if folder:  # written by the worker as soon as the fold is done: nothing finished is lost
+            _save_fold(_fold_path(folder, name, key, i), key, i, r, time.perf_counter() - t)
+        return r
+
+    bar = tqdm(total=len(folds), initial=len(folds) - len(todo), desc=f"{name}: folds", unit="fold",
+               disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    try:
+        if jobs <= 1 or len(todo) <= 1:
+            for i in todo:
+                results[i] = work(i)
+                bar.update()
+        else:
+            from joblib import Parallel, delayed
+
+            gen = Parallel(n_jobs=min(jobs, len(todo)), return_as="generator")(delayed(work)(i) for i in todo)
+            for i, r in zip(todo, gen):
+                results[i] = r
+                bar.update()
     finally:
         bar.close()
+    return results, len(todo)
 
 
-def evaluate_recipe(recipe, features, y, folds, *, heads=None, jobs=1, progress=True, seed=0):
-    """Every row of every head of ``recipe`` on ``folds``.
-
-    Returns {head: {row: evaluate_predictions entry}} and the recipe's fused row.
-    """
-    # A recipe that joins the views has no per-view rows: only its own head.
-    heads = heads or ([recipe.head] if recipe.views == "concat" else sorted({"svm", "softmax", recipe.head}))
-    X, views = recipe.matrix(features)
-    per_fold = _parallel(lambda f: _run_fold(recipe, X, views, y, f, heads, seed), folds,
-                         jobs=jobs, desc=f"{recipe.name}: folds", progress=progress)
+def _rows_by_head(per_fold, y, folds):
     out = {}
-    for head in heads:
+    for head in per_fold[0]:
         classes = per_fold[0][head][1]
-        row_names = per_fold[0][head][0].keys()
-        preds = {r: [pf[head][0][r] for pf in per_fold] for r in row_names}
+        preds = {r: [pf[head][0][r] for pf in per_fold] for r in per_fold[0][head][0]}
         out[head] = evaluate_predictions(y, preds, folds, classes=classes)
     return out
 
 
-def _summary(entry):
-    return float(entry["mean"]), float(entry["std"])
+def evaluate_recipe(recipe, features, y, folds, *, heads=None, jobs=1, progress=True, seed=0,
+                    folder=None, key=None):
+    """Every row of every head of ``recipe`` on ``folds``.
+
+    Returns ``({head: {row: evaluate_predictions entry}}, n_fitted)``; with
+    ``folder``, finished folds are loaded from and stored there.
+    """
+    # A recipe that joins the views has no per-view rows: only its own head.
+    heads = heads or ([recipe.head] if recipe.views == "concat" else sorted({"svm", "softmax", recipe.head}))
+    X, views = recipe.matrix(features)
+    per_fold, fitted = _run_folds(lambda f: _run_fold(recipe, X, views, y, f, heads, seed), folds,
+                                  name=recipe.name, jobs=jobs, progress=progress, folder=folder, key=key,
+                                  heads=heads, classes_dtype=y.dtype)
+    return _rows_by_head(per_fold, y, folds), fitted
 
 
-def run_evaluation(args) -> dict:
-    """Run ``genrevision evaluate`` from parsed CLI arguments; returns the results dict."""
-    from .cli import _extract, _report_failures
-    from .dataset import load_dataset
-    from .recipes import get_recipe
-    from .reports import write_report
+# ----------------------------------------------------------------------------- the result
 
+
+@dataclass
+class EvaluationResult:
+    """What :func:`evaluate` measured.
+
+    Attributes
+    ----------
+    results : dict
+        The results dict written as ``results.json`` (schema in
+        :mod:`genrevision.reports`): the paper-table ``rows``/``std`` of the
+        paper recipe, ``recipes`` (every recipe's rows, fused accuracy, per-fold
+        scores, 95 % interval), ``baseline_mfcc``, ``confusion`` (summed over
+        every test fold of every repeat), ``ablation``, ``config``.
+    scores : dict
+        ``scores[recipe][head][row]`` → ``{"mean", "std" (over folds),
+        "fold_accuracies", "fold_repeats", "repeat_means", "repeat_std",
+        "ci95"}``; the MFCC baseline is ``scores["baseline"]["svm"]["mfcc"]``.
+    folds : list of Fold
+        The folds every row was scored on.
+    timings : dict
+        Seconds of extraction and fitting per recipe, folds fitted and loaded.
+    failures : list of (path, reason)
+        Tracks left out.
+    """
+
+    results: dict
+    scores: dict
+    folds: list
+    timings: dict
+    failures: list = field(default_factory=list)
+
+    @property
+    def protocol(self) -> str:
+        return self.results["protocol"]
+
+    @property
+    def rows(self) -> dict:
+        """``{recipe: {head kind: {row: mean accuracy}}}``."""
+        return {name: rec["rows"] for name, rec in self.results["recipes"].items()}
+
+    @property
+    def confusion(self) -> dict:
+        return self.results["confusion"]
+
+    def accuracy(self, recipe: str = "default") -> float:
+        """Mean accuracy of a recipe's own fused prediction (``"baseline_mfcc"`` for the baseline)."""
+        if recipe == "baseline_mfcc":
+            return self.results["baseline_mfcc"]
+        return self.results["recipes"][recipe]["fused"]
+
+    def ci95(self, recipe: str = "default"):
+        """95 % interval of the mean over repeats ([low, high]; None with one repeat)."""
+        if recipe == "baseline_mfcc":
+            return self.results["ci95"]["baseline_mfcc"]
+        return self.results["recipes"][recipe]["fused_ci95"]
+
+    def fold_accuracies(self, recipe: str = "default") -> np.ndarray:
+        """Per-fold accuracy of a recipe's fused prediction, in fold order."""
+        if recipe == "baseline_mfcc":
+            return np.asarray(self.scores["baseline"]["svm"]["mfcc"]["fold_accuracies"])
+        head = self.results["recipes"][recipe]["head"]
+        return np.asarray(self.scores[recipe][head]["fused"]["fold_accuracies"])
+
+    def to_json(self, **kw) -> str:
+        """``results.json`` as a string."""
+        from .reports import results_json
+
+        return results_json(self.results, **kw)
+
+    def write_report(self, out_dir, *, dpi: int = 100) -> dict:
+        """Write results.json, tables.md, confusion .txt/.png and report.html to ``out_dir``."""
+        from .reports import write_report
+
+        return write_report(self.results, out_dir, dpi=dpi)
+
+    def summary(self) -> str:
+        """The paper tables and one line per recipe, as printed by the CLI."""
+        from .reports import summary_text
+
+        return summary_text(self.results)
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+def _score(entry, single_fold):
+    rep = repeat_summary(entry["fold_accuracies"], entry["fold_repeats"])
+    return {"mean": float(entry["mean"]), "std": None if single_fold else float(entry["std"]),
+            "fold_accuracies": [float(a) for a in entry["fold_accuracies"]],
+            "fold_repeats": [int(r) for r in entry["fold_repeats"]], **rep}
+
+
+def _duplicates(entries) -> dict:
+    """Rows whose predictions equal an earlier kept row's on every fold: {dropped: kept}."""
+    order = sorted(entries, key=lambda r: (_PREFERRED.index(r) if r in _PREFERRED else len(_PREFERRED)))
+    kept, dup = [], {}
+    for r in order:
+        same = next((k for k in kept if all(np.array_equal(a, b) for a, b in
+                                            zip(entries[r]["fold_pred"], entries[k]["fold_pred"]))
+                     and np.array_equal(entries[r]["fold_accuracies"], entries[k]["fold_accuracies"])), None)
+        if same is None:
+            kept.append(r)
+        else:
+            dup[r] = same
+    return dup
+
+
+def _resolve_recipes(recipes, backbone):
+    from .recipes import Recipe, get_recipe
+
+    if isinstance(recipes, (str, Recipe)):
+        recipes = (recipes,)
+    out, seen = [], set()
+    for r in recipes:
+        rec = r if isinstance(r, Recipe) else get_recipe(r)
+        if rec.name in seen:
+            continue
+        seen.add(rec.name)
+        if backbone:
+            rec = replace(rec, features=rec.features.with_(backbone=backbone))
+        out.append(rec)
+    if not out:
+        raise ValueError("recipes must name at least one recipe (e.g. 'default', 'paper').")
+    return out
+
+
+def _check_int(name, v, lo):
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+        raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
+
+
+def evaluate(data, *, protocol: str = "cv", recipes=("default", "paper"), folds: int = 10, repeats: int = 5,
+             seed: int = 0, cache: str | None = DEFAULT_CACHE, jobs: int | None = None, progress: bool = True,
+             out=None, backbone: str | None = None, splits_dir: str | None = None) -> EvaluationResult:
+    """Evaluate recipes and the MFCC baseline on the same folds of a labelled dataset.
+
+    Parameters
+    ----------
+    data : str, os.PathLike or Dataset
+        A label-folder tree, a CSV manifest (``path,label[,group][,split]``)
+        or a loaded :class:`~genrevision.dataset.Dataset` (e.g. from
+        :func:`~genrevision.dataset.load_mirdata`).
+    protocol : {"cv", "paper", "group", "block", "split"}
+        See :mod:`genrevision.evaluation`. ``"cv"``: stratified ``folds``-fold
+        cross-validation repeated ``repeats`` times (every track tested once per
+        repeat); ``"paper"``: ``repeats`` stratified 90/10 splits.
+    recipes : sequence of str or Recipe
+        Recipes to run, e.g. ``("default", "paper")``; the paper recipe fills
+        Tables I–IV.
+    folds : int
+        k of the k-fold protocols (>= 2); not used by ``"paper"`` and ``"split"``.
+    repeats : int
+        Repetitions with seeds ``seed + r`` (>= 1); ``"split"`` has one.
+    seed : int
+    cache : str or None
+        Feature cache folder (None: nothing cached).
+    jobs : int, optional
+        Worker processes for extraction (default: cores - 1; 0: in this
+        process) and for folds (default: all cores; 0 or 1: one at a time).
+    progress : bool
+        Progress bars (stderr) for extraction and for the folds of each recipe.
+    out : str or os.PathLike, optional
+        Output folder: finished folds are kept in ``out/folds`` (a rerun with
+        the same arguments resumes) and the report is written there.
+    backbone : str, optional
+        Override every recipe's CNN.
+    splits_dir : str, optional
+        Folder of ``{train,valid,test}_filtered.txt`` for ``protocol="split"``
+        (default: ``gtzan-splits`` beside the dataset folder).
+
+    Returns
+    -------
+    EvaluationResult
+    """
+    from .dataset import Dataset, load_dataset
+    from .features import extract_cached
+
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+    _check_int("folds", folds, 2)
+    _check_int("repeats", repeats, 1)
+    _check_int("seed", seed, 0)
+    if jobs is not None:
+        _check_int("jobs", jobs, 0)
+    recs = _resolve_recipes(recipes, backbone)
     t0 = time.perf_counter()
-    ds = load_dataset(args.data)
-    progress = not args.quiet
-    names = [args.recipe] + (["paper"] if args.paper_recipe and args.recipe != "paper" else [])
-    recipes = [get_recipe(n) for n in names]
-    if args.backbone:
-        from dataclasses import replace
-
-        recipes = [replace(r, features=r.features.with_(backbone=args.backbone)) for r in recipes]
+    ds = data if isinstance(data, Dataset) else load_dataset(os.fspath(data))
 
     feats, failures, timing = {}, list(ds.problems), {}
-    for r in recipes:
+    for r in recs:
         t = time.perf_counter()
-        res = _extract(ds.paths, r.features, args)
+        res = extract_cached(ds.paths, r.features, cache=cache, jobs=jobs, progress=progress)
         dt = time.perf_counter() - t
         timing[r.name] = {"seconds": dt, "computed": res.computed, "cached": res.cached,
                           # Speed of the tracks computed in this run (None when all came from the cache).
                           "tracks_per_s": res.computed / dt if res.computed and not res.cached else None}
         feats[r.name] = res.features
         failures += [f for f in res.failures if f not in failures]
-    ok = [i for i, p in enumerate(ds.paths) if all(p in feats[r.name] for r in recipes)]
+    ok = [i for i, p in enumerate(ds.paths) if all(p in feats[r.name] for r in recs)]
+    if not ok:
+        raise ValueError(f"{getattr(ds, 'root', '') or 'dataset'}: no usable tracks ({len(failures)} failed)")
     if len(ok) < len(ds):
-        print(f"evaluating {len(ok)} of {len(ds)} tracks (the others failed)", file=sys.stderr)
+        warnings.warn(f"evaluating {len(ok)} of {len(ds)} tracks (the others failed)", stacklevel=2)
     ds = ds.subset(ok)
-    y = ds.labels
+    y = np.asarray(ds.labels)
     split = ds.splits
-    if args.protocol == "split" and split is None:
-        splits_dir = args.splits_dir or os.path.join(os.path.dirname(os.path.abspath(args.data.rstrip("/"))), "gtzan-splits")
+    if protocol == "split" and split is None:
+        root = getattr(ds, "root", "") or os.path.dirname(ds.paths[0])
+        splits_dir = splits_dir or os.path.join(os.path.dirname(os.path.abspath(str(root).rstrip("/"))), "gtzan-splits")
         split = gtzan_split_labels(ds.paths, splits_dir)
-    folds = make_splits(args.protocol, labels=y, groups=ds.groups, split=split, track_ids=ds.track_ids,
-                        n_splits=args.folds, n_repeats=args.repeats, random_state=args.seed)
-    jobs = args.jobs if args.jobs is not None else max(1, os.cpu_count() or 1)
+    fold_list = make_splits(protocol, labels=y, groups=ds.groups, split=split, track_ids=ds.track_ids,
+                            n_splits=folds, n_repeats=repeats, random_state=seed)
+    fold_jobs = max(1, jobs) if jobs is not None else max(1, os.cpu_count() or 1)
+    n_repeats = len({f.repeat for f in fold_list})
+    single = len(fold_list) == 1
+    folder = os.path.join(os.fspath(out), "folds") if out is not None else None
+    from .model import _recipe_to_dict, _versions
 
-    results = {"protocol": args.protocol, "n_tracks": len(ds), "backbone": recipes[0].features.backbone,
-               "rows": {}, "std": {}, "recipes": {}, "ablation": [], "confusion": {},
-               "config": {"recipes": {r.name: {"features": r.features.to_dict(), "pooling": r.pooling,
-                                               "layers": r.layers, "head": r.head, "views": r.views,
-                                               "fusion_weights": r.fusion_weights, "hybrid_mfcc": r.hybrid_mfcc}
-                                      for r in recipes},
-                          "folds": args.folds, "repeats": args.repeats, "seed": args.seed, "n_folds_run": len(folds),
-                          "extraction": timing}}
+    base_key = {"format": _FOLD_FORMAT, "paths": [os.path.abspath(p) for p in ds.paths], "labels": y.tolist(),
+                "protocol": protocol, "folds": folds, "repeats": repeats, "seed": seed,
+                "splits": [[f.repeat, f.test.tolist()] for f in fold_list]}
+
+    results = {"protocol": protocol, "n_tracks": len(ds), "n_repeats": n_repeats, "n_folds": len(fold_list),
+               "backbone": recs[0].features.backbone,
+               "rows": {}, "std": {}, "ci95": {}, "recipes": {}, "ablation": [], "confusion": {}, "duplicates": [],
+               "config": {"recipes": {r.name: {"backbone": r.features.backbone, "features": r.features.to_dict(),
+                                               "pooling": r.pooling, "layers": r.layers, "head": r.head,
+                                               "views": r.views, "fusion_weights": r.fusion_weights,
+                                               "hybrid_mfcc": r.hybrid_mfcc, "description": r.description}
+                                      for r in recs},
+                          "protocol": protocol,
+                          # What ran: k only where the protocol uses it; the folds and repeats actually run.
+                          "folds": folds if protocol in ("cv", "group", "block") else None,
+                          "test_size": 0.1 if protocol == "paper" else None,
+                          "repeats": n_repeats, "seed": seed, "n_folds_run": len(fold_list),
+                          "folds_per_repeat": len(fold_list) // n_repeats,
+                          "versions": _versions(), "extraction": timing}}
+    scores, fit_timing = {}, {}
     classes = sorted(set(y.tolist()))
-    for r in recipes:
+    for r in recs:
         track_feats = [feats[r.name][p] for p in ds.paths]
-        rows = evaluate_recipe(r, track_feats, y, folds, jobs=jobs, progress=progress, seed=args.seed)
-        rec = {"rows": {}, "std": {}}
+        t = time.perf_counter()
+        key = _key({**base_key, "recipe": _recipe_to_dict(r)})
+        rows, fitted = evaluate_recipe(r, track_feats, y, fold_list, jobs=fold_jobs, progress=progress, seed=seed,
+                                       folder=folder, key=key)
+        fit_timing[r.name] = {"seconds": time.perf_counter() - t, "folds_fitted": fitted,
+                              "folds_loaded": len(fold_list) - fitted}
+        rec = {"backbone": r.features.backbone, "head": HEAD_KIND[r.head], "rows": {}, "std": {}, "ci95": {},
+               "fold_accuracies": {}, "duplicates": {}}
+        scores[r.name] = {}
+        fused = rows[r.head]["fused"]
         for head, entries in rows.items():
             kind = HEAD_KIND[head]
-            rec["rows"][kind] = {row: _summary(e)[0] for row, e in entries.items()}
-            rec["std"][kind] = {row: _summary(e)[1] for row, e in entries.items()}
-            for row, e in entries.items():
-                results["ablation"].append({"name": f"{r.name} · {kind} · {row}", "mean": _summary(e)[0],
-                                            "std": _summary(e)[1]})
-        fused = rows[r.head]["fused"]
-        rec["fused"], rec["fused_std"] = _summary(fused)
+            dup = _duplicates(entries)
+            scores[r.name][kind] = {row: _score(e, single) for row, e in entries.items()}
+            sc = scores[r.name][kind]
+            shown = [row for row in entries if row not in dup]
+            rec["rows"][kind] = {row: sc[row]["mean"] for row in shown}
+            rec["std"][kind] = {row: sc[row]["std"] for row in shown}
+            rec["ci95"][kind] = {row: sc[row]["ci95"] for row in shown}
+            rec["fold_accuracies"][kind] = {row: sc[row]["fold_accuracies"] for row in shown}
+            if dup:
+                rec["duplicates"][kind] = dup
+            for row in shown:
+                same = [d for d, k in dup.items() if k == row]
+                label = f"{r.name} · {kind} · {row}" + (f" (= {', '.join(same)})" if same else "")
+                results["ablation"].append({"name": label, "mean": sc[row]["mean"], "std": sc[row]["std"],
+                                            "ci95": sc[row]["ci95"], "n_folds": len(fold_list)})
+            for d, k in dup.items():
+                results["duplicates"].append({"row": f"{r.name} · {kind} · {d}", "same_as": f"{r.name} · {kind} · {k}"})
+        own = scores[r.name][HEAD_KIND[r.head]]["fused"]
+        rec["fused"], rec["fused_std"], rec["fused_ci95"] = own["mean"], own["std"], own["ci95"]
+        rec["fused_repeat_means"] = own["repeat_means"]
+        rec["fused_fold_accuracies"] = own["fold_accuracies"]
         results["recipes"][r.name] = rec
-        results["confusion"][f"{r.name} fused"] = oof_confusion(y, fused, classes)
+        title = f"{r.name} recipe ({r.features.backbone}) · {HEAD_NAME[HEAD_KIND[r.head]]} · the recipe's own fusion"
+        results["confusion"][f"{r.name} fused"] = {**pooled_confusion(y, fused, classes), "title": title}
         if r.name == "default":
             results["default"], results["std"]["default"] = rec["fused"], rec["fused_std"]
-        if r.name == "paper" or (r is recipes[0] and "paper" not in names):
-            results["rows"] = {k: v for k, v in rec["rows"].items() if k in ("svm", "finetune")}
-            results["std"].update({k: v for k, v in rec["std"].items() if k in ("svm", "finetune")})
-            for kind, row in (("svm", OHP), ("finetune", OP)):
+            results["ci95"]["default"] = rec["fused_ci95"]
+        if r.name == "paper" or (r is recs[0] and "paper" not in [x.name for x in recs]):
+            results["table_recipe"], results["table_backbone"] = r.name, r.features.backbone
+            for kind in ("svm", "finetune"):
+                if kind in rec["rows"]:
+                    # The paper's table rows are always shown, even when one repeats another.
+                    sc = scores[r.name][kind]
+                    results["rows"][kind] = {row: sc[row]["mean"] for row in sc if row in rec["rows"][kind]
+                                             or row in _PREFERRED[:6]}
+                    results["std"][kind] = {row: sc[row]["std"] for row in results["rows"][kind]}
+                    results["ci95"][kind] = {row: sc[row]["ci95"] for row in results["rows"][kind]}
+            for kind, row, table, weights in (("svm", OHP, "Table II", ".5/.1/.4"), ("finetune", OP, "Table IV", ".5/.5")):
                 head = "svm" if kind == "svm" else "softmax"
-                if row in rows.get(head, {}):  # a recipe that joins its views has no per-view heads
-                    results["confusion"][f"{r.name} {kind} {row}"] = oof_confusion(y, rows[head][row], classes)
+                if head in rows and row in rows[head]:
+                    entry = pooled_confusion(y, rows[head][row], classes)
+                    entry["title"] = (f"{table}: {r.name} recipe ({r.features.backbone}) · {HEAD_NAME[kind]} · "
+                                      f"{row} (weights {weights})")
+                    if rec["duplicates"].get(kind, {}).get("fused") == row and HEAD_KIND[r.head] == kind:
+                        # The recipe's own fusion is this row: one matrix, not the same one twice.
+                        results["confusion"].pop(f"{r.name} fused", None)
+                        entry["title"] += " = the recipe's own fusion"
+                    results["confusion"][f"{r.name} {kind} {row}"] = entry
 
-    # Engineered baseline on the same folds.
-    Xb = np.stack([feats[recipes[0].name][p]["mfcc"] for p in ds.paths])
-    base = _parallel(lambda f: _baseline_fold(Xb, y, f), folds, jobs=jobs, desc="baseline: folds", progress=progress)
-    entry = evaluate_predictions(y, {"mfcc": [b[0] for b in base]}, folds, classes=base[0][1])["mfcc"]
-    results["baseline_mfcc"], results["std"]["baseline_mfcc"] = _summary(entry)
-    results["ablation"].append({"name": "baseline · MFCC + spectral statistics · RBF-SVM",
-                                "mean": results["baseline_mfcc"], "std": results["std"]["baseline_mfcc"]})
-    results["confusion"]["baseline mfcc"] = oof_confusion(y, entry, classes)
+    # Engineered baseline on the same folds (its MFCC vector is the same in every recipe's features).
+    Xb = np.stack([feats[recs[0].name][p]["mfcc"] for p in ds.paths])
+    t = time.perf_counter()
+    # Keyed by the baseline's own inputs: any recipe's run on the same audio and folds reuses its folds.
+    key = _key({**base_key, "baseline": "mfcc+spectral, ViewSVM", "X": hashlib.sha256(Xb.tobytes()).hexdigest()})
+    base, fitted = _run_folds(lambda f: _baseline_fold(Xb, y, f), fold_list, name="baseline", jobs=fold_jobs,
+                              progress=progress, folder=folder, key=key, heads=["svm"], classes_dtype=y.dtype)
+    fit_timing["baseline"] = {"seconds": time.perf_counter() - t, "folds_fitted": fitted,
+                              "folds_loaded": len(fold_list) - fitted}
+    entry = _rows_by_head(base, y, fold_list)["svm"]["mfcc"]
+    scores["baseline"] = {"svm": {"mfcc": _score(entry, single)}}
+    b = scores["baseline"]["svm"]["mfcc"]
+    results["baseline_mfcc"], results["std"]["baseline_mfcc"], results["ci95"]["baseline_mfcc"] = (
+        b["mean"], b["std"], b["ci95"])
+    results["baseline_fold_accuracies"] = b["fold_accuracies"]
+    results["ablation"].append({"name": "baseline · MFCC + spectral statistics · RBF-SVM", "mean": b["mean"],
+                                "std": b["std"], "ci95": b["ci95"], "n_folds": len(fold_list)})
+    results["confusion"]["baseline mfcc"] = {**pooled_confusion(y, entry, classes),
+                                             "title": "baseline: MFCC + spectral statistics · RBF-SVM"}
     results["failures"] = [{"path": p, "reason": why} for p, why in failures]
+    results["config"]["fitting"] = fit_timing
     results["config"]["seconds"] = time.perf_counter() - t0
-
-    written = write_report(results, args.out)
-    _print_summary(results)
-    print(f"report: {written['html']}")
-    _report_failures(failures)
-    return results
-
-
-def _print_summary(results):
-    from .reports import paper_table_markdown
-
-    print(paper_table_markdown(results, kind="svm"))
-    print()
-    print(paper_table_markdown(results, kind="finetune"))
-    print()
-    for name, rec in results["recipes"].items():
-        print(f"recipe {name}: fused {100 * rec['fused']:.1f} ± {100 * rec['fused_std']:.1f} %")
-    print(f"baseline MFCC + spectral: {100 * results['baseline_mfcc']:.1f} ± {100 * results['std']['baseline_mfcc']:.1f} %")
+    result = EvaluationResult(results=results, scores=scores, folds=fold_list,
+                              timings={"extraction": timing, "fitting": fit_timing,
+                                       "seconds": results["config"]["seconds"]},
+                              failures=list(failures))
+    if out is not None:
+        result.write_report(out)
+    return result

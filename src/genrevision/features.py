@@ -50,6 +50,8 @@ __all__ = [
     "prepare_track",
     "prepared_features",
     "extract_dataset",
+    "extract_cached",
+    "DEFAULT_CACHE",
     "ExtractionResult",
     "pool_windows",
     "feature_matrix",
@@ -695,6 +697,30 @@ def extract_dataset(
                       f"could not be stored in the cache ({store.write_error}); they were used in this run and "
                       "will be computed again next time", stacklevel=2)
     return result
+
+
+#: Where features are cached unless told otherwise (``GENREVISION_CACHE`` overrides it).
+DEFAULT_CACHE = os.environ.get("GENREVISION_CACHE",
+                               os.path.join(os.path.expanduser("~"), ".cache", "genrevision", "features"))
+
+
+def extract_cached(paths: list[str], settings: FeatureSettings, *, cache: str | None = DEFAULT_CACHE,
+                   jobs: int | None = None, progress: bool = True, save_images: str | None = None) -> ExtractionResult:
+    """:func:`extract_dataset` with the feature store of ``settings`` in folder ``cache``.
+
+    Parameters
+    ----------
+    paths : list of str
+    settings : FeatureSettings
+    cache : str or None
+        Feature store folder (entries are keyed by file content and settings);
+        None computes everything in memory.
+    jobs, progress, save_images : see :func:`extract_dataset`.
+    """
+    from .store import FeatureStore
+
+    store = FeatureStore(cache, settings.to_dict()) if cache else None
+    return extract_dataset(list(paths), settings, store=store, jobs=jobs, progress=progress, save_images=save_images)
 
 
 #: Side file of a store folder recording each array's width (written from the first computed track).

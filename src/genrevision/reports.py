@@ -11,6 +11,15 @@ The input is the results dict fixed by the product spec::
      "ablation": [{"name": ..., "mean": ..., "std": ...}, ...] (optional)}
 
 with accuracies as fractions in [0, 1]; tables show percent with one decimal.
+
+Runs of :func:`genrevision.evaluate` add what makes the tables honest:
+``n_folds``/``n_repeats`` (every ± is a std over the ``n_folds`` test folds),
+``ci95`` (95 % interval of the mean over the repeat means, same layout as
+``std``), ``table_recipe``/``table_backbone`` (which recipe and CNN Tables
+I-IV show), ``recipes`` (every recipe's rows, scores per fold), confusion
+entries with ``title``/``caption``/``n_predictions`` (summed over every test
+fold of every repeat) and ``duplicates`` (rows left out because they give
+the same predictions as another row on every fold).
 """
 from __future__ import annotations
 
@@ -19,6 +28,7 @@ import html
 import io
 import json
 import math
+import os
 import re
 from pathlib import Path
 
@@ -37,6 +47,8 @@ __all__ = [
     "parse_confusion_text",
     "confusion_png",
     "write_report",
+    "results_json",
+    "summary_text",
 ]
 
 ROW_ORDER = (
@@ -149,6 +161,8 @@ def paper_table_rows(results, *, kind="svm"):
     _check_kind(kind)
     ours = (results.get("rows") or {}).get(kind) or {}
     stds = (results.get("std") or {}).get(kind) or {}
+    cis = (results.get("ci95") or {}).get(kind) or {}
+    with_ci = "ci95" in results
     paper = PAPER_SVM if kind == "svm" else PAPER_FINETUNE
     names = list(ROW_ORDER)
     if kind == "finetune":
@@ -158,19 +172,55 @@ def paper_table_rows(results, *, kind="svm"):
     table = []
     for name in names:
         mean = _check_fraction(f"rows[{kind!r}][{name!r}]", ours.get(name))
-        table.append((name, format_accuracy(mean, stds.get(name)), _paper_figure(paper.get(name))))
+        table.append((name, format_accuracy(mean, stds.get(name)), _paper_figure(paper.get(name)))
+                     + ((format_interval(cis.get(name)),) if with_ci else ()))
     std_all = results.get("std") or {}
     table.append(
         (
             "MFCC baseline",
             format_accuracy(results.get("baseline_mfcc"), std_all.get("baseline_mfcc")),
             _DASH,
-        )
+        ) + ((format_interval((results.get("ci95") or {}).get("baseline_mfcc")),) if with_ci else ())
     )
     return table
 
 
+def format_interval(ci):
+    """``[low, high]`` fractions as ``"85.2–92.8"`` percent; ``"—"`` when missing."""
+    if not ci or any(_finite(v) is None for v in ci):
+        return _DASH
+    return f"{100 * float(ci[0]):.1f}\u2013{100 * float(ci[1]):.1f}"
+
+
 _HEADER = ("Row", "Ours (mean \u00b1 std, %)", "Paper (%)")
+
+
+def _over(results):
+    """What a ± is over, for column headers: e.g. "std over 50 folds"."""
+    n = results.get("n_folds")
+    if not n:
+        return None
+    return "one test split, no std" if n == 1 else f"std over {n} folds"
+
+
+def _header(results):
+    over = _over(results)
+    if over is None:
+        return _HEADER
+    head = ("Row", f"Ours (%, mean \u00b1 {over})", "Paper (%)")
+    if "ci95" in results:
+        r = results.get("n_repeats")
+        head += (f"95 % CI of the mean over {r} repeats (%)",)
+    return head
+
+
+def _table_title(results, kind):
+    num = "Table I" if kind == "svm" else "Table III"
+    what = "RBF-SVM per view on CNN features" if kind == "svm" else "retrained softmax layer (fine-tuned last layer)"
+    rec = results.get("table_recipe")
+    if rec:
+        return f"{num}: {rec} recipe on {results.get('table_backbone', '?')}, {what}"
+    return f"{num}: {what}"
 
 
 def _markdown(header, rows):
@@ -206,30 +256,42 @@ def paper_table_markdown(results, *, kind="svm"):
         A Markdown table with columns row, ours (mean ± std, percent) and
         the paper's figure, ending with the MFCC baseline row.
     """
-    return _markdown(_HEADER, paper_table_rows(results, kind=kind))
+    return _markdown(_header(results), paper_table_rows(results, kind=kind))
 
 
 def _ablation_rows(ablation):
     rows = []
+    with_ci = any(isinstance(item, dict) and "ci95" in item for item in ablation)
     for i, item in enumerate(ablation):
         if not isinstance(item, dict) or "name" not in item:
             raise ValueError(f"ablation[{i}] must be a dict with 'name', 'mean' and 'std'.")
-        rows.append((str(item["name"]), format_accuracy(item.get("mean"), item.get("std"))))
+        rows.append((str(item["name"]), format_accuracy(item.get("mean"), item.get("std")))
+                    + ((format_interval(item.get("ci95")),) if with_ci else ()))
     return rows
 
 
-def ablation_table_markdown(ablation):
-    """Markdown table of ablation entries ``{"name", "mean", "std"}``.
+def _ablation_header(ablation, results=None):
+    over = _over(results or {}) if results else None
+    head = ("Variant", f"Accuracy (%, mean \u00b1 {over})" if over else "Accuracy (mean \u00b1 std, %)")
+    if any(isinstance(item, dict) and "ci95" in item for item in ablation):
+        head += (f"95 % CI of the mean over {(results or {}).get('n_repeats', '?')} repeats (%)",)
+    return head
+
+
+def ablation_table_markdown(ablation, results=None):
+    """Markdown table of ablation entries ``{"name", "mean", "std"[, "ci95"]}``.
 
     Parameters
     ----------
     ablation : list of dict
+    results : dict, optional
+        The results dict, for the column headers (what ± is over).
 
     Returns
     -------
     str
     """
-    return _markdown(("Variant", "Accuracy (mean \u00b1 std, %)"), _ablation_rows(ablation))
+    return _markdown(_ablation_header(ablation, results), _ablation_rows(ablation))
 
 
 def _check_matrix(matrix, labels):
@@ -285,7 +347,8 @@ def parse_confusion_text(text):
     matrix : numpy.ndarray of int
     labels : list of str
     """
-    lines = [line for line in text.splitlines() if line.strip()]
+    # Lines starting with "#" are the title and caption written above the table.
+    lines = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
     if not lines:
         raise ValueError("text holds no confusion table.")
     labels = lines[0].split()[1:]
@@ -401,6 +464,67 @@ def _check_results(results):
         _check_fraction(key, results.get(key))
 
 
+def results_json(results, *, indent=2):
+    """The results dict as JSON text (NaN → null, numpy → Python)."""
+    return json.dumps(_to_jsonable(results), indent=indent, sort_keys=True) + "\n"
+
+
+def _what_ran(results):
+    """One sentence: protocol, folds actually run, what every ± and interval is over."""
+    n, r = results.get("n_folds"), results.get("n_repeats")
+    if not n:
+        return None
+    cfg = results.get("config") or {}
+    proto = results.get("protocol")
+    if proto == "paper":
+        how = f"{n} stratified 90/10 splits (one per repeat)"
+    elif proto == "split":
+        how = "one fixed train/test split"
+    else:
+        how = f"{cfg.get('folds_per_repeat', '?')} folds \u00d7 {r} repeat{'s' * (r != 1)} = {n} test folds"
+    text = f"Protocol {proto}: {how}. Every \u00b1 is the standard deviation over the {n} test folds"
+    if n == 1:
+        text = f"Protocol {proto}: {how}; one test split, so no \u00b1 and no interval"
+    elif r and r > 1:
+        text += (f"; the 95 % CI is the t interval of the mean over the {r} repeat means "
+                 "(folds of one repeat share tracks, repeats are the independent unit)")
+    return text + "."
+
+
+def _recipes_note(results):
+    cfg = (results.get("config") or {}).get("recipes") or {}
+    return [f"{name}: {c.get('backbone') or (c.get('features') or {}).get('backbone', '?')}"
+            + (f" \u2014 {c['description']}" if c.get("description") else "") for name, c in cfg.items()]
+
+
+def _duplicates_note(results):
+    dups = results.get("duplicates") or []
+    if not dups:
+        return None
+    return ("Rows with the same predictions on every fold are listed once: "
+            + "; ".join(f"{d['row']} = {d['same_as']}" for d in dups) + ".")
+
+
+def summary_text(results):
+    """The two paper tables and one line per recipe and the baseline (the CLI's output)."""
+    lines = []
+    for kind in _KINDS:
+        if (results.get("rows") or {}).get(kind):
+            lines += [_table_title(results, kind), paper_table_markdown(results, kind=kind), ""]
+    over = _over(results) or "std over folds"
+    for name, rec in (results.get("recipes") or {}).items():
+        ci = rec.get("fused_ci95")
+        lines.append(f"recipe {name} ({rec.get('backbone', '?')}): fused {format_accuracy(rec['fused'], rec.get('fused_std'))} % "
+                     f"({over}" + (f"; 95 % CI of the mean {format_interval(ci)} %" if ci else "") + ")")
+    ci = (results.get("ci95") or {}).get("baseline_mfcc")
+    lines.append(f"baseline MFCC + spectral: {format_accuracy(results.get('baseline_mfcc'), (results.get('std') or {}).get('baseline_mfcc'))} % "
+                 f"({over}" + (f"; 95 % CI of the mean {format_interval(ci)} %" if ci else "") + ")")
+    note = _what_ran(results)
+    if note:
+        lines.append(note)
+    return "\n".join(lines)
+
+
 def write_report(results, out_dir, *, dpi=100):
     """Write results.json, tables.md, confusion .txt/.png and report.html.
 
@@ -426,7 +550,9 @@ def write_report(results, out_dir, *, dpi=100):
     written = {"confusion": {}}
 
     results_path = out / "results.json"
-    results_path.write_text(json.dumps(_to_jsonable(results), indent=2, sort_keys=True) + "\n")
+    tmp = out / f".results.json.{os.getpid()}.tmp"
+    tmp.write_text(results_json(results))
+    os.replace(tmp, results_path)
     written["results"] = results_path
 
     std_all = results.get("std") or {}
@@ -434,31 +560,53 @@ def write_report(results, out_dir, *, dpi=100):
         f"GTZAN genre recognition, protocol {results.get('protocol')!s}, "
         f"{results.get('n_tracks', '?')} tracks, backbone {results.get('backbone', '?')}"
     )
+    recipes_cfg = (results.get("config") or {}).get("recipes") or {}
+    if recipes_cfg:
+        title = (f"Genre recognition, protocol {results.get('protocol')!s}, {results.get('n_tracks', '?')} tracks, "
+                 + ", ".join(f"{n} recipe on {c.get('backbone', '?')}" for n, c in recipes_cfg.items()))
     summary = [("Protocol", str(results.get("protocol"))),
-               ("Tracks", str(results.get("n_tracks", _DASH))),
-               ("Backbone", str(results.get("backbone", _DASH)))]
+               ("Tracks", str(results.get("n_tracks", _DASH)))]
+    if results.get("n_folds"):
+        summary.append(("Test folds run", f"{results['n_folds']} ({results.get('n_repeats', '?')} repeats)"))
+    if not recipes_cfg:
+        summary.append(("Backbone", str(results.get("backbone", _DASH))))
+    for name, c in recipes_cfg.items():
+        summary.append((f"Recipe {name}", f"backbone {c.get('backbone', '?')}, head {c.get('head', '?')}, "
+                                          f"views {c.get('views', '?')}"))
     if results.get("default") is not None:
+        ci = (results.get("ci95") or {}).get("default")
         summary.append(
-            ("Default pipeline accuracy (%)",
-             format_accuracy(results.get("default"), std_all.get("default")))
+            ("Default recipe accuracy (%)",
+             format_accuracy(results.get("default"), std_all.get("default"))
+             + (f" (95 % CI of the mean {format_interval(ci)})" if ci else ""))
         )
 
     for name, t in ((results.get("config") or {}).get("extraction") or {}).items():
         speed = t.get("tracks_per_s")
         summary.append((f"Extraction, recipe {name} (tracks/s)",
                         f"{speed:.2f}" if speed else f"from the cache ({t.get('cached', '?')} tracks)"))
+    for name, t in ((results.get("config") or {}).get("fitting") or {}).items():
+        summary.append((f"Fitting, {name} (s)", f"{t.get('seconds', 0):.1f} ({t.get('folds_fitted', '?')} folds fitted, "
+                                               f"{t.get('folds_loaded', '?')} loaded from a previous run)"))
+    ran = _what_ran(results)
+    dup_note = _duplicates_note(results)
+    svm_title, ft_title = _table_title(results, "svm"), _table_title(results, "finetune")
 
     md = [f"# {title}", ""]
     md += [_markdown(("Item", "Value"), summary), ""]
-    md += ["## Table I: SVM on CNN features", "", paper_table_markdown(results, kind="svm"), ""]
+    if ran:
+        md += [ran, ""]
+    md += [f"## {svm_title}", "", paper_table_markdown(results, kind="svm"), ""]
     md += ["Paper fusion weights (original/harmonic/percussive): .5/.1/.4.", ""]
-    md += ["## Table III: fine-tuned last layer", "",
+    md += [f"## {ft_title}", "",
            paper_table_markdown(results, kind="finetune"), ""]
     md += ["Table III of the paper reports only the original view (68) and the "
            "original+percussive fusion (72).", ""]
     ablation = results.get("ablation")
     if ablation:
-        md += ["## Ablation", "", ablation_table_markdown(ablation), ""]
+        md += ["## Every row of every recipe", "", ablation_table_markdown(ablation, results), ""]
+    if dup_note:
+        md += [dup_note, ""]
     md += ["## Note on GTZAN", "", GTZAN_NOTE, ""]
 
     images = []
@@ -467,8 +615,9 @@ def write_report(results, out_dir, *, dpi=100):
         labels = list(entry["labels"])
         stem = "confusion_" + _safe_name(label)
         txt = out / f"{stem}.txt"
-        txt.write_text(confusion_text(matrix, labels), encoding="utf-8")
-        png_data = _png_bytes(matrix, labels, title=str(label), dpi=dpi)
+        head = "".join(f"# {entry[k]}\n" for k in ("title", "caption") if entry.get(k))
+        txt.write_text(head + confusion_text(matrix, labels), encoding="utf-8")
+        png_data = _png_bytes(matrix, labels, title=str(entry.get("title") or label), dpi=dpi)
         png = out / f"{stem}.png"
         png.write_bytes(png_data)
         written["confusion"][label] = {"txt": txt, "png": png}
@@ -476,9 +625,13 @@ def write_report(results, out_dir, *, dpi=100):
     if images:
         md += ["## Confusion matrices", ""]
         for label, _ in images:
+            entry = results["confusion"][label]
             stem = "confusion_" + _safe_name(label)
-            md += [f"### {label}", "", f"![{label}]({stem}.png)", "", "```",
-                   (out / f"{stem}.txt").read_text(encoding="utf-8").rstrip("\n"), "```", ""]
+            md += [f"### {entry.get('title') or label}", ""]
+            if entry.get("caption"):
+                md += [f"Counts: {entry['caption']}.", ""]
+            md += [f"![{label}]({stem}.png)", "", "```",
+                   confusion_text(entry["matrix"], entry["labels"]).rstrip("\n"), "```", ""]
 
     tables_path = out / "tables.md"
     tables_path.write_text("\n".join(md), encoding="utf-8")
@@ -498,31 +651,39 @@ def write_report(results, out_dir, *, dpi=100):
         "</head><body>",
         f"<h1>{esc(title)}</h1>",
         _html_table(("Item", "Value"), summary),
-        "<h2>Table I: SVM on CNN features</h2>",
-        _html_table(_HEADER, paper_table_rows(results, kind="svm")),
+    ]
+    if ran:
+        parts.append(f"<p>{esc(ran)}</p>")
+    parts += [
+        f"<h2>{esc(svm_title)}</h2>",
+        _html_table(_header(results), paper_table_rows(results, kind="svm")),
         "<p>Paper fusion weights (original/harmonic/percussive): .5/.1/.4.</p>",
-        "<h2>Table III: fine-tuned last layer</h2>",
-        _html_table(_HEADER, paper_table_rows(results, kind="finetune")),
+        f"<h2>{esc(ft_title)}</h2>",
+        _html_table(_header(results), paper_table_rows(results, kind="finetune")),
         "<p>Table III of the paper reports only the original view (68) and the "
         "original+percussive fusion (72).</p>",
     ]
     if ablation:
-        parts += ["<h2>Ablation</h2>",
-                  _html_table(("Variant", "Accuracy (mean \u00b1 std, %)"), _ablation_rows(ablation))]
+        parts += ["<h2>Every row of every recipe</h2>",
+                  _html_table(_ablation_header(ablation, results), _ablation_rows(ablation))]
+    if dup_note:
+        parts.append(f"<p>{esc(dup_note)}</p>")
     parts += ["<h2>Note on GTZAN</h2>", f'<p class="note">{esc(GTZAN_NOTE)}</p>']
     if images:
         parts.append("<h2>Confusion matrices</h2>")
         for label, png_data in images:
             b64 = base64.b64encode(png_data).decode("ascii")
             entry = results["confusion"][label]
+            parts += [f"<h3>{esc(str(entry.get('title') or label))}</h3>"]
+            if entry.get("caption"):
+                parts.append(f"<p>Counts: {esc(entry['caption'])}.</p>")
             parts += [
-                f"<h3>{esc(str(label))}</h3>",
                 f'<img alt="confusion {esc(str(label))}" src="data:image/png;base64,{b64}">',
                 f"<pre>{esc(confusion_text(entry['matrix'], entry['labels']))}</pre>",
             ]
     config = results.get("config")
     if config:
-        parts += ["<h2>Configuration</h2>",
+        parts += ["<h2>Configuration (what ran)</h2>",
                   f"<pre>{esc(json.dumps(_to_jsonable(config), indent=2, sort_keys=True))}</pre>"]
     parts.append("</body></html>")
     html_path = out / "report.html"
