@@ -198,10 +198,17 @@ def cmd_predict(args) -> int:
     if args.engine == "ray":
         from .ray_engine import predict_files_ray
 
+        from .engine import parse_segments
+
         preds, fails = predict_files_ray(args.model, paths, timeline=args.timeline, address=args.address,
+                                         segments=parse_segments(args.segments),
                                          concurrency=args.actors, progress=not args.quiet)
     else:
-        preds, fails = model.predict_many(paths, progress=not args.quiet, timeline=args.timeline)
+        from .engine import predict_files
+
+        preds, fails, _ = predict_files(args.model, paths, model=model, segments=args.segments,
+                                        timeline=args.timeline, jobs=args.jobs, cache=_prediction_cache(args),
+                                        progress=not args.quiet)
     failures += fails
     for p in preds:  # on stderr as they happen, whatever the output format
         for w in p.warnings:
@@ -222,6 +229,23 @@ def cmd_predict(args) -> int:
     sys.stdout.flush()
     _report_failures(failures)
     return 0 if preds else 1
+
+
+def _prediction_cache(args):
+    return None if args.no_cache else args.prediction_cache
+
+
+def _add_prediction_args(p: argparse.ArgumentParser, *, segments: str) -> None:
+    from .engine import DEFAULT_PREDICTION_CACHE
+
+    p.add_argument("--segments", default=segments, metavar="N|all",
+                   help="classify N 30 s segments spread over each file, or 'all' (default: %(default)s)")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="worker processes, each loading the model once (default: one per CPU core; 1: no workers)")
+    p.add_argument("--prediction-cache", default=DEFAULT_PREDICTION_CACHE, metavar="DIR",
+                   help="answers cached per file (audio data + model hash): a rerun computes only new files "
+                        "(default: %(default)s)")
+    p.add_argument("--no-cache", action="store_true", help="neither read nor write the prediction cache")
 
 
 def cmd_serve(args) -> int:
@@ -289,6 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="table", choices=["table", "json", "csv"], help="output format (default: %(default)s)")
     p.add_argument("--timeline", action="store_true", help="also the genre of every 30 s segment")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_prediction_args(p, segments="all")
     _add_engine_args(p, gpus=False)
     p.set_defaults(func=cmd_predict)
 

@@ -149,6 +149,13 @@ class Prediction:
             ],
         }
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "Prediction":
+        """The inverse of :meth:`to_dict` (``low_confidence`` follows from the warnings)."""
+        return cls(path=d["path"], genre=d["genre"], probabilities=dict(d["probabilities"]), views=dict(d["views"]),
+                   segments=[(s["start"], s["end"], s["genre"], dict(s["probabilities"])) for s in d.get("segments", [])],
+                   duration=d.get("duration", 0.0), warnings=list(d.get("warnings", [])))
+
 
 # ----------------------------------------------------------------------------- recipes <-> JSON
 
