@@ -40,7 +40,7 @@ def audio_digest(path) -> str:
                 h.update(packet)
         else:
             for start, stop in pieces:
-                h.update(struct.pack("<QQ", start - pieces[0][0], stop - start))
+                h.update(struct.pack("<Q", stop - start))  # lengths, not offsets: a tag may grow in front
                 f.seek(start)
                 left = stop - start
                 while left > 0:
@@ -73,8 +73,11 @@ def _layout(f, size: int) -> tuple[str, list[tuple[int, int]]]:
     f.seek(start)
     if f.read(4) == b"fLaC":
         return "flac", _flac(f, start, size)
+    f.seek(start)
+    sync = f.read(2)
     end = _strip_trailing_tags(f, start, size)
-    return ("mpeg" if start or end != size else "file"), [(start, end)]
+    mpeg = len(sync) == 2 and sync[0] == 0xFF and sync[1] & 0xE0 == 0xE0
+    return ("mpeg" if mpeg or start or end != size else "file"), [(start, end)]
 
 
 def _skip_id3v2(f, pos: int, size: int) -> int:

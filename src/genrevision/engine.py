@@ -265,7 +265,7 @@ class PredictionEngine:
     desc : str
         The progress bar's label.
     model : GenreModel, optional
-        The loaded model (used when predicting in this process; else loaded here).
+        The loaded model (used when predicting in this process; else loaded when first needed).
 
     After :meth:`run`, :attr:`stats` holds the counts and the time taken.
     """
@@ -273,20 +273,21 @@ class PredictionEngine:
     def __init__(self, model_path, *, segments: int | None = DEFAULT_SEGMENTS, timeline: bool = False,
                  jobs: int | None = None, cache=DEFAULT_PREDICTION_CACHE, progress: bool = True,
                  desc: str = "predict", model=None):
-        from .model import load_model
+        from .model import read_meta
 
         self.segments = parse_segments(segments)
         if jobs is not None and (isinstance(jobs, bool) or int(jobs) != jobs or jobs < 0):
             raise ValueError(f"jobs must be None or an integer >= 0, got {jobs!r}")
         self.model_path = os.fspath(model_path)
-        # A bad model file fails here, in one line, before any worker starts (the workers,
-        # or the first file predicted here, check the backbone weights too).
-        self.model = model if model is not None else load_model(self.model_path, check_backbone=False)
-        self._checked = model is not None
+        # A bad model file fails here, in one line, before any worker starts; only its labels are
+        # read here (the classifier is loaded by the workers, or here at the first file predicted
+        # here), so a run that finds every answer in the cache starts in a fraction of a second.
+        self.model = model
+        self.labels = [str(x) for x in (model.labels if model is not None else read_meta(self.model_path)["labels"])]
         self.model_sha256 = model_digest(self.model_path)
         self.timeline = bool(timeline)
         self.jobs = (os.cpu_count() or 1) if jobs is None else int(jobs)
-        self.cache = (PredictionCache(cache, self.model_sha256, self.model.labels, segments=self.segments,
+        self.cache = (PredictionCache(cache, self.model_sha256, self.labels, segments=self.segments,
                                       timeline=self.timeline) if cache else None)
         self.progress = progress
         self.desc = desc
@@ -301,7 +302,7 @@ class PredictionEngine:
         from tqdm.auto import tqdm
 
         from .audiohash import audio_digest
-        from .features import _os_reason
+        from .files import os_reason
         from .model import load_model
 
         t0 = time.perf_counter()
@@ -313,7 +314,7 @@ class PredictionEngine:
             try:
                 digest = audio_digest(p)
             except OSError as err:
-                ready.append(Outcome(p, reason=_os_reason(err)))
+                ready.append(Outcome(p, reason=os_reason(err)))
                 continue
             except ValueError as err:  # a NUL byte in a path given through the API
                 ready.append(Outcome(p, reason=f"cannot read ({err})"))
@@ -363,8 +364,8 @@ class PredictionEngine:
                 yield from self._run_pool(todo, finished, emit)
             else:
                 st.workers = 0
-                if todo and not self._checked:
-                    self.model, self._checked = load_model(self.model_path), True
+                if todo and self.model is None:
+                    self.model = load_model(self.model_path)
                 for digest, p in todo:
                     yield from emit(finished(digest, p, *_predict_one(self.model, p, self.segments, self.timeline)))
         finally:

@@ -729,13 +729,9 @@ def _digest(path: str) -> str:
 
 
 def _os_reason(err: OSError) -> str:
-    from .files import NotRegularFile
+    from .files import os_reason
 
-    if isinstance(err, FileNotFoundError):
-        return "no such file"
-    if isinstance(err, NotRegularFile):
-        return "is a directory, not an audio file" if err.kind == "a folder" else str(err)
-    return f"cannot read ({err.strerror or err})"
+    return os_reason(err)
 
 
 def _batched_features(arrays: list[np.ndarray], settings: FeatureSettings, backbone) -> np.ndarray:
