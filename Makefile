@@ -10,13 +10,13 @@ VBIN     = $(VVENV)/bin
 CHROMIUM ?= /usr/bin/chromium
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup chromium evaluate test test-core test-vision clean
+.PHONY: setup chromium evaluate model test test-core test-vision clean
 
 $(BIN)/genrevision: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# torch 2.13.0 CPU is a local wheel here; elsewhere pip takes it from PyPI.
-	$(BIN)/pip install -q "torch==2.13.0" -e ".[test,lite,fast,serve,serve-test,ray]"
+	$(BIN)/pip install -q "torch==2.13.0" -e ".[test,lite,fast,serve,serve-test,ray,tag,tag-test]"
 	touch $@
 
 setup: $(BIN)/genrevision
@@ -41,6 +41,15 @@ $(VBIN)/.vision-stamp: pyproject.toml
 # The paper's evaluation (Tables I-IV, our recipe and the MFCC baseline on the same folds).
 evaluate: setup
 	$(BIN)/genrevision evaluate $(DATA) --protocol $(PROTOCOL) --out $(OUT)
+
+# A model to start with: the default recipe trained on every track of $(DATA) (a few minutes the
+# first time, seconds once the feature cache holds them). Skipped while the file is newer than its
+# inputs (the tracks and the recipe definitions); the venv is only needed to exist.
+MODEL   ?= models/gtzan-mini.model
+model: $(MODEL)
+
+$(MODEL): $(shell find $(DATA) -type f 2>/dev/null) src/genrevision/recipes.py | $(BIN)/genrevision
+	$(BIN)/genrevision train $(DATA) --model $@
 
 test: test-core test-vision
 

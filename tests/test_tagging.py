@@ -322,3 +322,32 @@ def test_bad_cache_entry_is_recomputed(library_src, model_file, tmp_path):
     assert again.prediction.probabilities == pytest.approx(first.prediction.probabilities)
     (hit,) = list(engine.run([path]))
     assert engine.stats.cached == 1 and hit.cached
+
+
+def test_ctrl_c_stops_cleanly_and_the_rerun_resumes(library, model_file, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cache, log = tmp_path / "answers", tmp_path / "log.jsonl"
+    cmd = [sys.executable, "-m", "genrevision.cli", "tag", str(library), "--model", str(model_file), "--segments",
+           str(SEGMENTS), "--prediction-cache", str(cache), "--log", str(log), "--jobs", "2", "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        end = time.monotonic() + 300
+        while time.monotonic() < end and not (log.exists() and log.read_text().strip()):
+            time.sleep(0.2)
+        assert log.exists(), "no file tagged in 300 s"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, (proc.returncode, err)
+    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("genrevision: error: interrupted")
+    done = len(log.read_text().splitlines())
+    assert 1 <= done < 6
+    again = run_cli(*cmd[3:], timeout=600)
+    # The files tagged before Ctrl-C now have a genre (kept); the rest are tagged now.
+    assert f"tagged {6 - done}, unchanged 0, skipped {1 + done}, failed 2" in again.stdout, again.stdout
+    assert len(log.read_text().splitlines()) == 6

@@ -29,6 +29,7 @@ alone unless forced.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime
 import html
@@ -36,7 +37,9 @@ import io
 import json
 import math
 import os
+import signal
 import stat
+import threading
 import uuid
 from dataclasses import asdict, dataclass, field
 
@@ -338,6 +341,29 @@ def _read_only(path: str) -> bool:
     return not (st.st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)) or not os.access(path, os.W_OK)
 
 
+@contextlib.contextmanager
+def _deferred_signals():
+    """Hold Ctrl-C and SIGTERM while a file is being rewritten (a half-written tag region would
+    damage the file); the signal takes effect as soon as the write is done."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list = []
+    old = {sig: signal.signal(sig, lambda signum, frame: caught.append((signum, frame)))
+           for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        for signum, frame in caught[:1]:
+            handler = old[signum]
+            if callable(handler):
+                handler(signum, frame)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(signum)
+
+
 # ----------------------------------------------------------------------------- the log
 
 
@@ -555,13 +581,15 @@ def _apply(out, *, mapping, top, min_prob, mode, pretend, id3v23, separator, log
         if _read_only(out.path):
             d.action, d.reason = "failed", "read-only file (no write permission); not tagged"
             return d
-        log.append({"run": run_id, "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                    "file": os.path.abspath(out.path), "old": _snapshot(f, kind), "new": names,
-                    "written": _expected_raw(kind, names, id3v23=id3v23, separator=separator),
-                    "id3": ("2.3" if id3v23 else "2.4") if kind == "id3" else None,
-                    "model": os.path.abspath(model_path), "model_sha256": model_sha256,
-                    "probabilities": {n: round(p, 6) for n, p in chosen}})
-        _write(f, kind, names, id3v23=id3v23, separator=separator)
+        record = {"run": run_id, "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                  "file": os.path.abspath(out.path), "old": _snapshot(f, kind), "new": names,
+                  "written": _expected_raw(kind, names, id3v23=id3v23, separator=separator),
+                  "id3": ("2.3" if id3v23 else "2.4") if kind == "id3" else None,
+                  "model": os.path.abspath(model_path), "model_sha256": model_sha256,
+                  "probabilities": {n: round(p, 6) for n, p in chosen}}
+        with _deferred_signals():
+            log.append(record)  # first, synced: a crash after it leaves a line undo recognises and skips
+            _write(f, kind, names, id3v23=id3v23, separator=separator)
         d.action = "tagged"
     except TagError as err:
         d.action, d.reason = "failed", err.reason
@@ -620,7 +648,8 @@ def undo(log, *, force: bool = False, pretend: bool = False) -> list[Decision]:
             elif _read_only(path):
                 d.action, d.reason = "failed", "read-only file (no write permission)"
             else:
-                _restore(f, kind, snap)
+                with _deferred_signals():
+                    _restore(f, kind, snap)
                 d.action = "restored"
         except TagError as err:
             d.action, d.reason = "failed", err.reason
