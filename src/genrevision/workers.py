@@ -100,13 +100,21 @@ def worker_init(parent_pid: int | None = None, threads: int = 1, initializer=Non
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if parent_pid is not None:
         die_with_parent(parent_pid)
+    # Libraries loaded later (torch, by the initializer) read these when they start.
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(int(threads))
+    _limit_threads(int(threads))
+    if initializer is not None:
+        initializer(*initargs)
+        _limit_threads(int(threads))  # what the initializer loaded (e.g. torch with a model)
+
+
+def _limit_threads(threads: int) -> None:
     try:
         from threadpoolctl import threadpool_limits
 
-        threadpool_limits(int(threads))
+        threadpool_limits(threads)
     except Exception:  # noqa: BLE001 - threadpoolctl is optional (scikit-learn brings it)
         pass
     if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(int(threads))
-    if initializer is not None:
-        initializer(*initargs)
+        sys.modules["torch"].set_num_threads(threads)
