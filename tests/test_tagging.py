@@ -351,3 +351,15 @@ def test_ctrl_c_stops_cleanly_and_the_rerun_resumes(library, model_file, tmp_pat
     # The files tagged before Ctrl-C now have a genre (kept); the rest are tagged now.
     assert f"tagged {6 - done}, unchanged 0, skipped {1 + done}, failed 2" in again.stdout, again.stdout
     assert len(log.read_text().splitlines()) == 6
+
+
+def test_usage_errors_are_one_line(model_file, tmp_path):
+    (tmp_path / "empty").mkdir()
+    for args, says in (((tmp_path / "empty", "--model", model_file), "empty: no audio files found"),
+                       (("--undo", tmp_path / "nolog.jsonl"), "nolog.jsonl: no such tag log"),
+                       ((tmp_path / "empty", "--model", model_file, "--segments", "0"), "segments must be 'all' or"),
+                       ((tmp_path / "empty", "--model", model_file, "--top", "0"), "top must be an integer >= 1"),
+                       ((tmp_path / "empty", "--model", tmp_path / "no.model"), "no.model: no such model file")):
+        proc = run_cli("tag", *args, "--quiet")
+        assert proc.returncode == 2 and says in proc.stderr, (args, proc.stderr)
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr

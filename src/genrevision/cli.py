@@ -282,6 +282,9 @@ def cmd_tag(args) -> int:
                             mode=mode, pretend=args.pretend, id3v23=args.id3v23, separator=args.separator,
                             segments=args.segments, jobs=args.jobs, cache=_prediction_cache(args), log=args.log,
                             progress=not args.quiet)
+    if not res.decisions:
+        _err(f"{', '.join(args.inputs)}: no audio files found (looked for {', '.join(tagging.TAG_EXTENSIONS)})")
+        return 2
     for d in res.decisions:
         if d.action in ("tagged", "would tag"):
             flag = "  [low confidence]" if d.low_confidence else ""
