@@ -2,13 +2,15 @@
 
 Plain script (not a test)::
 
-    make model                                   # models/gtzan-mini.model
     python benchmarks/tagging.py                 # 40 songs of 3-5 minutes
     python benchmarks/tagging.py --songs 8 --json out.json
+    python benchmarks/tagging.py --model models/gtzan-mini.model   # songs from every track instead
 
-Builds a library of full-length songs in a temporary folder (never in
-shared/): each song concatenates 6-10 GTZAN tracks of one genre (3-5 minutes)
-and is written as FLAC. Then, in one run, on the same songs:
+Trains the default recipe on every other track of each genre (features
+from the shared feature cache: seconds) and builds a library of full-length
+songs from the other half in a temporary folder (never in shared/): each song
+concatenates 6-10 held-out GTZAN tracks of one genre (3-5 minutes) and is
+written as FLAC. Then, in one run, on the same songs:
 
 * **serial**: one process, every 30 s segment of every song, as ``predict``
   did before the engine (``GenreModel.predict_many``; loading the model
@@ -49,20 +51,41 @@ def _load() -> str:
     return "load average %.2f %.2f %.2f" % os.getloadavg()
 
 
-def build_library(data: str, folder: str, n: int) -> tuple[list[str], dict[str, str]]:
-    """n FLAC songs of 3-5 minutes, each from 6-10 tracks of one genre (genres in turn)."""
-    import soundfile as sf
-
+def _by_genre(data: str) -> dict[str, list[str]]:
     by_genre: dict[str, list[str]] = {}
     for p in sorted(glob.glob(os.path.join(data, "**", "*.wav"), recursive=True)):
         by_genre.setdefault(os.path.basename(os.path.dirname(p)), []).append(p)
+    return by_genre
+
+
+def split_tracks(data: str) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """(training, held-out) tracks per genre: every other track of each genre."""
+    by_genre = _by_genre(data)
+    return ({g: ps[0::2] for g, ps in by_genre.items()}, {g: ps[1::2] for g, ps in by_genre.items()})
+
+
+def train_holdout(train: dict[str, list[str]], path: str) -> str:
+    """The default recipe fitted on the training half (features from the shared feature cache)."""
+    from genrevision.dataset import Dataset
+    from genrevision.model import train_model
+
+    paths = [p for g in sorted(train) for p in train[g]]
+    labels = np.array([g for g in sorted(train) for _ in train[g]])
+    train_model(Dataset(paths, labels), recipe="default", progress=False).save(path)
+    return path
+
+
+def build_library(by_genre: dict[str, list[str]], folder: str, n: int) -> tuple[list[str], dict[str, str]]:
+    """n FLAC songs of 3-5 minutes, each from 6-10 tracks of one genre (genres in turn)."""
+    import soundfile as sf
+
     genres = sorted(by_genre)
     os.makedirs(folder, exist_ok=True)
     paths, truth = [], {}
     for i in range(n):
         g = genres[i % len(genres)]
         tracks = by_genre[g]
-        k = 6 + (i // len(genres)) % 5  # 6..10 tracks: 3..5 minutes
+        k = 6 + (i + i // len(genres)) % 5  # 6..10 tracks: 3..5 minutes
         start = (i // len(genres)) * 3
         parts = [sf.read(tracks[(start + j) % len(tracks)], dtype="float32")[0] for j in range(k)]
         path = os.path.join(folder, f"{i:03d}-{g}.flac")
@@ -112,7 +135,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--songs", type=int, default=40, help="songs in the library (default: %(default)s)")
     ap.add_argument("--data", default=os.path.join(ROOT, "..", "shared", "data", "gtzan-mini"))
-    ap.add_argument("--model", default=os.path.join(ROOT, "models", "gtzan-mini.model"))
+    ap.add_argument("--model", default=None,
+                    help="model to use (default: the default recipe trained here on every other track of each genre; "
+                         "the songs are made of the other half, so the agreement figures are on unseen music)")
     ap.add_argument("--segments", default=None, help="engine's segments per song (default: the engine's default)")
     ap.add_argument("--jobs", type=int, default=None, help="engine's workers (default: one per core)")
     ap.add_argument("--workdir", default=None, help="where to build the library (default: a temporary folder)")
@@ -122,15 +147,24 @@ def main(argv=None) -> int:
     from genrevision.engine import DEFAULT_SEGMENTS, parse_segments
     from genrevision.tagging import read_genres, tag_files
 
-    if not os.path.exists(args.model):
-        print(f"{args.model}: no model; run `make model` first", file=sys.stderr)
+    if args.model and not os.path.exists(args.model):
+        print(f"{args.model}: no such model", file=sys.stderr)
         return 2
     segments = DEFAULT_SEGMENTS if args.segments is None else parse_segments(args.segments)
     work = tempfile.mkdtemp(prefix="genrevision-tagbench-", dir=args.workdir)
     out: dict = {"songs": args.songs, "segments": segments, "cpus": os.cpu_count()}
     try:
-        print(f"building {args.songs} songs in {work} ...  ({_load()})", flush=True)
-        paths, truth = build_library(args.data, os.path.join(work, "serial"), args.songs)
+        train, held_out = split_tracks(args.data)
+        if args.model is None:
+            print(f"training the default recipe on {sum(map(len, train.values()))} tracks (every other one) ...",
+                  flush=True)
+            args.model = train_holdout(train, os.path.join(work, "holdout.model"))
+            songs_from = held_out
+        else:
+            songs_from = _by_genre(args.data)
+        print(f"building {args.songs} songs from {sum(map(len, songs_from.values()))} tracks in {work} ...  "
+              f"({_load()})", flush=True)
+        paths, truth = build_library(songs_from, os.path.join(work, "serial"), args.songs)
         shutil.copytree(os.path.join(work, "serial"), os.path.join(work, "engine"))
         epaths = [os.path.join(work, "engine", os.path.basename(p)) for p in paths]
         minutes = [float(__import__("soundfile").info(p).duration) / 60 for p in paths]

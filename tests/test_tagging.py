@@ -363,3 +363,16 @@ def test_usage_errors_are_one_line(model_file, tmp_path):
         proc = run_cli("tag", *args, "--quiet")
         assert proc.returncode == 2 and says in proc.stderr, (args, proc.stderr)
         assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_undo_one_run(library, model_file, pcache, expected, tmp_path):
+    path, log = library / "hiphop.ogg", tmp_path / "log.jsonl"
+    kw = dict(segments=SEGMENTS, cache=str(pcache), progress=False, log=log, jobs=1)
+    first = tag_files([path], model_file, top=1, **kw)
+    after_first = _sha(path)
+    second = tag_files([path], model_file, mode="force", top=3, min_prob=0.0, **kw)
+    assert first.run != second.run and len(read_genres(path)) == 3
+    (d,) = undo(log, run="last")
+    assert d.action == "restored" and _sha(path) == after_first
+    with pytest.raises(ValueError, match="no run 'nope'"):
+        undo(log, run="nope")

@@ -259,7 +259,7 @@ def cmd_tag(args) -> int:
         if args.inputs or args.model:
             _err("--undo LOG takes no files and no --model: it restores what the log records")
             return 2
-        decisions = tagging.undo(args.undo, force=args.force, pretend=args.pretend)
+        decisions = tagging.undo(args.undo, run=args.run, force=args.force, pretend=args.pretend)
         for d in decisions:
             if d.action in ("restored", "would restore"):
                 print(f"{d.path}: {_genre_list(d.old)} → {_genre_list(d.new)}"
@@ -271,6 +271,9 @@ def cmd_tag(args) -> int:
             if d.action in ("skipped", "failed"):
                 print(f"  {d.action}: {d.path}: {d.reason}", file=sys.stderr)
         return 1 if n["failed"] else 0
+    if args.run:
+        _err("--run ID goes with --undo LOG")
+        return 2
     if not args.inputs or not args.model:
         _err("tag needs files or folders and --model FILE (or --undo LOG)")
         return 2
@@ -301,7 +304,7 @@ def cmd_tag(args) -> int:
     for why, k in reasons.items():
         print(f"  skipped {k}: {why}")
     if n["tagged"]:
-        print(f"undo with: genrevision tag --undo {res.log}")
+        print(f"undo with: genrevision tag --undo {res.log} [--run {res.run}]")
     if args.report:
         paths = tagging.write_report(res, args.report)
         print(f"report: {paths['html']}, every decision: {paths['csv']}")
@@ -402,6 +405,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log", default=DEFAULT_LOG, metavar="FILE",
                    help="undo log every run appends to (default: %(default)s)")
     p.add_argument("--undo", default=None, metavar="LOG", help="restore the genre tags a log recorded, newest first")
+    p.add_argument("--run", default=None, metavar="ID|last",
+                   help="with --undo: only the changes of this run (its id in the log, or 'last')")
     p.add_argument("--report", default=None, metavar="DIR",
                    help="write DIR/report.html (genre chart, low-confidence files, failures) and DIR/decisions.csv")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -421,6 +421,7 @@ class TagResult:
     labels: list
     log: str | None
     pretend: bool
+    run: str = ""
     computed: int = 0
     cached: int = 0
     seconds: float = 0.0
@@ -534,7 +535,7 @@ def tag_files(
             by_path[p] = Decision(p, "failed", old=old, reason="read-only file (no write permission); not tagged")
         else:
             todo.append(p)
-    run_id = uuid.uuid4().hex[:12]
+    run_id = result.run = uuid.uuid4().hex[:12]
     tag_log = None if pretend else _Log(log)
     try:
         for out in engine.run(todo):
@@ -603,12 +604,13 @@ def _apply(out, *, mapping, top, min_prob, mode, pretend, id3v23, separator, log
 # ----------------------------------------------------------------------------- undo
 
 
-def undo(log, *, force: bool = False, pretend: bool = False) -> list[Decision]:
+def undo(log, *, run: str | None = None, force: bool = False, pretend: bool = False) -> list[Decision]:
     """Put back the genre field of every file in a tag log, newest change first.
 
     A file is restored only while its genre field still holds what the run
     wrote (``force=True`` restores it anyway); a file whose tag the run
-    created has that tag removed. Returns one :class:`Decision` per log line
+    created has that tag removed. ``run``: only that run's changes (its id
+    from the log, or ``"last"``). Returns one :class:`Decision` per change
     ("restored", "would restore", "skipped" or "failed").
     """
     log = os.fspath(log)
@@ -629,6 +631,11 @@ def undo(log, *, force: bool = False, pretend: bool = False) -> list[Decision]:
         except (ValueError, KeyError, TypeError):
             raise ValueError(f"{log}: line {n} is not a genrevision tag log record") from None
         records.append(rec)
+    if run is not None and records:
+        wanted = records[-1].get("run") if run == "last" else run
+        if not any(r.get("run") == wanted for r in records):
+            raise ValueError(f"{log}: no run {run!r} in the tag log")
+        records = [r for r in records if r.get("run") == wanted]
     out = []
     for rec in reversed(records):
         path, snap = rec["file"], rec["old"]
