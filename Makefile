@@ -10,13 +10,13 @@ VBIN     = $(VVENV)/bin
 CHROMIUM ?= /usr/bin/chromium
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup chromium evaluate test test-core test-vision clean
+.PHONY: setup chromium evaluate model test test-core test-vision clean
 
 $(BIN)/genrevision: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# torch 2.13.0 CPU is a local wheel here; elsewhere pip takes it from PyPI.
-	$(BIN)/pip install -q "torch==2.13.0" -e ".[test,lite,fast,serve,serve-test,ray,embed,mirdata]"
+	$(BIN)/pip install -q "torch==2.13.0" -e ".[test,lite,fast,serve,serve-test,ray,embed,mirdata,tag,tag-test]"
 	# The HEAR 2021 validator (tests/test_hear.py): without its tensorflow dependency, which it
 	# needs only for TensorFlow models.
 	$(BIN)/pip install -q --no-deps "hearvalidator==2021.0.2"
@@ -46,6 +46,15 @@ $(VBIN)/.vision-stamp: pyproject.toml
 # PROTOCOL=paper for the paper's 90/10 splits. Rerunning after an interruption resumes finished folds.
 evaluate: setup
 	$(BIN)/genrevision evaluate $(DATA) --protocol $(PROTOCOL) --out $(OUT)
+
+# A model to start with: the default recipe trained on every track of $(DATA) (a few minutes the
+# first time, seconds once the feature cache holds them). Skipped while the file is newer than its
+# inputs (the tracks and the recipe definitions); the venv is only needed to exist.
+MODEL   ?= models/gtzan-mini.model
+model: $(MODEL)
+
+$(MODEL): $(shell find $(DATA) -type f 2>/dev/null) src/genrevision/recipes.py | $(BIN)/genrevision
+	$(BIN)/genrevision train $(DATA) --model $@
 
 test: test-core test-vision
 

@@ -26,6 +26,13 @@ def _find_gtzan() -> Path:
 GTZAN = _find_gtzan()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _prediction_cache_in_tmp(tmp_path_factory):
+    """CLI runs cache their answers in a folder of this session, not in the user's ~/.cache."""
+    os.environ["GENREVISION_PREDICTION_CACHE"] = str(tmp_path_factory.mktemp("prediction-cache"))
+    yield
+
+
 @pytest.fixture(scope="session")
 def gtzan_root() -> Path:
     """Folder of gtzan-mini (read-only: never write there)."""

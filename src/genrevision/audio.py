@@ -1,7 +1,9 @@
 """Audio input: decode, mix to mono, resample, normalise.
 
 Every reader here goes through :mod:`soundfile` (libsndfile), which decodes WAV
-(PCM 8/16/24/32-bit and float), AU, FLAC, OGG/Vorbis and MP3. Errors are
+(PCM 8/16/24/32-bit and float), AU, FLAC, OGG/Vorbis, Opus and MP3; what it does
+not recognise (AAC in .m4a/.mp4) is decoded with PyAV (FFmpeg) when that is
+installed (``pip install av``, the ``tag-test`` extra). Errors are
 raised as :class:`AudioError` with one line naming the file and the reason, so
 a batch can list what failed and go on with the rest.
 """
@@ -148,7 +150,104 @@ def _open(source: Source) -> sf.SoundFile:
         with _quiet_stderr():
             return sf.SoundFile(handle, closefd=True) if isinstance(handle, int) else sf.SoundFile(handle)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
-        raise AudioError(source, _decoder_reason(err)) from None
+        reason = _decoder_reason(err)
+        if "format not recognised" in reason and _has_av():
+            try:
+                return _AVFile(source if isinstance(source, (bytes, bytearray, memoryview)) else os.fspath(source))
+            except Exception:  # noqa: BLE001 - not something FFmpeg reads either: libsndfile's reason
+                pass
+        raise AudioError(source, reason) from None
+
+
+def _has_av() -> bool:
+    try:
+        import av  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class _AVFile:
+    """What libsndfile does not read (AAC in .m4a/.mp4) decoded with PyAV (FFmpeg), when it is installed.
+
+    The small part of :class:`soundfile.SoundFile` the readers here use
+    (``samplerate``, ``channels``, ``frames``, ``subtype``, ``seek``, ``read``),
+    decoding only what is read: a seek restarts decoding a second before the
+    position and drops the samples before it, so memory follows the audio read.
+    """
+
+    def __init__(self, source):
+        import av
+
+        self._av = av
+        self._c = av.open(io.BytesIO(bytes(source)) if isinstance(source, (bytes, bytearray, memoryview)) else source)
+        try:
+            if not self._c.streams.audio:
+                raise ValueError("no audio stream")
+            self._st = self._c.streams.audio[0]
+            cc = self._st.codec_context
+            self.samplerate = int(cc.sample_rate or 0)
+            self.channels = int(getattr(cc, "channels", 0) or len(cc.layout.channels) or 1)
+            tb = self._st.time_base
+            seconds = float(self._st.duration * tb) if self._st.duration else float(self._c.duration or 0) / 1e6
+            self.frames = int(round(seconds * self.samplerate))
+            self.subtype = str(cc.name).upper()
+        except BaseException:
+            self._c.close()
+            raise
+        self._pos, self._decoded, self._pending = 0, None, None
+
+    def seek(self, pos: int) -> None:
+        self._pos, self._decoded, self._pending = int(pos), None, None
+
+    def _next_block(self):
+        """(first sample index, (n, channels) float32) of the next decoded frame, or None at the end."""
+        if self._decoded is None:
+            start = self._pos / self.samplerate if self.samplerate else 0.0
+            self._c.seek(int(max(0.0, start - 1.0) / self._st.time_base), stream=self._st, backward=True)
+            self._decoded = self._c.decode(self._st)
+            self._resampler = self._av.AudioResampler(format="fltp")
+            self._counter = None
+        for frame in self._decoded:
+            for out in self._resampler.resample(frame):
+                arr = out.to_ndarray().T.astype(np.float32, copy=False)
+                at = (int(round(float(out.pts * out.time_base) * self.samplerate)) if out.pts is not None
+                      else (self._counter or 0))
+                self._counter = at + len(arr)
+                return at, arr
+        return None
+
+    def read(self, frames: int, dtype: str = "float32", always_2d: bool = True) -> np.ndarray:
+        blocks, need = [], frames
+        try:
+            while need != 0:
+                block = self._pending or self._next_block()
+                self._pending = None
+                if block is None:
+                    break
+                at, arr = block
+                if at + len(arr) <= self._pos:
+                    continue  # before the position sought
+                arr = arr[max(0, self._pos - at):]
+                if 0 < need < len(arr):
+                    self._pending = (self._pos + need, arr[need:])
+                    arr = arr[:need]
+                blocks.append(arr)
+                self._pos += len(arr)
+                need = need - len(arr) if need > 0 else need
+        except self._av.error.FFmpegError as err:
+            raise RuntimeError(f"FFmpeg: {err}") from None
+        y = np.concatenate(blocks) if blocks else np.zeros((0, self.channels), np.float32)
+        return y if always_2d else y[:, 0]
+
+    def close(self) -> None:
+        self._c.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 def audio_info(source: Source) -> AudioInfo:

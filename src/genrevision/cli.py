@@ -1,4 +1,4 @@
-"""The ``genrevision`` command: extract, evaluate, train, predict, embed, serve."""
+"""The ``genrevision`` command: extract, evaluate, train, predict, tag, embed, serve."""
 from __future__ import annotations
 
 import argparse
@@ -250,10 +250,17 @@ def cmd_predict(args) -> int:
     if args.engine == "ray":
         from .ray_engine import predict_files_ray
 
+        from .engine import parse_segments
+
         preds, fails = predict_files_ray(args.model, paths, timeline=args.timeline, address=args.address,
+                                         segments=parse_segments(args.segments),
                                          concurrency=args.actors, progress=not args.quiet)
     else:
-        preds, fails = model.predict_many(paths, progress=not args.quiet, timeline=args.timeline)
+        from .engine import predict_files
+
+        preds, fails, _ = predict_files(args.model, paths, model=model, segments=args.segments,
+                                        timeline=args.timeline, jobs=args.jobs, cache=_prediction_cache(args),
+                                        progress=not args.quiet)
     failures += fails
     for p in preds:  # on stderr as they happen, whatever the output format
         for w in p.warnings:
@@ -274,6 +281,87 @@ def cmd_predict(args) -> int:
     sys.stdout.flush()
     _report_failures(failures)
     return 0 if preds else 1
+
+
+def _prediction_cache(args):
+    return None if args.no_cache else args.prediction_cache
+
+
+def _add_prediction_args(p: argparse.ArgumentParser, *, segments: str) -> None:
+    from .engine import DEFAULT_PREDICTION_CACHE
+
+    p.add_argument("--segments", default=segments, metavar="N|all",
+                   help="classify N 30 s segments spread over each file, or 'all' (default: %(default)s)")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="worker processes, each loading the model once (default: one per CPU core; 1: no workers)")
+    p.add_argument("--prediction-cache", default=DEFAULT_PREDICTION_CACHE, metavar="DIR",
+                   help="answers cached per file (audio data + model hash): a rerun computes only new files "
+                        "(default: %(default)s)")
+    p.add_argument("--no-cache", action="store_true", help="neither read nor write the prediction cache")
+
+
+def _genre_list(names) -> str:
+    return ", ".join(names) if names else "(none)"
+
+
+def cmd_tag(args) -> int:
+    from . import tagging
+
+    if args.undo:
+        if args.inputs or args.model:
+            _err("--undo LOG takes no files and no --model: it restores what the log records")
+            return 2
+        decisions = tagging.undo(args.undo, run=args.run, force=args.force, pretend=args.pretend)
+        for d in decisions:
+            if d.action in ("restored", "would restore"):
+                print(f"{d.path}: {_genre_list(d.old)} → {_genre_list(d.new)}"
+                      + ("  (pretend)" if d.action == "would restore" else ""))
+        n = {a: sum(d.action == a for d in decisions) for a in ("restored", "would restore", "skipped", "failed")}
+        print(f"{'would restore' if args.pretend else 'restored'} {n['would restore' if args.pretend else 'restored']}, "
+              f"skipped {n['skipped']}, failed {n['failed']} (of {len(decisions)} changes in {args.undo})")
+        for d in decisions:
+            if d.action in ("skipped", "failed"):
+                print(f"  {d.action}: {d.path}: {d.reason}", file=sys.stderr)
+        return 1 if n["failed"] else 0
+    if args.run:
+        _err("--run ID goes with --undo LOG")
+        return 2
+    if not args.inputs or not args.model:
+        _err("tag needs files or folders and --model FILE (or --undo LOG)")
+        return 2
+    if not os.path.exists(args.model):
+        _err(f"{args.model}: no such model file (make one with: make model, or genrevision train DATA --model FILE)")
+        return 2
+    mode = "force" if args.force else "merge" if args.merge else "keep"
+    res = tagging.tag_files(args.inputs, args.model, top=args.top, min_prob=args.min_prob, mapping=args.map,
+                            mode=mode, pretend=args.pretend, id3v23=args.id3v23, separator=args.separator,
+                            segments=args.segments, jobs=args.jobs, cache=_prediction_cache(args), log=args.log,
+                            progress=not args.quiet)
+    if not res.decisions:
+        _err(f"{', '.join(args.inputs)}: no audio files found (looked for {', '.join(tagging.TAG_EXTENSIONS)})")
+        return 2
+    for d in res.decisions:
+        if d.action in ("tagged", "would tag"):
+            flag = "  [low confidence]" if d.low_confidence else ""
+            print(f"{d.path}: {_genre_list(d.old)} → {_genre_list(d.new)}{flag}")
+    n = {a: res.count(a) for a in ("tagged", "would tag", "unchanged", "skipped", "failed")}
+    done = f"would tag {n['would tag']} (pretend: nothing written)" if args.pretend else f"tagged {n['tagged']}"
+    print(f"{done}, unchanged {n['unchanged']}, skipped {n['skipped']}, failed {n['failed']} "
+          f"(of {len(res.decisions)} files; {res.computed} predicted, {res.cached} from the cache, "
+          f"{res.seconds:.1f} s)")
+    reasons: dict = {}
+    for d in res.decisions:
+        if d.action == "skipped":
+            reasons[d.reason] = reasons.get(d.reason, 0) + 1
+    for why, k in reasons.items():
+        print(f"  skipped {k}: {why}")
+    if n["tagged"]:
+        print(f"undo with: genrevision tag --undo {res.log} [--run {res.run}]")
+    if args.report:
+        paths = tagging.write_report(res, args.report)
+        print(f"report: {paths['html']}, every decision: {paths['csv']}")
+    _report_failures([(d.path, d.reason) for d in res.decisions if d.action == "failed"])
+    return 1 if n["failed"] else 0
 
 
 def cmd_serve(args) -> int:
@@ -370,6 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="table", choices=["table", "json", "csv"], help="output format (default: %(default)s)")
     p.add_argument("--timeline", action="store_true", help="also the genre of every 30 s segment")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_prediction_args(p, segments="all")
     _add_engine_args(p, gpus=False)
     p.set_defaults(func=cmd_predict)
 
@@ -385,6 +474,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--windows", action="store_true", help="one row per window (with its start in seconds), not per track")
     _add_feature_args(p)
     p.set_defaults(func=cmd_embed)
+
+    from .engine import DEFAULT_SEGMENTS
+    from .tagging import DEFAULT_LOG, DEFAULT_MIN_PROB, DEFAULT_TOP
+
+    p = sub.add_parser("tag", help="write predicted genres into the files' tags (ID3, Vorbis comments, MP4); undoable",
+                       formatter_class=fmt, epilog=_examples(
+                           "make model   # models/gtzan-mini.model, trained on the shared tracks",
+                           "genrevision tag ~/Music --model models/gtzan-mini.model --pretend",
+                           "genrevision tag ~/Music --model models/gtzan-mini.model --map genres.json --report tag-report",
+                           "genrevision tag --undo ~/.local/share/genrevision/tag-log.jsonl --run last"))
+    p.add_argument("inputs", nargs="*", metavar="FILE_OR_FOLDER", help="audio files or folders (walked recursively)")
+    p.add_argument("--model", default=None, metavar="FILE", help="model file (e.g. models/gtzan-mini.model from 'make model')")
+    p.add_argument("--top", type=int, default=DEFAULT_TOP, metavar="K", help="at most K genres per file (default: %(default)s)")
+    p.add_argument("--min-prob", type=float, default=DEFAULT_MIN_PROB, metavar="P",
+                   help="genres after the best need probability >= P; the best is always written (default: %(default)s)")
+    p.add_argument("--map", default=None, metavar="FILE",
+                   help="JSON object or CSV 'label,name': your names for the model's labels (several labels may share "
+                        "a name; their probabilities add up)")
+    p.add_argument("--pretend", action="store_true", help="print old → new per file, change nothing (no log)")
+    have = p.add_mutually_exclusive_group()
+    have.add_argument("--keep-existing", action="store_true",
+                      help="a file that already has a genre is left alone (the default)")
+    have.add_argument("--force", action="store_true", help="replace existing genres (with --undo: restore even "
+                                                            "files whose genre changed since)")
+    have.add_argument("--merge", action="store_true", help="keep existing genres and add ours after them")
+    p.add_argument("--id3v23", action="store_true", help="write ID3v2.3 (old players) instead of ID3v2.4; needs --separator")
+    p.add_argument("--separator", default=None, help="with --id3v23: text between genres in the one TCON value, e.g. '; '")
+    p.add_argument("--log", default=DEFAULT_LOG, metavar="FILE",
+                   help="undo log every run appends to (default: %(default)s)")
+    p.add_argument("--undo", default=None, metavar="LOG", help="restore the genre tags a log recorded, newest first")
+    p.add_argument("--run", default=None, metavar="ID|last",
+                   help="with --undo: only the changes of this run (its id in the log, or 'last')")
+    p.add_argument("--report", default=None, metavar="DIR",
+                   help="write DIR/report.html (genre chart, low-confidence files, failures) and DIR/decisions.csv")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_prediction_args(p, segments=str(DEFAULT_SEGMENTS))
+    p.set_defaults(func=cmd_tag)
 
     p = sub.add_parser("serve", help="a web page and JSON API: drop a song, see its spectrograms, get its genre",
                        formatter_class=fmt, epilog=_examples(

@@ -71,15 +71,18 @@ def gtzan_track_number(path: str) -> int:
     return int(m.group(1)) if m else -1
 
 
-def find_audio(path: str) -> list[str]:
-    """All audio files under ``path`` (recursively, sorted), or ``[path]`` for a file."""
+def find_audio(path: str, *, extensions: tuple[str, ...] = AUDIO_EXTENSIONS) -> list[str]:
+    """All audio files under ``path`` (recursively, sorted), or ``[path]`` for a file.
+
+    ``extensions``: lower-case file name endings counted as audio.
+    """
     if os.path.isfile(path):
         return [path]
     found = []
     for dirpath, dirnames, filenames in os.walk(path):
         dirnames.sort()
         for name in sorted(filenames):
-            if name.lower().endswith(AUDIO_EXTENSIONS) and not name.startswith("."):
+            if name.lower().endswith(tuple(extensions)) and not name.startswith("."):
                 found.append(os.path.join(dirpath, name))
     return found
 

@@ -27,15 +27,15 @@ import json
 import os
 import sys
 import warnings
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import asdict, dataclass, field, replace
-from multiprocessing import get_context
 
 import numpy as np
 
 from .audio import SAMPLE_RATE, AudioError, audio_info, load_audio
 from .separation import VIEWS, separate
 from .spectrogram import SpectrogramConfig, frequency_scale, log_image, resize, to_png, window_images
+from .workers import start_pool, stop_pool
 
 __all__ = [
     "FeatureSettings",
@@ -465,74 +465,9 @@ def _flush_on_interrupt(err: BaseException, flush, bar) -> None:
         bar.close()
 
 
-def _stop_pool(pool: ProcessPoolExecutor) -> None:
-    """Cancel queued jobs and end the worker processes at once (SIGTERM, then SIGKILL)."""
-    procs = list((getattr(pool, "_processes", None) or {}).values())
-    pool.shutdown(wait=False, cancel_futures=True)
-    for proc in procs:
-        try:
-            proc.terminate()
-        except (OSError, ValueError, AttributeError):
-            pass
-    for proc in procs:
-        try:
-            proc.join(timeout=2)
-            if proc.is_alive():
-                proc.kill()
-        except (OSError, ValueError, AssertionError, AttributeError):
-            pass
-
-
-def _die_with_parent(parent_pid: int) -> None:
-    """End this worker when its parent process dies, even by SIGKILL (which
-    runs no cleanup): Linux's PR_SET_PDEATHSIG, else a watchdog thread."""
-    import signal
-
-    armed = False
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
-
-            libc = ctypes.CDLL(None, use_errno=True)
-            armed = libc.prctl(1, int(signal.SIGKILL), 0, 0, 0) == 0  # 1 = PR_SET_PDEATHSIG
-        except (OSError, AttributeError):
-            armed = False
-    if os.getppid() != parent_pid:  # the parent died before the death signal was armed
-        os._exit(1)
-    if not armed:
-        import threading
-        import time
-
-        def watch():
-            while os.getppid() == parent_pid:
-                time.sleep(1.0)
-            os._exit(1)
-
-        threading.Thread(target=watch, name="genrevision-parent-watchdog", daemon=True).start()
-
-
-def _worker_init(parent_pid: int | None = None) -> None:
-    """One thread per worker process: the workers already fill the cores, and
-    BLAS/OpenMP threads inside each of them only fight the CNN in the parent.
-
-    Ctrl-C reaches the whole process group: workers ignore it and let the
-    parent stop them, so a batch stops with one message, not a traceback per
-    worker; and they die with the parent (see :func:`_die_with_parent`).
-    """
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if parent_pid is not None:
-        _die_with_parent(parent_pid)
+def _warm_hpss() -> None:
+    """Compile (or load from numba's cache) the running median before the first track."""
     try:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(1)
-    except Exception:  # noqa: BLE001 - threadpoolctl is optional (scikit-learn brings it)
-        pass
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(1)
-    try:  # compile (or load from numba's cache) the running median before the first track
         from .separation import hpss_masks
 
         hpss_masks(np.ones((4, 40), np.float32), kernel_size=3)
@@ -661,9 +596,8 @@ def extract_dataset(
             _flush_on_interrupt(err, flush, bar)
             raise
     else:
-        # spawn: workers must not inherit the parent's torch/OpenMP thread state.
-        pool = ProcessPoolExecutor(max_workers=n_jobs, mp_context=get_context("spawn"),
-                                   initializer=_worker_init, initargs=(os.getpid(),))
+        # One thread per worker: the workers fill the cores, the CNN runs here.
+        pool = start_pool(n_jobs, threads=1, initializer=_warm_hpss)
         try:
             sdict = settings.to_dict()
             queue = list(reversed(todo))
@@ -685,7 +619,7 @@ def extract_dataset(
             # Ctrl-C, SIGTERM (the CLI turns it into KeyboardInterrupt) or an
             # error: stop the workers now instead of waiting for their tracks,
             # and keep (in the cache) the tracks whose images are already made.
-            _stop_pool(pool)
+            stop_pool(pool)
             _flush_on_interrupt(err, flush, bar)
             raise
         pool.shutdown(wait=True)
@@ -821,13 +755,9 @@ def _digest(path: str) -> str:
 
 
 def _os_reason(err: OSError) -> str:
-    from .files import NotRegularFile
+    from .files import os_reason
 
-    if isinstance(err, FileNotFoundError):
-        return "no such file"
-    if isinstance(err, NotRegularFile):
-        return "is a directory, not an audio file" if err.kind == "a folder" else str(err)
-    return f"cannot read ({err.strerror or err})"
+    return os_reason(err)
 
 
 def _batched_features(arrays: list[np.ndarray], settings: FeatureSettings, backbone) -> np.ndarray:

@@ -13,7 +13,7 @@ import errno
 import os
 import stat
 
-__all__ = ["NotRegularFile", "open_regular", "open_regular_fd", "check_regular"]
+__all__ = ["NotRegularFile", "open_regular", "open_regular_fd", "check_regular", "os_reason"]
 
 
 class NotRegularFile(OSError):
@@ -84,3 +84,12 @@ def open_regular(path, *, buffering: int = -1):
     except BaseException:
         os.close(fd)
         raise
+
+
+def os_reason(err: OSError) -> str:
+    """One short reason for an OSError met opening an input file (a batch lists it and goes on)."""
+    if isinstance(err, FileNotFoundError):
+        return "no such file"
+    if isinstance(err, NotRegularFile):
+        return "is a directory, not an audio file" if err.kind == "a folder" else str(err)
+    return f"cannot read ({err.strerror or err})"

@@ -54,6 +54,7 @@ __all__ = [
     "train_model",
     "fit_recipe",
     "load_model",
+    "read_meta",
     "ALLOWED_TYPES",
     "FORMAT_VERSION",
     "MAX_MEMBER_BYTES",
@@ -148,6 +149,13 @@ class Prediction:
                 {"start": s, "end": e, "genre": g, "probabilities": p} for s, e, g, p in self.segments
             ],
         }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Prediction":
+        """The inverse of :meth:`to_dict` (``low_confidence`` follows from the warnings)."""
+        return cls(path=d["path"], genre=d["genre"], probabilities=dict(d["probabilities"]), views=dict(d["views"]),
+                   segments=[(s["start"], s["end"], s["genre"], dict(s["probabilities"])) for s in d.get("segments", [])],
+                   duration=d.get("duration", 0.0), warnings=list(d.get("warnings", [])))
 
 
 # ----------------------------------------------------------------------------- recipes <-> JSON
@@ -575,6 +583,25 @@ def load_model(path, *, check_backbone: bool = True) -> GenreModel:
     machine's.
     """
     path_s = os.fspath(path)
+    meta, payloads = _read_verified(path_s)
+    return _build_model(path_s, meta, payloads, check_backbone=check_backbone)
+
+
+def read_meta(path) -> dict:
+    """A model file's verified meta.json (labels, recipe, backbone, ...) without loading its classifier.
+
+    Runs every check of :func:`load_model` but the backbone's and the
+    classifier's types: cheap (no scikit-learn, no torch), for a process
+    that only needs the labels.
+    """
+    path_s = os.fspath(path)
+    meta = _read_verified(path_s)[0]
+    if not isinstance(meta.get("labels"), list) or not meta["labels"]:
+        raise ModelError(path_s, "damaged (meta.json has no labels)")
+    return meta
+
+
+def _read_verified(path_s: str) -> tuple[dict, dict]:
     try:
         fileobj = open_regular(path_s)
     except FileNotFoundError:
@@ -627,6 +654,10 @@ def load_model(path, *, check_backbone: bool = True) -> GenreModel:
     if meta_checksum(meta) != meta["meta_sha256"]:
         raise ModelError(path_s, "damaged (meta.json was changed after saving: its checksum does not match, "
                                  "so its settings are not the ones the classifier was trained with)")
+    return meta, payloads
+
+
+def _build_model(path_s: str, meta: dict, payloads: dict, *, check_backbone: bool) -> GenreModel:
     try:
         recipe = _recipe_from_dict(meta["recipe"])
         bb_name = meta["backbone"]["name"]

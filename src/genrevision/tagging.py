@@ -1,0 +1,751 @@
+"""Write predicted genres into a music collection's tags, safely, and undo it.
+
+:func:`tag_files` walks files and folders, predicts each file with
+:class:`genrevision.engine.PredictionEngine` (worker processes, sampled
+segments, a per-file answer cache) and writes the chosen genres with
+**mutagen**, which rewrites only the tag region of a file:
+
+- MP3, WAV, AIFF: ID3v2.4 ``TCON`` with one value per genre (``id3v23=True``
+  writes ID3v2.3 with the values joined by an explicit ``separator``);
+- FLAC, Ogg Vorbis, Ogg Opus: one Vorbis comment ``GENRE`` per genre;
+- MP4/M4A: the ``©gen`` atom, one value per genre (players read it before a
+  numeric ``gnre`` atom, which is left as it is).
+
+Which genres: the model's labels by fused probability (labels mapped to the
+same name by ``mapping`` add up), the ``top`` best at or above ``min_prob``,
+and always the best one. A file that already has a genre is left alone
+(``mode="keep"``), replaced (``"force"``) or merged with ours (``"merge"``,
+its own genres first). A read-only file (no write permission bit, even for
+root) is reported and left alone; ``pretend=True`` computes everything and
+writes nothing.
+
+Undo: before a file is written, one JSON line is appended (and synced) to the
+log: the file, its genre field exactly as it was (ID3 frames with their text
+encoding and the tag version, Vorbis values and their position, MP4 atoms),
+whether it had a tag at all, the genres written, the model's SHA-256 and the
+time. :func:`undo` puts every logged file's genre field back, newest first,
+and removes a tag that we created; a file whose genre changed since is left
+alone unless forced.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import datetime
+import html
+import io
+import json
+import math
+import os
+import signal
+import stat
+import threading
+import uuid
+from dataclasses import asdict, dataclass, field
+
+__all__ = [
+    "TAG_EXTENSIONS",
+    "DEFAULT_TOP",
+    "DEFAULT_MIN_PROB",
+    "DEFAULT_LOG",
+    "TagError",
+    "Decision",
+    "TagResult",
+    "choose_genres",
+    "load_mapping",
+    "read_genres",
+    "find_taggable",
+    "tag_files",
+    "undo",
+    "write_report",
+]
+
+#: File name endings walked in folders (formats mutagen tags and the decoder reads; .m4a/.mp4 are
+#: tagged when given, but need a decoder this project does not have to be predicted).
+TAG_EXTENSIONS = (".mp3", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".mp4", ".wav", ".aiff", ".aif")
+#: At most this many genres per file by default.
+DEFAULT_TOP = 2
+#: A genre beyond the best needs at least this probability by default.
+DEFAULT_MIN_PROB = 0.25
+#: Where every run appends its undo log ($XDG_DATA_HOME honoured).
+DEFAULT_LOG = os.path.join(os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share"),
+                           "genrevision", "tag-log.jsonl")
+_MODES = ("keep", "force", "merge")
+
+
+class TagError(ValueError):
+    """A file whose tags cannot be read or written; ``str(err)`` is one line "<path>: <reason>"."""
+
+    def __init__(self, path, reason: str):
+        self.path, self.reason = os.fspath(path), reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+# ----------------------------------------------------------------------------- choosing genres
+
+
+def choose_genres(probabilities: dict, *, top: int = DEFAULT_TOP, min_prob: float = DEFAULT_MIN_PROB,
+                  mapping: dict | None = None) -> list[tuple[str, float]]:
+    """The genres to write for one file, best first, with their probabilities.
+
+    Parameters
+    ----------
+    probabilities : dict label → probability
+    top : int
+        At most this many genres (>= 1).
+    min_prob : float in [0, 1]
+        Genres after the best need at least this probability; the best is always kept.
+    mapping : dict label → name, optional
+        The user's names for the model's labels; labels mapped to one name add
+        their probabilities; unmapped labels keep their own name.
+    """
+    if isinstance(top, bool) or int(top) != top or top < 1:
+        raise ValueError(f"top must be an integer >= 1, got {top!r}")
+    if not (isinstance(min_prob, (int, float)) and 0 <= min_prob <= 1):
+        raise ValueError(f"min_prob must be a number in [0, 1], got {min_prob!r}")
+    mapping = mapping or {}
+    summed: dict[str, float] = {}
+    for label, p in probabilities.items():
+        name = mapping.get(label, label)
+        summed[name] = summed.get(name, 0.0) + float(p)
+    ranked = sorted(summed.items(), key=lambda kv: (-kv[1], kv[0]))
+    return [ranked[0]] + [(n, p) for n, p in ranked[1:int(top)] if p >= min_prob]
+
+
+def load_mapping(path, labels=None) -> dict[str, str]:
+    """A label → name mapping from a JSON object or a two-column CSV (``label,name``; a header is optional).
+
+    Several labels may map to one name. Raises ValueError naming the file for
+    a malformed file, an empty name, or (when ``labels`` is given) a label the
+    model does not have.
+    """
+    path = os.fspath(path)
+    from .files import open_regular
+
+    try:
+        with open_regular(path) as f:
+            text = f.read(1 << 22).decode("utf-8-sig")
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such mapping file") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: cannot read the mapping ({getattr(err, 'strerror', None) or err})") from None
+    if text.lstrip().startswith("{"):
+        try:
+            raw = json.loads(text)
+        except ValueError as err:
+            raise ValueError(f"{path}: not valid JSON ({err})") from None
+        if not all(isinstance(v, str) for v in raw.values()):
+            raise ValueError(f"{path}: every value must be a genre name (a string)")
+        mapping = {str(k).strip(): v.strip() for k, v in raw.items()}
+    else:
+        rows = [r for r in csv.reader(io.StringIO(text)) if r and any(c.strip() for c in r)]
+        if rows and [c.strip().lower() for c in rows[0][:2]] in (["label", "name"], ["label", "genre"]):
+            rows = rows[1:]
+        bad = [i for i, r in enumerate(rows, 1) if len(r) != 2]
+        if bad:
+            raise ValueError(f"{path}: expected JSON {{\"label\": \"name\"}} or CSV rows 'label,name'; "
+                             f"row {bad[0]} has {len(rows[bad[0] - 1])} columns")
+        mapping = {r[0].strip(): r[1].strip() for r in rows}
+    empty = [k for k, v in mapping.items() if not v]
+    if empty:
+        raise ValueError(f"{path}: empty genre name for {', '.join(empty)}")
+    if labels is not None:
+        unknown = sorted(set(mapping) - {str(x) for x in labels})
+        if unknown:
+            raise ValueError(f"{path}: the model has no label {', '.join(map(repr, unknown))} "
+                             f"(its labels: {', '.join(map(str, labels))})")
+    return mapping
+
+
+# ----------------------------------------------------------------------------- reading and writing tags
+
+
+def _open(path: str):
+    """The mutagen file object and its tag kind ("id3", "vorbis", "mp4")."""
+    import mutagen
+    from mutagen.id3 import ID3FileType
+    from mutagen.mp4 import MP4
+    from mutagen.ogg import OggFileType
+
+    from .files import NotRegularFile, check_regular
+
+    try:
+        check_regular(path)  # a FIFO named x.mp3 is refused instead of blocking
+        f = mutagen.File(path)
+    except FileNotFoundError:
+        raise TagError(path, "no such file") from None
+    except NotRegularFile as err:
+        raise TagError(path, str(err)) from None
+    except PermissionError:
+        raise TagError(path, "cannot read (permission denied)") from None
+    except Exception as err:  # noqa: BLE001 - mutagen's errors of a damaged file
+        raise TagError(path, f"cannot read tags ({_why(err)})") from None
+    if f is None:
+        raise TagError(path, "not a taggable audio file (unknown format)")
+    from mutagen.aiff import AIFF
+    from mutagen.flac import FLAC
+    from mutagen.wave import WAVE
+
+    if isinstance(f, (ID3FileType, WAVE, AIFF)):
+        return f, "id3"
+    if isinstance(f, (FLAC, OggFileType)):
+        return f, "vorbis"
+    if isinstance(f, MP4):
+        return f, "mp4"
+    raise TagError(path, f"cannot write genres into {type(f).__name__} files")
+
+
+def _why(err: BaseException) -> str:
+    msg = str(err).splitlines()[0] if str(err) else ""
+    return msg or type(err).__name__
+
+
+def _raw(f, kind: str) -> list[str]:
+    """The genre field's values as stored (what undo compares)."""
+    if f.tags is None:
+        return []
+    if kind == "id3":
+        return [t for fr in f.tags.getall("TCON") for t in fr.text]
+    if kind == "vorbis":
+        return [v for k, v in f.tags if k.lower() == "genre"]
+    return list(f.tags.get("\xa9gen", []))
+
+
+def _genres(f, kind: str) -> list[str]:
+    """The genres a player shows (ID3 numeric references resolved), empty values left out."""
+    if f.tags is None:
+        return []
+    if kind == "id3":
+        out = [g for fr in f.tags.getall("TCON") for g in fr.genres]
+    elif kind == "mp4":
+        from mutagen.id3 import TCON
+
+        # Players read ©gen and fall back to the numeric (ID3v1) gnre atom.
+        out = list(f.tags.get("\xa9gen", [])) or [
+            TCON.GENRES[g - 1] for g in f.tags.get("gnre", []) if 0 < g <= len(TCON.GENRES)]
+    else:
+        out = _raw(f, kind)
+    return [g.strip() for g in out if g and g.strip()]
+
+
+def read_genres(path) -> list[str]:
+    """The genres a file already has (empty list when none). Raises :class:`TagError`."""
+    f, kind = _open(os.fspath(path))
+    return _genres(f, kind)
+
+
+def _snapshot(f, kind: str) -> dict:
+    """Everything undo needs to put the genre field back exactly."""
+    had = f.tags is not None
+    snap = {"kind": kind, "had_tags": had, "padding": _padding(f)}
+    if kind == "id3":
+        snap["version"] = list(f.tags.version) if had else None
+        snap["frames"] = [{"encoding": int(fr.encoding), "text": list(fr.text)} for fr in f.tags.getall("TCON")] if had else []
+    elif kind == "vorbis":
+        items = list(f.tags) if had else []
+        idx = [i for i, (k, _) in enumerate(items) if k.lower() == "genre"]
+        snap["values"] = [(items[i][0], items[i][1]) for i in idx]
+        snap["index"] = idx[0] if idx else None
+    else:
+        snap["gen"] = list(f.tags.get("\xa9gen", [])) if had else []
+    return snap
+
+
+def _padding(f) -> int | None:
+    """Bytes of padding after the tags now (None: unknown). Undo writes the same amount back, so
+    a restored tag region has its old size (byte for byte where mutagen wrote it in the same order)."""
+    from mutagen.flac import FLAC, Padding
+
+    if isinstance(f, FLAC):
+        pads = [b.length for b in f.metadata_blocks if isinstance(b, Padding)]
+        return sum(pads) if pads else None  # mutagen always adds a padding block: none cannot be restored
+    pad = getattr(f.tags, "_padding", None)  # mutagen's own record of the tag's padding when it read it
+    return int(pad) if isinstance(pad, int) else None
+
+
+def _set_vorbis(f, pairs: list, index) -> None:
+    if f.tags is None:
+        f.add_tags()
+    rest = [(k, v) for k, v in list(f.tags) if k.lower() != "genre"]
+    at = len(rest) if index is None else min(int(index), len(rest))
+    list.clear(f.tags)
+    list.extend(f.tags, rest[:at] + [tuple(p) for p in pairs] + rest[at:])
+
+
+def _save_id3(f, version: int, sep: str | None, **kw) -> None:
+    # v23_sep=None keeps several values apart (as ID3v2.4's NUL separator) when none is asked.
+    f.save(v2_version=version, v23_sep=sep, **kw)
+
+
+def _write(f, kind: str, names: list[str], *, id3v23: bool, separator: str | None) -> None:
+    if kind == "id3":
+        from mutagen.id3 import TCON
+
+        if f.tags is None:
+            f.add_tags()
+        f.tags.delall("TCON")
+        text = [separator.join(names)] if id3v23 else list(names)
+        f.tags.add(TCON(encoding=1 if id3v23 else 3, text=text))  # v2.3 has no UTF-8: UTF-16
+        _save_id3(f, 3 if id3v23 else 4, separator if id3v23 else None)
+    elif kind == "vorbis":
+        idx = [i for i, (k, _) in enumerate(list(f.tags or [])) if k.lower() == "genre"]
+        _set_vorbis(f, [("GENRE", n) for n in names], idx[0] if idx else None)
+        f.save()
+    else:
+        if f.tags is None:
+            f.add_tags()
+        f.tags["\xa9gen"] = list(names)  # a numeric gnre atom stays: ©gen overrides it, and mutagen cannot write it back
+        f.save()
+
+
+def _expected_raw(kind: str, names: list[str], *, id3v23: bool, separator: str | None) -> list[str]:
+    return [separator.join(names)] if kind == "id3" and id3v23 else list(names)
+
+
+def _restore(f, kind: str, snap: dict) -> None:
+    if not snap["had_tags"]:
+        f.delete()  # we created the tag: remove it again
+        return
+    pad = snap.get("padding")
+    kw = {} if pad is None else {"padding": lambda info: pad}
+    if kind == "id3":
+        from mutagen.id3 import TCON
+
+        f.tags.delall("TCON")
+        for fr in snap["frames"]:
+            f.tags.add(TCON(encoding=fr["encoding"], text=fr["text"]))
+        _save_id3(f, int(snap["version"][1]) if snap.get("version") else 4, None, **kw)
+    elif kind == "vorbis":
+        _set_vorbis(f, snap["values"], snap["index"])
+        f.save(**kw)
+    else:
+        if snap["gen"]:
+            f.tags["\xa9gen"] = snap["gen"]
+        else:
+            f.tags.pop("\xa9gen", None)
+        f.save(**kw)
+
+
+def _old_raw(snap: dict) -> list[str]:
+    if snap["kind"] == "id3":
+        return [t for fr in snap["frames"] for t in fr["text"]]
+    if snap["kind"] == "vorbis":
+        return [v for _, v in snap["values"]]
+    return list(snap["gen"])
+
+
+def _read_only(path: str) -> bool:
+    # The write permission bits, not os.access: root may write anything, and a file the
+    # user made read-only is left alone all the same.
+    st = os.stat(path)
+    return not (st.st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)) or not os.access(path, os.W_OK)
+
+
+@contextlib.contextmanager
+def _deferred_signals():
+    """Hold Ctrl-C and SIGTERM while a file is being rewritten (a half-written tag region would
+    damage the file); the signal takes effect as soon as the write is done."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list = []
+    old = {sig: signal.signal(sig, lambda signum, frame: caught.append((signum, frame)))
+           for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        for signum, frame in caught[:1]:
+            handler = old[signum]
+            if callable(handler):
+                handler(signum, frame)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(signum)
+
+
+# ----------------------------------------------------------------------------- the log
+
+
+class _Log:
+    """Append-only JSON lines, each synced to disk before the file it describes is written."""
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+        self._f = None
+
+    def append(self, record: dict) -> None:
+        if self._f is None:
+            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+            self._f = open(self.path, "a", encoding="utf-8")
+        self._f.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self._f.flush()
+        os.fsync(self._f.fileno())
+
+    def close(self) -> None:
+        if self._f is not None:
+            self._f.close()
+            self._f = None
+
+
+# ----------------------------------------------------------------------------- tagging
+
+
+@dataclass
+class Decision:
+    """What happened to one file.
+
+    ``action``: "tagged", "would tag" (pretend), "unchanged" (already has exactly
+    these genres), "skipped" (kept its genre) or "failed"; ``reason`` says why
+    for the last three.
+    """
+
+    path: str
+    action: str
+    old: list = field(default_factory=list)
+    new: list = field(default_factory=list)
+    reason: str = ""
+    genre: str = ""
+    probability: float = float("nan")
+    probabilities: dict = field(default_factory=dict)
+    low_confidence: bool = False
+    warnings: list = field(default_factory=list)
+    cached: bool = False
+
+
+@dataclass
+class TagResult:
+    decisions: list
+    model: str
+    model_sha256: str
+    labels: list
+    log: str | None
+    pretend: bool
+    run: str = ""
+    computed: int = 0
+    cached: int = 0
+    seconds: float = 0.0
+    workers: int = 0
+
+    def count(self, action: str) -> int:
+        return sum(d.action == action for d in self.decisions)
+
+
+def find_taggable(inputs) -> tuple[list[str], list[tuple[str, str]]]:
+    """(files, [(input, reason)]): files as given, folders walked for :data:`TAG_EXTENSIONS`."""
+    from .dataset import find_audio
+
+    files, missing = [], []
+    for item in inputs:
+        item = os.fspath(item)
+        if not os.path.exists(item):
+            missing.append((item, "no such file or folder"))
+        elif os.path.isdir(item):
+            files.extend(find_audio(item, extensions=TAG_EXTENSIONS))
+        else:
+            files.append(item)
+    seen = set()
+    return [p for p in files if not (p in seen or seen.add(p))], missing
+
+
+def tag_files(
+    inputs,
+    model_path,
+    *,
+    top: int = DEFAULT_TOP,
+    min_prob: float = DEFAULT_MIN_PROB,
+    mapping: dict | str | None = None,
+    mode: str = "keep",
+    pretend: bool = False,
+    id3v23: bool = False,
+    separator: str | None = None,
+    segments=None,
+    jobs: int | None = None,
+    cache="default",
+    log=DEFAULT_LOG,
+    progress: bool = True,
+) -> TagResult:
+    """Predict and write genres for files and folders.
+
+    Parameters
+    ----------
+    inputs : iterable of paths (files, or folders walked recursively)
+    model_path : model file written by :meth:`GenreModel.save`
+    top, min_prob, mapping : which genres (see :func:`choose_genres`); ``mapping``
+        may be a file (see :func:`load_mapping`)
+    mode : {"keep", "force", "merge"}
+        A file that already has a genre: left alone, replaced, or merged (its genres first).
+    pretend : bool
+        Decide everything, write nothing (no tags, no log).
+    id3v23 : bool
+        Write ID3v2.3 (for old players) with the genres joined by ``separator`` (required).
+    segments : int, "all" or None
+        30 s segments classified per file (None: :data:`genrevision.engine.DEFAULT_SEGMENTS`).
+    jobs : int, optional
+        Worker processes (default: one per core).
+    cache : str or None
+        Prediction cache folder (``"default"``: the engine's; None: none).
+    log : str
+        Undo log to append to (see :func:`undo`).
+    progress : bool
+        Progress bar with ETA on stderr.
+
+    Returns
+    -------
+    TagResult with one :class:`Decision` per file, in input order.
+    """
+    from .engine import DEFAULT_PREDICTION_CACHE, DEFAULT_SEGMENTS, PredictionEngine, parse_segments
+    from .model import read_meta
+
+    if mode not in _MODES:
+        raise ValueError(f"mode must be one of {', '.join(_MODES)}, got {mode!r}")
+    if id3v23 and not separator:
+        raise ValueError("id3v23 needs an explicit separator (e.g. '; ' or '/'): ID3v2.3 holds one text value")
+    if separator and not id3v23:
+        raise ValueError("separator is used only with id3v23 (ID3v2.4 stores several values as they are)")
+    choose_genres({"x": 1.0}, top=top, min_prob=min_prob)  # parameter errors now, not after predicting
+    segments = DEFAULT_SEGMENTS if segments is None else parse_segments(segments)
+    model_path = os.fspath(model_path)
+    labels = [str(x) for x in read_meta(model_path)["labels"]]
+    if isinstance(mapping, (str, os.PathLike)):
+        mapping = load_mapping(mapping, labels)
+    elif mapping:
+        unknown = sorted(set(mapping) - set(labels))
+        if unknown:
+            raise ValueError(f"mapping names labels the model does not have: {', '.join(unknown)}")
+    engine = PredictionEngine(model_path, segments=segments, jobs=jobs, progress=progress, desc="tag",
+                              cache=DEFAULT_PREDICTION_CACHE if cache == "default" else cache)
+    files, missing = find_taggable(inputs)
+    result = TagResult([], model_path, engine.model_sha256, labels, None if pretend else os.fspath(log),
+                       pretend)
+    by_path: dict[str, Decision] = {}
+    for p, reason in missing:
+        by_path[p] = Decision(p, "failed", reason=reason)
+    todo = []
+    for p in files:
+        try:
+            f, kind = _open(p)
+        except TagError as err:
+            by_path[p] = Decision(p, "failed", reason=err.reason)
+            continue
+        old = _genres(f, kind)
+        if old and mode == "keep":
+            by_path[p] = Decision(p, "skipped", old=old, reason="already has a genre (--force replaces, --merge adds)")
+        elif not pretend and _read_only(p):
+            by_path[p] = Decision(p, "failed", old=old, reason="read-only file (no write permission); not tagged")
+        else:
+            todo.append(p)
+    run_id = result.run = uuid.uuid4().hex[:12]
+    tag_log = None if pretend else _Log(log)
+    try:
+        for out in engine.run(todo):
+            if not out.ok:
+                by_path[out.path] = Decision(out.path, "failed", reason=out.reason)
+                continue
+            by_path[out.path] = _apply(out, mapping=mapping, top=top, min_prob=min_prob, mode=mode, pretend=pretend,
+                                       id3v23=id3v23, separator=separator, log=tag_log, run_id=run_id,
+                                       model_path=model_path, model_sha256=engine.model_sha256)
+    finally:
+        if tag_log is not None:
+            tag_log.close()
+        st = engine.stats
+        result.computed, result.cached, result.seconds, result.workers = st.computed, st.cached, st.seconds, st.workers
+        order = [p for p, _ in missing] + files
+        result.decisions = [by_path[p] for p in order if p in by_path]
+    return result
+
+
+def _apply(out, *, mapping, top, min_prob, mode, pretend, id3v23, separator, log, run_id, model_path,
+           model_sha256) -> Decision:
+    pred = out.prediction
+    chosen = choose_genres(pred.probabilities, top=top, min_prob=min_prob, mapping=mapping)
+    d = Decision(out.path, "", genre=chosen[0][0], probability=chosen[0][1], probabilities=dict(pred.probabilities),
+                 low_confidence=pred.low_confidence, warnings=list(pred.warnings), cached=out.cached)
+    try:
+        # Read again now: the file may have changed while it was being predicted.
+        f, kind = _open(out.path)
+        d.old = _genres(f, kind)
+        names = [n for n, _ in chosen]
+        if mode == "merge":
+            have = {g.casefold() for g in d.old}
+            names = d.old + [n for n in names if n.casefold() not in have]
+        elif mode == "keep" and d.old:
+            d.action, d.reason = "skipped", "already has a genre (--force replaces, --merge adds)"
+            return d
+        d.new = names
+        if [g.casefold() for g in d.old] == [n.casefold() for n in names]:
+            d.action, d.reason = "unchanged", "already has exactly these genres"
+            return d
+        if pretend:
+            d.action = "would tag"
+            return d
+        if _read_only(out.path):
+            d.action, d.reason = "failed", "read-only file (no write permission); not tagged"
+            return d
+        record = {"run": run_id, "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                  "file": os.path.abspath(out.path), "old": _snapshot(f, kind), "new": names,
+                  "written": _expected_raw(kind, names, id3v23=id3v23, separator=separator),
+                  "id3": ("2.3" if id3v23 else "2.4") if kind == "id3" else None,
+                  "model": os.path.abspath(model_path), "model_sha256": model_sha256,
+                  "probabilities": {n: round(p, 6) for n, p in chosen}}
+        with _deferred_signals():
+            log.append(record)  # first, synced: a crash after it leaves a line undo recognises and skips
+            _write(f, kind, names, id3v23=id3v23, separator=separator)
+        d.action = "tagged"
+    except TagError as err:
+        d.action, d.reason = "failed", err.reason
+    except PermissionError:
+        d.action, d.reason = "failed", "cannot write (permission denied); not tagged"
+    except Exception as err:  # noqa: BLE001 - mutagen's errors; one file must not stop the batch
+        d.action, d.reason = "failed", f"cannot write tags ({_why(err)})"
+    return d
+
+
+# ----------------------------------------------------------------------------- undo
+
+
+def undo(log, *, run: str | None = None, force: bool = False, pretend: bool = False) -> list[Decision]:
+    """Put back the genre field of every file in a tag log, newest change first.
+
+    A file is restored only while its genre field still holds what the run
+    wrote (``force=True`` restores it anyway); a file whose tag the run
+    created has that tag removed. ``run``: only that run's changes (its id
+    from the log, or ``"last"``). Returns one :class:`Decision` per change
+    ("restored", "would restore", "skipped" or "failed").
+    """
+    log = os.fspath(log)
+    try:
+        with open(log, encoding="utf-8") as fh:
+            lines = fh.read().splitlines()
+    except FileNotFoundError:
+        raise ValueError(f"{log}: no such tag log") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"{log}: cannot read the tag log ({getattr(err, 'strerror', None) or err})") from None
+    records = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+            rec["file"], rec["old"]["kind"], rec["written"]  # noqa: B018 - the fields undo needs
+        except (ValueError, KeyError, TypeError):
+            raise ValueError(f"{log}: line {n} is not a genrevision tag log record") from None
+        records.append(rec)
+    if run is not None and records:
+        wanted = records[-1].get("run") if run == "last" else run
+        if not any(r.get("run") == wanted for r in records):
+            raise ValueError(f"{log}: no run {run!r} in the tag log")
+        records = [r for r in records if r.get("run") == wanted]
+    out = []
+    for rec in reversed(records):
+        path, snap = rec["file"], rec["old"]
+        d = Decision(path, "", new=_old_raw(snap))
+        try:
+            f, kind = _open(path)
+            now = _raw(f, kind)
+            d.old = now
+            if kind != snap["kind"]:
+                d.action, d.reason = "failed", f"is now a {kind} file, the log has {snap['kind']} tags"
+            elif now == _old_raw(snap) and (f.tags is not None) == snap["had_tags"]:
+                d.action, d.reason = "skipped", "already as before"
+            elif now != rec["written"] and not force:
+                d.action, d.reason = "skipped", f"genre changed since tagging (now {now or 'none'}); --force restores it"
+            elif pretend:
+                d.action = "would restore"
+            elif _read_only(path):
+                d.action, d.reason = "failed", "read-only file (no write permission)"
+            else:
+                with _deferred_signals():
+                    _restore(f, kind, snap)
+                d.action = "restored"
+        except TagError as err:
+            d.action, d.reason = "failed", err.reason
+        except Exception as err:  # noqa: BLE001
+            d.action, d.reason = "failed", f"cannot write tags ({_why(err)})"
+        out.append(d)
+    return out
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def write_report(result: TagResult, folder) -> dict[str, str]:
+    """``report.html`` (genre distribution chart, low-confidence files, failures) and
+    ``decisions.csv`` (every file's decision) in ``folder``; returns their paths."""
+    folder = os.fspath(folder)
+    os.makedirs(folder, exist_ok=True)
+    csv_path = os.path.join(folder, "decisions.csv")
+    labels = list(result.labels)
+    with open(csv_path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["path", "action", "reason", "old_genres", "new_genres", "top_label", "probability",
+                    "low_confidence", "warnings", "cached"] + [f"p_{c}" for c in labels])
+        for d in result.decisions:
+            w.writerow([d.path, d.action, d.reason, "; ".join(d.old), "; ".join(d.new), d.genre,
+                        "" if math.isnan(d.probability) else f"{d.probability:.4f}", int(d.low_confidence),
+                        "; ".join(d.warnings), int(d.cached)]
+                       + [f"{d.probabilities[c]:.6f}" if c in d.probabilities else "" for c in labels])
+    counts: dict[str, int] = {}
+    for d in result.decisions:
+        if d.action in ("tagged", "would tag", "unchanged") and d.genre:
+            counts[d.genre] = counts.get(d.genre, 0) + 1
+    esc = html.escape
+    low = [d for d in result.decisions if d.genre and (d.low_confidence or d.probability < 0.5)]
+    failed = [d for d in result.decisions if d.action == "failed"]
+    by_action: dict[str, int] = {}
+    for d in result.decisions:
+        by_action[d.action] = by_action.get(d.action, 0) + 1
+    rows = lambda items: "\n".join(items) or '<tr><td colspan="4">none</td></tr>'  # noqa: E731
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>genrevision tag report</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:70em}} table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:.2em .5em;text-align:left}} .bar{{fill:#4a78b5}} text{{font-size:12px}}</style>
+</head><body>
+<h1>genrevision tag report</h1>
+<p>{'Dry run (--pretend): nothing was written. ' if result.pretend else ''}{len(result.decisions)} files:
+{', '.join(f'{n} {esc(a)}' for a, n in sorted(by_action.items()))}. Model <code>{esc(result.model)}</code>
+(sha256 {esc(result.model_sha256[:16])}…); {result.computed} predicted, {result.cached} from the cache.
+{f'Undo: <code>genrevision tag --undo {esc(result.log)}</code>' if result.log else ''}</p>
+<h2>Genres written (best genre per file)</h2>
+{_svg_bars(counts)}
+<h2>Low-confidence files ({len(low)})</h2>
+<p>Best genre below 0.5, or audio poorer than the training audio.</p>
+<table><tr><th>file</th><th>genre</th><th>probability</th><th>why</th></tr>
+{rows(f'<tr><td>{esc(d.path)}</td><td>{esc(d.genre)}</td><td>{d.probability:.2f}</td><td>{esc("; ".join(d.warnings) or "below 0.5")}</td></tr>' for d in low)}
+</table>
+<h2>Failures ({len(failed)})</h2>
+<table><tr><th>file</th><th>reason</th></tr>
+{rows(f'<tr><td>{esc(d.path)}</td><td>{esc(d.reason)}</td></tr>' for d in failed)}
+</table>
+<p>Every decision: <a href="decisions.csv">decisions.csv</a>.</p>
+</body></html>
+"""
+    html_path = os.path.join(folder, "report.html")
+    with open(html_path, "w", encoding="utf-8") as fh:
+        fh.write(page)
+    return {"html": html_path, "csv": csv_path}
+
+
+def _svg_bars(counts: dict[str, int]) -> str:
+    """An inline SVG bar chart (no script, no network)."""
+    if not counts:
+        return "<p>No genres written.</p>"
+    items = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    most, row, left, width = max(counts.values()), 22, 140, 400
+    bars = []
+    for i, (name, n) in enumerate(items):
+        y, w = i * row, max(1, round(width * n / most))
+        bars.append(f'<text x="{left - 6}" y="{y + 15}" text-anchor="end">{html.escape(name)}</text>'
+                    f'<rect class="bar" x="{left}" y="{y + 3}" width="{w}" height="{row - 6}"/>'
+                    f'<text x="{left + w + 4}" y="{y + 15}">{n}</text>')
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" role="img" aria-label="genre distribution" '
+            f'width="{left + width + 50}" height="{len(items) * row}">' + "".join(bars) + "</svg>")
+
+
+def decision_dict(d: Decision) -> dict:
+    """A JSON-able view of a decision."""
+    out = asdict(d)
+    if math.isnan(out["probability"]):
+        out["probability"] = None
+    return out
+
