@@ -532,9 +532,9 @@ def evaluate(data, *, protocol: str = "cv", recipes=("default", "paper"), folds:
             results["default"], results["std"]["default"] = rec["fused"], rec["fused_std"]
             results["ci95"]["default"] = rec["fused_ci95"]
         if r.name == "paper" or (r is recs[0] and "paper" not in [x.name for x in recs]):
-            results["table_recipe"], results["table_backbone"] = r.name, r.features.backbone
             for kind in ("svm", "finetune"):
                 if kind in rec["rows"]:
+                    results["table_recipe"], results["table_backbone"] = r.name, r.features.backbone
                     # The paper's table rows are always shown, even when one repeats another.
                     sc = scores[r.name][kind]
                     results["rows"][kind] = {row: sc[row]["mean"] for row in sc if row in rec["rows"][kind]
