@@ -20,7 +20,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from .files import NotRegularFile, open_regular_fd
+from .files import NotRegularFile, open_regular, open_regular_fd
 
 __all__ = [
     "AudioError",
@@ -151,12 +151,24 @@ def _open(source: Source) -> sf.SoundFile:
             return sf.SoundFile(handle, closefd=True) if isinstance(handle, int) else sf.SoundFile(handle)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
         reason = _decoder_reason(err)
-        if "format not recognised" in reason and _has_av():
+        if _is_mp4(source) and _has_av():
             try:
                 return _AVFile(source if isinstance(source, (bytes, bytearray, memoryview)) else os.fspath(source))
             except Exception:  # noqa: BLE001 - not something FFmpeg reads either: libsndfile's reason
                 pass
         raise AudioError(source, reason) from None
+
+
+def _is_mp4(source) -> bool:
+    """An ISO media file (.m4a/.mp4: "ftyp" at byte 4), the only kind handed to FFmpeg: anything else
+    keeps libsndfile's answer (FFmpeg would guess a format for almost any bytes)."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return bytes(source[4:8]) == b"ftyp"
+    try:
+        with open_regular(os.fspath(source)) as f:
+            return f.read(12)[4:8] == b"ftyp"
+    except (OSError, ValueError):
+        return False
 
 
 def _has_av() -> bool:

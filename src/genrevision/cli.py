@@ -24,11 +24,32 @@ def _report_failures(failures, *, what="files") -> None:
             print(f"  {path}: {reason}", file=sys.stderr)
 
 
-def _add_feature_args(p: argparse.ArgumentParser) -> None:
-    from .recipes import RECIPES
+class _RecipeNames:
+    """The recipe names as argparse choices, looked up only when a --recipe is checked or help is
+    printed: importing the recipes pulls in the whole feature pipeline (~1.5 s), which commands
+    such as a tag rerun never use."""
 
-    p.add_argument("--recipe", default="default", choices=sorted(RECIPES),
-                   help="named configuration of features and classifiers (default: %(default)s)")
+    def _names(self) -> list[str]:
+        from .recipes import RECIPES
+
+        return sorted(RECIPES)
+
+    def __contains__(self, name) -> bool:
+        return name in self._names()
+
+    def __iter__(self):
+        return iter(self._names())
+
+    def __len__(self) -> int:
+        return len(self._names())
+
+    def __str__(self) -> str:
+        return ", ".join(self._names())
+
+
+def _add_feature_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--recipe", default="default", choices=_RecipeNames(), metavar="RECIPE",
+                   help="named configuration of features and classifiers: %(choices)s (default: %(default)s)")
     p.add_argument("--backbone", default=None, help="override the recipe's CNN (e.g. efficientnet_lite1, alexnet, timm:NAME)")
     p.add_argument("--cache", default=os.environ.get("GENREVISION_CACHE", DEFAULT_CACHE),
                    help="feature cache folder, keyed by file content and settings (default: %(default)s)")
@@ -431,16 +452,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_feature_args(p)
     p.set_defaults(func=cmd_evaluate)
 
-    from .recipes import RECIPES
-
     p = sub.add_parser("train", help="fit a genre model on a labelled dataset and save it to one file",
                        formatter_class=fmt, epilog=_examples(
                            "genrevision train ../shared/data/gtzan-mini --model genres.model",
                            "genrevision train tracks.csv --model paper.model --recipe paper --paper-weights"))
     _add_data_args(p, required=True)
     p.add_argument("--model", required=True, metavar="FILE", help="model file to write (e.g. genres.model)")
-    p.add_argument("--recipe", default="default", choices=sorted(RECIPES),
-                   help="named configuration of features and classifiers (default: %(default)s)")
+    p.add_argument("--recipe", default="default", choices=_RecipeNames(), metavar="RECIPE",
+                   help="named configuration of features and classifiers: %(choices)s (default: %(default)s)")
     p.add_argument("--paper-weights", action="store_true",
                    help="fuse views with the paper's fixed weights 0.5/0.1/0.4 instead of the recipe's")
     p.add_argument("--cache", default=os.environ.get("GENREVISION_CACHE", DEFAULT_CACHE),

@@ -40,7 +40,7 @@ __all__ = [
     "parse_segments",
 ]
 
-#: Segments classified per file by default. Measured with benchmarks/tagging.py (10 songs of
+#: Segments classified per file by default. Measured with benchmarks/tagging.py (20 songs of
 #: 3-5 minutes made of held-out GTZAN tracks): 1 segment gave the all-segment genre on 90 %,
 #: 2 or more on 100 %; 3 costs 39 % of the all-segment work. Three, not two: segments are
 #: spread from the first to the last, so two would be a real song's intro and outro only,

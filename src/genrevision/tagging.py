@@ -431,6 +431,13 @@ class TagResult:
         return sum(d.action == action for d in self.decisions)
 
 
+def _require_mutagen() -> None:
+    try:
+        import mutagen  # noqa: F401
+    except ImportError:
+        raise RuntimeError("genrevision tag needs mutagen: pip install 'genrevision[tag]'") from None
+
+
 def find_taggable(inputs) -> tuple[list[str], list[tuple[str, str]]]:
     """(files, [(input, reason)]): files as given, folders walked for :data:`TAG_EXTENSIONS`."""
     from .dataset import find_audio
@@ -497,6 +504,7 @@ def tag_files(
     from .engine import DEFAULT_PREDICTION_CACHE, DEFAULT_SEGMENTS, PredictionEngine, parse_segments
     from .model import read_meta
 
+    _require_mutagen()
     if mode not in _MODES:
         raise ValueError(f"mode must be one of {', '.join(_MODES)}, got {mode!r}")
     if id3v23 and not separator:
@@ -613,6 +621,7 @@ def undo(log, *, run: str | None = None, force: bool = False, pretend: bool = Fa
     from the log, or ``"last"``). Returns one :class:`Decision` per change
     ("restored", "would restore", "skipped" or "failed").
     """
+    _require_mutagen()
     log = os.fspath(log)
     try:
         with open(log, encoding="utf-8") as fh:
