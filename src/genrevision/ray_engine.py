@@ -578,14 +578,6 @@ class _PredictActor:
                 "error": np.asarray(errors, dtype=object), "prediction": np.asarray(answers, dtype=object)}
 
 
-def _prediction_from_dict(d: dict):
-    from .model import Prediction
-
-    return Prediction(path=d["path"], genre=d["genre"], probabilities=d["probabilities"], views=d["views"],
-                      segments=[(s["start"], s["end"], s["genre"], s["probabilities"]) for s in d["segments"]],
-                      duration=d["duration"])
-
-
 def predict_files_ray(
     model_path,
     paths,
@@ -623,7 +615,7 @@ def predict_files_ray(
     (list of Prediction in input order, [(path, reason)] failures), as
     :meth:`GenreModel.predict_many` returns.
     """
-    from .model import load_model
+    from .model import Prediction, load_model
 
     if segments is not None and (isinstance(segments, bool) or int(segments) != segments or segments < 1):
         raise ValueError(f"segments must be None or an integer >= 1, got {segments!r}")
@@ -659,6 +651,6 @@ def predict_files_ray(
                 if err:
                     failed.append((int(idx), str(p), str(err)))
                 else:
-                    answers.append((int(idx), _prediction_from_dict(json.loads(pred))))
+                    answers.append((int(idx), Prediction.from_dict(json.loads(pred))))
                 bar.update(1)
     return [p for _, p in sorted(answers, key=lambda x: x[0])], [(p, r) for _, p, r in sorted(failed)]
