@@ -317,7 +317,7 @@ def test_evaluate_without_the_paper_recipe_writes_its_report(tmp_path, gtzan_roo
     results = json.loads((out / "results.json").read_text())
     assert set(results["recipes"]) == {"default"}
     assert 0.0 <= results["default"] <= 1.0 and 0.0 <= results["baseline_mfcc"] <= 1.0
-    assert (out / "report.html").exists() and "recipe default: fused" in proc.stdout
+    assert (out / "report.html").exists() and "recipe default (efficientnet_lite2): fused" in proc.stdout
 
 
 # ----------------------------------------------------------------------------- 4. duplicates
