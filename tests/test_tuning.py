@@ -94,3 +94,38 @@ def test_bad_parameters_are_refused_before_training(bad, match):
 def test_window_features_need_a_fitted_tuner():
     with pytest.raises(RuntimeError, match="not fitted"):
         T.FineTuner().window_features(np.zeros((1, 3, 4)), np.zeros((1, 3, 8, 4, 5)))
+
+
+def test_tuned_network_runs_from_images_and_survives_a_model_file(gtzan_root, small_settings, lite0, tmp_path,
+                                                                   monkeypatch):
+    start = T.tail_start(lite0.module)
+    pools, y = _synthetic_pools(lite0.module._blocks[start]._block_args.input_filters)
+    tuner = T.FineTuner(backbone="efficientnet_lite0", epochs=1, batch_size=8, lr=1e-3, threads=1).fit(pools, y)
+    images, _, _ = prepare_track(next((gtzan_root / "genres" / "rock").glob("*.wav")), small_settings, baseline=False)
+    img = images["original"]
+    pooled, act = T.frozen_pass(img, backbone=lite0, start=start)
+    from_cache = tuner.window_features(pooled[:, None], act[:, None])
+    # The same numbers straight from images: a Backbone carrying the tuned tail, in PyTorch and ONNX Runtime.
+    torch_bb = T.tuned_backbone(tuner, engine="torch")
+    np.testing.assert_allclose(torch_bb.features(img, layers="all+max"), from_cache, rtol=1e-5, atol=1e-4)
+    assert not np.allclose(lite0.features(img, layers="all+max"), from_cache, atol=1e-3)
+    monkeypatch.setenv("GENREVISION_ONNX_CACHE", str(tmp_path / "onnx"))
+    ort_bb = T.tuned_backbone(tuner, engine="onnxruntime")
+    assert ort_bb.engine == "onnxruntime" and ort_bb.weights_sha256 != lite0.weights_sha256
+    np.testing.assert_allclose(ort_bb.features(img, layers="all+max"), from_cache, rtol=1e-4,
+                               atol=1e-4 * np.abs(from_cache).max())
+    # Model file: plain arrays with checksums, the same network after loading.
+    path = T.save_tuned(tuner, tmp_path / "tuned.npz")
+    back = T.load_tuned(path)
+    np.testing.assert_array_equal(back.window_features(pooled[:, None], act[:, None]), from_cache)
+    np.testing.assert_array_equal(back.predict_proba_windows(pools[0]), tuner.predict_proba_windows(pools[0]))
+    assert list(back.classes_) == [str(c) for c in tuner.classes_]
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k].copy() for k in z.files}
+    arrays["classifier/1.bias"][0] += 1.0
+    np.savez(tmp_path / "altered.npz", **arrays)
+    with pytest.raises(ValueError, match=r"altered.npz: checksum mismatch for classifier/1.bias"):
+        T.load_tuned(tmp_path / "altered.npz")
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="junk.npz: not a tuned-network file"):
+        T.load_tuned(tmp_path / "junk.npz")

@@ -54,6 +54,10 @@ __all__ = [
     "dataset_activations",
     "TunedTail",
     "FineTuner",
+    "tail_features",
+    "tuned_backbone",
+    "save_tuned",
+    "load_tuned",
 ]
 
 #: Bump when the cached arrays change meaning.
@@ -570,3 +574,135 @@ def tail_features(tail, pooled, act, *, batch_size: int = 128) -> np.ndarray:
             f = torch.cat([p[:, :half], means, p[:, half:], maxes, pen], 1)
             out.append(f.reshape(b, -1).numpy())
     return np.concatenate(out).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- using and storing a tuned network
+
+
+def _tuned_arrays(tuner) -> dict[str, np.ndarray]:
+    tuner._check_fitted()
+    out = {f"tail/{k}": v.detach().cpu().numpy() for k, v in tuner.tail_.state_dict().items()}
+    out.update({f"classifier/{k}": v.detach().cpu().numpy() for k, v in tuner.classifier_.state_dict().items()})
+    return out
+
+
+def _array_digest(a: np.ndarray) -> str:
+    import hashlib
+
+    h = hashlib.sha256(f"{a.dtype.str}{a.shape}".encode())
+    h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def tuned_backbone(tuner, *, engine: str | None = None):
+    """A :class:`~genrevision.backbone.Backbone` whose last stage(s) and head conv are the tuned ones.
+
+    ``features(images, layers="all+max")`` then gives the tuned window
+    features in the default layout (what :meth:`FineTuner.window_features`
+    gives from cached activations) straight from images, through PyTorch or
+    the ONNX Runtime path (exported once per image size; the cache key
+    includes the tuned weights, so a tuned and a frozen network never share
+    an export).
+    """
+    import hashlib
+
+    import torch
+
+    from .backbone import Backbone
+
+    tuner._check_fitted()
+    bb = Backbone(tuner.backbone, engine=engine)
+    if not bb.fused:
+        raise ValueError(f"{tuner.backbone}: a tuned network needs the fused EfficientNet-Lite module")
+    tail = copy.deepcopy(tuner.tail_).eval()
+    for p in tail.parameters():
+        p.requires_grad_(False)
+    m = bb.module
+    for j, block in enumerate(tail.blocks):
+        m._blocks[tuner.start_ + j] = block
+    m._conv_head = tail.head
+    bb.module = m.to(memory_format=torch.channels_last)
+    h = hashlib.sha256(bb.weights_sha256.encode())
+    for name, a in sorted(_tuned_arrays(tuner).items()):
+        if name.startswith("tail/"):
+            h.update(_array_digest(a).encode())
+    bb.weights_sha256 = h.hexdigest()
+    bb._ort_sessions = {}
+    return bb
+
+
+def save_tuned(tuner, path) -> str:
+    """Write a fitted :class:`FineTuner`'s weights as plain arrays (``.npz``, no pickle), with checksums.
+
+    The header (JSON in the array ``__meta__``) names the backbone, the
+    SHA-256 of its ImageNet weights, where the tail starts, the classes and
+    the SHA-256 of every array; :func:`load_tuned` checks all of them.
+    Written atomically. Returns the path.
+    """
+    import json
+    import os
+
+    from .backbone import get_backbone
+    from .store import _atomic_write
+
+    arrays = _tuned_arrays(tuner)
+    meta = {"format": FORMAT, "kind": "genrevision-tuned-tail", "backbone": tuner.backbone,
+            "backbone_sha256": get_backbone(tuner.backbone).weights_sha256, "n_stages": int(tuner.n_stages),
+            "start": int(tuner.start_), "classes": [str(c) for c in tuner.classes_], "width": int(tuner.width_),
+            "params": {k: v for k, v in vars(tuner).items() if not k.endswith("_") and k != "progress"},
+            "sha256": {k: _array_digest(a) for k, a in arrays.items()}}
+    blob = np.frombuffer(json.dumps(meta, sort_keys=True, default=str).encode(), np.uint8)
+    path = os.fspath(path)
+    _atomic_write(path, lambda f: np.savez(f, __meta__=blob, **arrays))
+    return path
+
+
+def load_tuned(path) -> FineTuner:
+    """A fitted :class:`FineTuner` from :func:`save_tuned`'s file.
+
+    Raises ValueError naming the file when it is not such a file, an array
+    is missing or its checksum differs, or the backbone's weights on this
+    machine are not the ones it was tuned from.
+    """
+    import json
+    import os
+    import zipfile
+
+    import torch
+    import torch.nn as nn
+
+    from .backbone import Backbone
+    from .files import open_regular
+
+    path = os.fspath(path)
+    try:
+        with open_regular(path) as f, np.load(f, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        meta = json.loads(arrays.pop("__meta__").tobytes().decode("utf-8"))
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not a tuned-network file ({type(err).__name__})") from None
+    if meta.get("kind") != "genrevision-tuned-tail" or meta.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a tuned-network file of format {FORMAT}")
+    sums = meta.get("sha256", {})
+    if set(sums) != set(arrays):
+        raise ValueError(f"{path}: arrays do not match the header (missing or extra tensors)")
+    for k, a in arrays.items():
+        if _array_digest(a) != sums[k]:
+            raise ValueError(f"{path}: checksum mismatch for {k} (damaged or altered file)")
+    bb = Backbone(meta["backbone"], engine="torch")
+    if bb.weights_sha256 != meta["backbone_sha256"]:
+        raise ValueError(f"{path}: tuned from other {meta['backbone']} weights than the ones installed here")
+    tuner = FineTuner(**meta["params"])
+    tail = TunedTail(bb.module, int(meta["start"]))
+    clf_w = arrays["classifier/1.weight"]
+    clf = nn.Sequential(nn.Dropout(tuner.dropout), nn.Linear(clf_w.shape[1], clf_w.shape[0]))
+    try:
+        tail.load_state_dict({k[5:]: torch.from_numpy(a) for k, a in arrays.items() if k.startswith("tail/")}, strict=True)
+        clf.load_state_dict({k[11:]: torch.from_numpy(a) for k, a in arrays.items() if k.startswith("classifier/")}, strict=True)
+    except RuntimeError as err:
+        raise ValueError(f"{path}: weights do not fit {meta['backbone']} ({str(err)[:120]})") from None
+    tuner.tail_ = tail.to(memory_format=torch.channels_last).eval()
+    tuner.classifier_ = clf.eval()
+    tuner.start_, tuner.width_ = int(meta["start"]), int(meta["width"])
+    tuner.classes_ = np.asarray(meta["classes"])
+    return tuner
