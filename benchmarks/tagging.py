@@ -110,13 +110,14 @@ def serial(model_path: str, paths: list[str]):
     return model, preds, failures, time.perf_counter() - t0
 
 
-def sampled_genre(pred, n: int, labels) -> str:
-    """The genre ``predict(segments=n)`` gives, from an all-segment prediction's segments."""
-    segs = pred.segments
-    if len(segs) <= n:
-        return pred.genre
-    pick = np.round(np.linspace(0, len(segs) - 1, n)).astype(int)
-    total = sum(np.array([segs[i][3][c] for c in labels]) * (segs[i][1] - segs[i][0]) for i in pick)
+def sampled_genre(pred, n: int, labels, settings) -> str:
+    """The genre ``predict(segments=n)`` gives, from an all-segment prediction's segments
+    (the same segments, chosen by the same :func:`~genrevision.features.plan_segments`)."""
+    from genrevision.features import plan_segments
+
+    starts = {float(p.start) for p in plan_segments(pred.duration, settings, max_segments=n)}
+    picked = [s for s in pred.segments if float(s[0]) in starts]
+    total = sum(np.array([s[3][c] for c in labels]) * (s[1] - s[0]) for s in picked)
     return labels[int(np.argmax(total))]
 
 
@@ -204,13 +205,15 @@ def main(argv=None) -> int:
         print("agreement with all segments by segment count (from the all-segment run's segments):")
         by_n = {}
         for n in range(1, int(max(len(p.segments) for p in preds)) + 1):
-            a = np.mean([sampled_genre(p, n, labels) == p.genre for p in preds])
+            a = np.mean([sampled_genre(p, n, labels, model.settings) == p.genre for p in preds])
             cost = np.mean([min(n, len(p.segments)) / len(p.segments) for p in preds])
             by_n[n] = {"agreement": float(a), "cost_vs_all": float(cost)}
             print(f"  segments={n}: {a:6.1%} agree, {cost:5.1%} of the all-segment work")
 
-        t_keep, s_keep = _rerun(args.model, os.path.join(work, "engine"), cache, log)
-        t_force, s_force = _rerun(args.model, os.path.join(work, "engine"), cache, log, "--force")
+        # The same --segments as the engine run: the answer cache is keyed by it.
+        seg_arg = ("--segments", "all" if segments is None else str(segments))
+        t_keep, s_keep = _rerun(args.model, os.path.join(work, "engine"), cache, log, *seg_arg)
+        t_force, s_force = _rerun(args.model, os.path.join(work, "engine"), cache, log, "--force", *seg_arg)
         print(f"rerun, nothing new (CLI, every song already tagged): {t_keep:.2f} s  [{s_keep}]")
         print(f"rerun, nothing new, --force (every answer from the cache): {t_force:.2f} s  [{s_force}]")
         print(f"target < 5 s; {_load()}")

@@ -150,9 +150,13 @@ def test_plan_segments():
     # At most max_windows windows, spread evenly over the file.
     plan = plan_segments(300.0, s, max_windows=20)
     assert sum(len(p.windows) for p in plan) == 20 and plan[0].windows[0] == 0 and plan[-1].windows[-1] == 9
-    # Prediction samples segments instead, keeping all their windows.
+    # Prediction samples segments instead, keeping all their windows: the middle one of each
+    # third of the file, not its intro and outro.
     sampled = plan_segments(300.0, s, max_segments=3)
-    assert [p.start for p in sampled] == [0.0, 120.0, 270.0] and all(p.windows is None for p in sampled)
+    assert [p.start for p in sampled] == [30.0, 150.0, 240.0] and all(p.windows is None for p in sampled)
+    assert not any(p.to_end for p in sampled)
+    assert [p.start for p in plan_segments(240.0, s, max_segments=2)] == [60.0, 180.0]
+    assert [p.start for p in plan_segments(65.0, s, max_segments=1)] == [30.0]
     with pytest.raises(ValueError, match="max_windows"):
         plan_segments(30.0, s, max_windows=0)
     # The paper's whole-track layout: one image per segment.

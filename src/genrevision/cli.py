@@ -312,7 +312,8 @@ def _add_prediction_args(p: argparse.ArgumentParser, *, segments: str) -> None:
     from .engine import DEFAULT_PREDICTION_CACHE
 
     p.add_argument("--segments", default=segments, metavar="N|all",
-                   help="classify N 30 s segments spread over each file, or 'all' (default: %(default)s)")
+                   help="classify N 30 s segments of each file (the middle one of each of N equal stretches), or 'all' "
+                        "(default: %(default)s)")
     p.add_argument("--jobs", type=int, default=None,
                    help="worker processes, each loading the model once (default: one per CPU core; 1: no workers)")
     p.add_argument("--prediction-cache", default=DEFAULT_PREDICTION_CACHE, metavar="DIR",

@@ -184,8 +184,9 @@ def plan_segments(duration: float, settings: FeatureSettings, *, max_windows: in
         of all its segments in time order, then every k-th); segments holding
         none of them are not read. None keeps every window.
     max_segments : int, optional
-        Read at most this many segments, spread evenly from the first to the
-        last (prediction on long files). None reads all.
+        Read at most this many segments (prediction on long files): the one at
+        the middle of each of ``max_segments`` equal stretches of the file, so
+        a song is sampled from its body, not its intro and outro. None reads all.
 
     Returns
     -------
@@ -207,7 +208,10 @@ def plan_segments(duration: float, settings: FeatureSettings, *, max_windows: in
         pieces = pieces[:1] + [p for p in pieces[1:] if p[1] >= shortest]
     end = pieces[-1][0] + pieces[-1][1] >= duration - 1e-6  # the last kept piece reaches the end
     if max_segments is not None and len(pieces) > max_segments:
-        pieces = [pieces[i] for i in np.round(np.linspace(0, len(pieces) - 1, int(max_segments))).astype(int)]
+        k = int(max_segments)
+        picks = np.floor((np.arange(k) + 0.5) * len(pieces) / k).astype(int)
+        end = end and picks[-1] == len(pieces) - 1
+        pieces = [pieces[i] for i in picks]
     last = len(pieces) - 1 if end else -1
     counts = [settings.n_windows(d) for _, d in pieces]
     if max_windows is None or sum(counts) <= max_windows:

@@ -353,8 +353,9 @@ class GenreModel:
         timeline : bool
             Also report a file of one piece as one segment.
         segments : int, optional
-            Classify at most this many segments, spread evenly from the first
-            to the last (a fast look at a long file); None reads them all.
+            Classify at most this many segments, the middle one of each of
+            that many equal stretches of the file (a fast look at a long file,
+            from its body rather than its intro and outro); None reads them all.
 
         Raises :class:`~genrevision.audio.AudioError` (one line naming the
         file) for input that is not usable audio.
