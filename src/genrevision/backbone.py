@@ -30,6 +30,8 @@ from typing import Callable
 
 import numpy as np
 
+from .files import user_cache
+
 __all__ = [
     "BackboneSpec",
     "Backbone",
@@ -599,7 +601,7 @@ _ONNX_FORMAT = 2  # bump when the exported graph changes
 
 def _onnx_cache_dir() -> str:
     # Its own variable: GENREVISION_CACHE names the feature store.
-    return os.environ.get("GENREVISION_ONNX_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "genrevision", "onnx")
+    return os.environ.get("GENREVISION_ONNX_CACHE") or user_cache("onnx")
 
 
 def _ort_session_for(bb: "Backbone", shape: tuple[int, int]):

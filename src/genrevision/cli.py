@@ -7,10 +7,12 @@ import os
 import sys
 import time
 
+from .files import user_cache
+
 __all__ = ["main"]
 
 DEFAULT_DATA = os.path.join("..", "shared", "data", "gtzan-mini")
-DEFAULT_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "genrevision", "features")
+DEFAULT_CACHE = user_cache("features")
 
 
 def _err(msg: str) -> None:

@@ -27,6 +27,7 @@ from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import dataclass, field
 
 from .audio import AudioError
+from .files import user_cache
 
 __all__ = [
     "DEFAULT_SEGMENTS",
@@ -46,8 +47,7 @@ __all__ = [
 #: 39 % of the all-segment work.
 DEFAULT_SEGMENTS = 3
 #: Where answers are cached (``$GENREVISION_PREDICTION_CACHE`` overrides).
-DEFAULT_PREDICTION_CACHE = os.environ.get("GENREVISION_PREDICTION_CACHE") or os.path.join(
-    os.path.expanduser("~"), ".cache", "genrevision", "predictions")
+DEFAULT_PREDICTION_CACHE = os.environ.get("GENREVISION_PREDICTION_CACHE") or user_cache("predictions")
 _CACHE_VERSION = 1
 
 

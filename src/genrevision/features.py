@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from .audio import SAMPLE_RATE, AudioError, audio_info, load_audio
+from .files import os_reason, user_cache
 from .separation import VIEWS, separate
 from .spectrogram import SpectrogramConfig, frequency_scale, log_image, resize, to_png, window_images
 from .workers import start_pool, stop_pool
@@ -527,7 +528,7 @@ def extract_dataset(
         try:
             digest = _digest(p)
         except OSError as err:
-            result.failures.append((p, _os_reason(err)))
+            result.failures.append((p, os_reason(err)))
             continue
         except ValueError as err:  # e.g. a NUL byte in a path given through the API
             result.failures.append((p, f"cannot read ({err})"))
@@ -638,8 +639,7 @@ def extract_dataset(
 
 
 #: Where features are cached unless told otherwise (``GENREVISION_CACHE`` overrides it).
-DEFAULT_CACHE = os.environ.get("GENREVISION_CACHE",
-                               os.path.join(os.path.expanduser("~"), ".cache", "genrevision", "features"))
+DEFAULT_CACHE = os.environ.get("GENREVISION_CACHE", user_cache("features"))
 
 
 def extract_cached(paths: list[str], settings: FeatureSettings, *, cache: str | None = DEFAULT_CACHE,
@@ -756,12 +756,6 @@ def _digest(path: str) -> str:
     from .store import content_digest
 
     return content_digest(path)
-
-
-def _os_reason(err: OSError) -> str:
-    from .files import os_reason
-
-    return os_reason(err)
 
 
 def _batched_features(arrays: list[np.ndarray], settings: FeatureSettings, backbone) -> np.ndarray:

@@ -13,7 +13,12 @@ import errno
 import os
 import stat
 
-__all__ = ["NotRegularFile", "open_regular", "open_regular_fd", "check_regular", "os_reason"]
+__all__ = ["NotRegularFile", "open_regular", "open_regular_fd", "check_regular", "os_reason", "user_cache"]
+
+
+def user_cache(name: str) -> str:
+    """``~/.cache/genrevision/<name>``: the one root of every cache (features, predictions, ONNX graphs)."""
+    return os.path.join(os.path.expanduser("~"), ".cache", "genrevision", name)
 
 
 class NotRegularFile(OSError):

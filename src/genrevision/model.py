@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .audio import AudioError, audio_info
-from .files import NotRegularFile, open_regular
+from .files import NotRegularFile, open_regular, user_cache
 
 __all__ = [
     "ModelError",
@@ -90,7 +90,7 @@ _MAX_SKOPS_MEMBERS = 10_000
 #: Zip members holding fitted estimators → the meta.json key of their SHA-256.
 _SHA_KEY = {"classifier.skops": "classifier_sha256", "views.skops": "view_classifier_sha256"}
 
-_DEFAULT_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "genrevision", "features")
+_DEFAULT_CACHE = user_cache("features")
 
 
 class ModelError(ValueError):
