@@ -21,7 +21,6 @@ the recipe, backbone and dimension are in the file's metadata.
 """
 from __future__ import annotations
 
-import io
 import json
 import os
 from dataclasses import dataclass, field, replace
@@ -71,17 +70,15 @@ class Embeddings:
         ext = os.path.splitext(path)[1].lower()
         if ext not in FORMATS:
             raise ValueError(f"{path}: embeddings are written as .npz or .parquet, not {ext or 'no extension'!r}")
-        tmp = f"{path}.{os.getpid()}.tmp"
+        from .store import atomic_write
+
         if ext == ".npz":
             arrays = {"path": self.path.astype(str), "label": self.label.astype(str), "group": self.group.astype(str),
                       "embedding": self.embedding.astype(np.float32), "meta": np.array(json.dumps(self.meta))}
             if self.track is not None:
                 arrays["track"] = self.track.astype(np.int64)
                 arrays["window_start"] = self.window_start.astype(np.float32)
-            buf = io.BytesIO()
-            np.savez(buf, **arrays)
-            with open(tmp, "wb") as f:
-                f.write(buf.getvalue())
+            atomic_write(path, lambda f: np.savez(f, **arrays))
         else:
             pa, pq = _pyarrow()
             d = self.embedding.shape[1]
@@ -94,8 +91,7 @@ class Embeddings:
             flat = pa.array(np.ascontiguousarray(self.embedding, dtype=np.float32).ravel())
             cols["embedding"] = pa.FixedSizeListArray.from_arrays(flat, d)
             table = pa.table(cols).replace_schema_metadata({"genrevision": json.dumps(self.meta)})
-            pq.write_table(table, tmp)
-        os.replace(tmp, path)
+            atomic_write(path, lambda f: pq.write_table(table, f))
         return path
 
 

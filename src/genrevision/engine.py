@@ -166,7 +166,7 @@ class PredictionCache:
 
     def put(self, digest: str, prediction) -> bool:
         """Store one answer atomically; False (reported once) when the folder cannot be written."""
-        from .store import _atomic_write
+        from .store import atomic_write
 
         if self.write_error is not None:
             return False
@@ -176,7 +176,7 @@ class PredictionCache:
         doc = {"version": _CACHE_VERSION, "digest": digest, "model_sha256": self.model_sha256,
                "segments": self.segments, "timeline": self.timeline, "prediction": d}
         try:
-            _atomic_write(self._file(digest), lambda f: f.write(json.dumps(doc).encode("utf-8")))
+            atomic_write(self._file(digest), lambda f: f.write(json.dumps(doc).encode("utf-8")))
         except OSError as err:
             self.write_error = err.strerror or str(err)
             warnings.warn(f"{self.root}: cannot write to the prediction cache ({self.write_error}); going on "

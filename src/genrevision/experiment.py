@@ -23,7 +23,6 @@ same arguments loads the finished folds instead of fitting them again.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import sys
@@ -141,23 +140,13 @@ def _save_fold(path, key, i, result, seconds):
             arrays[f"{head}_{j}"] = np.asarray(rows[name], dtype=np.float64)
     meta = {"format": _FOLD_FORMAT, "key": key, "fold": i, "heads": heads, "seconds": seconds}
     arrays["meta"] = np.array(json.dumps(meta))
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    tmp = f"{path}.{os.getpid()}.tmp"
+    from .store import atomic_write
+
     try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(tmp, "wb") as f:
-            f.write(buf.getvalue())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)  # atomic: a fold file is whole or absent
+        atomic_write(path, lambda f: np.savez(f, **arrays))  # a fold file is whole or absent
     except OSError as err:
         warnings.warn(f"{path}: cannot store the finished fold ({err.strerror or err}); "
                       "it will be fitted again next time", stacklevel=2)
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
 
 
 def _load_fold(path, key, i, fold, heads, classes_dtype):

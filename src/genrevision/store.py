@@ -21,7 +21,7 @@ import numpy as np
 
 from .files import open_regular
 
-__all__ = ["FeatureStore", "content_digest"]
+__all__ = ["FeatureStore", "content_digest", "atomic_write"]
 
 
 def content_digest(source) -> str:
@@ -41,9 +41,12 @@ def content_digest(source) -> str:
     return h.hexdigest()
 
 
-def _atomic_write(path: str, write) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-", suffix=os.path.splitext(path)[1])
+def atomic_write(path: str, write) -> None:
+    """``write(f)`` into a temporary file beside ``path``, synced, then renamed onto ``path``:
+    a reader sees the whole file or none (the temporary file is removed on any failure)."""
+    folder = os.path.dirname(path) or "."
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.splitext(path)[1])
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -93,7 +96,7 @@ class FeatureStore:
         try:
             os.makedirs(self.path, exist_ok=True)
             if not os.path.exists(meta):
-                _atomic_write(meta, lambda f: f.write(json.dumps(settings, indent=2, sort_keys=True, default=str).encode()))
+                atomic_write(meta, lambda f: f.write(json.dumps(settings, indent=2, sort_keys=True, default=str).encode()))
         except OSError as err:
             self._cannot_write(err)
 
@@ -162,7 +165,7 @@ class FeatureStore:
             small = v.dtype.kind == "f" and v.ndim == 2 and (not v.size or float(np.max(np.abs(v))) <= _F16_MAX)
             packed[k] = v.astype(np.float16) if small else v
         try:
-            _atomic_write(self._file(digest), lambda f: np.savez(f, **packed))
+            atomic_write(self._file(digest), lambda f: np.savez(f, **packed))
         except OSError as err:
             self._cannot_write(err)
             self.unstored.append(digest)
@@ -181,7 +184,7 @@ class FeatureStore:
         """Write a small JSON side file atomically (silently skipped when the folder cannot be written)."""
         if self.write_error is None:
             try:
-                _atomic_write(os.path.join(self.path, name), lambda f: f.write(json.dumps(obj, sort_keys=True).encode()))
+                atomic_write(os.path.join(self.path, name), lambda f: f.write(json.dumps(obj, sort_keys=True).encode()))
             except OSError as err:
                 self._cannot_write(err)
 

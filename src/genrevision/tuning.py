@@ -643,7 +643,7 @@ def save_tuned(tuner, path) -> str:
     import os
 
     from .backbone import get_backbone
-    from .store import _atomic_write
+    from .store import atomic_write
 
     arrays = _tuned_arrays(tuner)
     meta = {"format": FORMAT, "kind": "genrevision-tuned-tail", "backbone": tuner.backbone,
@@ -653,7 +653,7 @@ def save_tuned(tuner, path) -> str:
             "sha256": {k: _array_digest(a) for k, a in arrays.items()}}
     blob = np.frombuffer(json.dumps(meta, sort_keys=True, default=str).encode(), np.uint8)
     path = os.fspath(path)
-    _atomic_write(path, lambda f: np.savez(f, __meta__=blob, **arrays))
+    atomic_write(path, lambda f: np.savez(f, __meta__=blob, **arrays))
     return path
 
 
