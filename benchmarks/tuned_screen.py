@@ -1,6 +1,6 @@
 """Screening of the fine-tuning lever (issue #16) against the default recipe, on ablation.py's folds.
 
-For each fold of the ``cv`` protocol (seed 0, 10 folds × 5 repeats, the folds
+For each fold of the ``cv`` protocol (or ``--protocol block``/``split``; seed 0, 10 folds × 5 repeats, the folds
 benchmarks/ablation.py uses; the first ``--folds`` of them, repeat 0's
 first), on the training tracks only:
 
@@ -68,6 +68,8 @@ def _ragged(feats, idx, *, shifted=None):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("data", nargs="?", default=os.path.join("..", "shared", "data", "gtzan-mini"))
+    ap.add_argument("--protocol", choices=("cv", "block", "split"), default="cv",
+                    help="cv (10×5, seed 0), block (contiguous GTZAN numbers, the artist proxy, 10×5) or split (fault-filtered)")
     ap.add_argument("--folds", type=int, default=10, help="how many folds to run, in order: repeat 0's, then repeat 1's, ...")
     ap.add_argument("--n-splits", type=int, default=10, help="folds per repeat (10 = ablation.py's; fewer only for a smoke run)")
     ap.add_argument("--cache", default=DEFAULT_CACHE)
@@ -87,7 +89,12 @@ def main(argv=None):
     views = settings.view_names
     ds = load_dataset(args.data)
     y = ds.labels
-    folds = make_splits("cv", labels=y, track_ids=ds.track_ids, n_splits=args.n_splits, n_repeats=5,
+    split = None
+    if args.protocol == "split":
+        from genrevision.evaluation import gtzan_split_labels
+
+        split = gtzan_split_labels(ds.paths, os.path.join(os.path.dirname(os.path.abspath(args.data.rstrip("/"))), "gtzan-splits"))
+    folds = make_splits(args.protocol, labels=y, split=split, track_ids=ds.track_ids, n_splits=args.n_splits, n_repeats=5,
                         random_state=0)[: args.folds]
 
     t0, c0 = time.perf_counter(), time.process_time()
@@ -108,12 +115,12 @@ def main(argv=None):
     f_shift = [tail_features(frozen, *s) for s in shift]
 
     out = {"command": "nice -n 15 python " + " ".join([os.path.relpath(__file__)] + (argv or sys.argv[1:])),
-           "protocol": "cv", "n_splits": args.n_splits, "seed": 0, "folds_planned": args.folds, "n_tracks": len(y),
+           "protocol": args.protocol, "n_splits": args.n_splits, "seed": 0, "folds_planned": args.folds, "n_tracks": len(y),
            "rows": ROWS, "fine_tuner": FineTuner(**tuner_params).__dict__, "frozen_cache": cache_cost, "per_fold": []}
     if args.json and os.path.exists(args.json):
         with open(args.json) as f:
             prev = json.load(f)
-        if (prev.get("fine_tuner"), prev.get("n_splits")) == (out["fine_tuner"], args.n_splits):
+        if (prev.get("fine_tuner"), prev.get("n_splits"), prev.get("protocol", "cv")) == (out["fine_tuner"], args.n_splits, args.protocol):
             out["per_fold"] = prev.get("per_fold", [])
             out["frozen_cache"] = prev.get("frozen_cache", cache_cost)
     done = {r["fold"] for r in out["per_fold"]}
@@ -166,7 +173,7 @@ def main(argv=None):
 
     per = sorted(out["per_fold"], key=lambda r: r["fold"])
     ref = np.array([r["acc"]["default"] for r in per])
-    print(f"\ncv seed 0 (ablation.py's folds), {len(per)} folds of repeats {sorted({r.get('repeat', 0) for r in per})}, "
+    print(f"\n{args.protocol} seed 0 (ablation.py's folds), {len(per)} folds of repeats {sorted({r.get('repeat', 0) for r in per})}, "
           f"{len(y)} tracks\n")
     print("| configuration | accuracy (%) | vs default, paired (points, mean ± std over folds) |\n|---|---|---|")
     for key, name in ROWS.items():
@@ -174,7 +181,7 @@ def main(argv=None):
         d = a - ref
         diff = "" if key == "default" else f"{100 * d.mean():+.1f} ± {100 * d.std():.1f} (better/worse folds {int((d > 0).sum())}/{int((d < 0).sum())})"
         print(f"| {name} | {100 * a.mean():.1f} ± {100 * a.std():.1f} | {diff} |")
-    if args.ablation_json and os.path.exists(args.ablation_json) and args.n_splits == 10:
+    if args.ablation_json and os.path.exists(args.ablation_json) and args.n_splits == 10 and args.protocol == "cv":
         with open(args.ablation_json) as f:
             abl = json.load(f)
         idx = [r["fold"] for r in per]
