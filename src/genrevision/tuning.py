@@ -714,7 +714,9 @@ def save_tuned(tuner, path):
             "backbone_sha256": get_backbone(tuner.backbone).weights_sha256, "n_stages": int(tuner.n_stages),
             "start": int(tuner.start_), "classes": [str(c) for c in tuner.classes_], "width": int(tuner.width_),
             "params": {k: v for k, v in vars(tuner).items() if not k.endswith("_") and k != "progress"},
-            "sha256": {k: _array_digest(a) for k, a in arrays.items()}}
+            "sha256": {k: _array_digest(a) for k, a in arrays.items()},
+            # How the fit went (reported, not needed to predict).
+            "fit": {"best_epoch": getattr(tuner, "best_epoch_", None), "history": getattr(tuner, "history_", None)}}
     blob = np.frombuffer(json.dumps(meta, sort_keys=True, default=str).encode(), np.uint8)
     if hasattr(path, "write"):
         np.savez(path, __meta__=blob, **arrays)
@@ -742,7 +744,7 @@ def load_tuned(path, *, name: str | None = None) -> FineTuner:
     import torch
     import torch.nn as nn
 
-    from .backbone import Backbone
+    from .backbone import get_backbone
     from .files import open_regular
 
     if isinstance(path, (bytes, bytearray, memoryview)):
@@ -769,7 +771,7 @@ def load_tuned(path, *, name: str | None = None) -> FineTuner:
         if _array_digest(a) != sums[k]:
             raise ValueError(f"{path}: checksum mismatch for {k} (damaged or altered file)")
     try:
-        bb = Backbone(meta["backbone"], engine="torch")
+        bb = get_backbone(meta["backbone"])  # shared: the tail is a copy of its blocks, the network is not changed
         tuner = FineTuner(**meta["params"])
         start, width = int(meta["start"]), int(meta["width"])
         classes = np.asarray([str(c) for c in meta["classes"]])
@@ -788,4 +790,6 @@ def load_tuned(path, *, name: str | None = None) -> FineTuner:
     tuner.tail_ = tail.to(memory_format=torch.channels_last).eval()
     tuner.classifier_ = clf.eval()
     tuner.start_, tuner.width_, tuner.classes_ = start, width, classes
+    fit = meta.get("fit") if isinstance(meta.get("fit"), dict) else {}
+    tuner.best_epoch_, tuner.history_ = fit.get("best_epoch"), fit.get("history")
     return tuner
