@@ -273,12 +273,11 @@ def _member_offsets(path, name):
 
 
 def test_a_damaged_tuned_member_is_refused_in_one_line(tuned_model_file, tmp_path):
-    import hashlib
     import io
     import json
     import zipfile
 
-    from genrevision.model import ModelError, load_model, meta_checksum
+    from genrevision.model import ModelError, load_model
 
     # A flipped byte inside tuned.npz: the zip's own check refuses it.
     start, stop = _member_offsets(tuned_model_file, "tuned.npz")
@@ -298,26 +297,43 @@ def test_a_damaged_tuned_member_is_refused_in_one_line(tuned_model_file, tmp_pat
     arrays[key].flat[0] += 1.0
     buf = io.BytesIO()
     np.savez(buf, **arrays)
-    members["tuned.npz"] = buf.getvalue()
     meta = json.loads(members["meta.json"])
-    meta["tuned_sha256"] = hashlib.sha256(members["tuned.npz"]).hexdigest()
-    meta["meta_sha256"] = meta_checksum(meta)
-    members["meta.json"] = json.dumps(meta).encode()
     forged = tmp_path / "forged.model"
-    with zipfile.ZipFile(forged, "w") as z:
-        for n, b in members.items():
-            z.writestr(n, b)
+    _write_forged(forged, members, meta, buf.getvalue())
     with pytest.raises(ModelError, match=rf"^{forged}: damaged \(tuned.npz: checksum mismatch for {key}"):
         load_model(forged)
+    # A tuned member that inflates beyond the member cap (an npz is a zip too) is refused before numpy reads it.
+    bomb = io.BytesIO()
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("__meta__.npy", bytes(65 * 2**20))
+    _write_forged(tmp_path / "bomb.model", members, meta, bomb.getvalue())
+    with pytest.raises(ModelError, match=r"refused: the tuned network's npz entries inflate to 65 MB"):
+        load_model(tmp_path / "bomb.model")
     # Without its tuned member a tuned model is refused too (not run with the frozen network).
-    del members["tuned.npz"], meta["tuned_sha256"]
-    meta["meta_sha256"] = meta_checksum(meta)
-    members["meta.json"] = json.dumps(meta).encode()
-    with zipfile.ZipFile(tmp_path / "stripped.model", "w") as z:
-        for n, b in members.items():
-            z.writestr(n, b)
+    _write_forged(tmp_path / "stripped.model", members, meta, None)
     with pytest.raises(ModelError, match="damaged \\(tuned.npz and the recipe's tune setting disagree\\)"):
         load_model(tmp_path / "stripped.model")
+
+
+def _write_forged(path, members, meta, tuned):
+    """A model file whose tuned member is ``tuned`` (None: left out), every checksum recomputed."""
+    import hashlib
+    import json
+    import zipfile
+
+    from genrevision.model import meta_checksum
+
+    members, meta = dict(members), dict(meta)
+    members.pop("tuned.npz", None)
+    meta.pop("tuned_sha256", None)
+    if tuned is not None:
+        members["tuned.npz"] = tuned
+        meta["tuned_sha256"] = hashlib.sha256(tuned).hexdigest()
+    meta["meta_sha256"] = meta_checksum(meta)
+    members["meta.json"] = json.dumps(meta).encode()
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        for n, b in members.items():
+            z.writestr(n, b)
 
 
 def test_evaluate_tunes_each_fold_on_its_training_tracks_and_resumes(tuned_data, tmp_path, monkeypatch):

@@ -482,7 +482,7 @@ def evaluate(data, *, protocol: str = "cv", recipes=("default", "paper"), folds:
         feats[r.name] = res.features
         failures += [f for f in res.failures if f not in failures]
         if r.tune is not None:
-            from .tuning import dataset_activations
+            from .tuning import dataset_activations, window_mismatch
 
             # Frozen-stage activations once per run (and cached): every fold's tuner starts from them.
             t = time.perf_counter()
@@ -490,8 +490,10 @@ def evaluate(data, *, protocol: str = "cv", recipes=("default", "paper"), folds:
                                                     cache=cache, n_stages=r.tune.get("n_stages", 1),
                                                     progress=progress)
             timing[r.name]["activations_seconds"] = time.perf_counter() - t
+            bad += [(p, why) for p, a in acts[r.name].items()
+                    if (why := window_mismatch(a, res.features[p], r.features.view_names))]
             failures += [f for f in bad if f not in failures]
-            feats[r.name] = {p: f for p, f in res.features.items() if p in acts[r.name]}
+            feats[r.name] = {p: f for p, f in res.features.items() if p in acts[r.name] and p not in dict(bad)}
     ok = [i for i, p in enumerate(ds.paths) if all(p in feats[r.name] for r in recs)]
     if not ok:
         raise ValueError(f"{getattr(ds, 'root', '') or 'dataset'}: no usable tracks ({len(failures)} failed)")

@@ -497,12 +497,13 @@ def train_model(data, *, recipe="default", weights=None, cache=_DEFAULT_CACHE, j
     keep = [i for i, p in enumerate(ds.paths) if p in res.features]
     acts = {}
     if rec.tune is not None and keep:
-        from .tuning import dataset_activations
+        from .tuning import dataset_activations, window_mismatch
 
         acts, bad = dataset_activations([ds.paths[i] for i in keep], settings, cache=cache,
                                         n_stages=rec.tune.get("n_stages", 1), progress=progress)
+        bad += [(p, why) for p, a in acts.items() if (why := window_mismatch(a, res.features[p], settings.view_names))]
         failures += bad
-        keep = [i for i in keep if ds.paths[i] in acts]
+        keep = [i for i in keep if ds.paths[i] in acts and ds.paths[i] not in dict(bad)]
     if not keep:
         raise ValueError(f"{name}: no usable tracks ({len(failures)} failed)")
     labels = np.asarray(ds.labels)[keep]
@@ -721,6 +722,8 @@ def _build_model(path_s: str, meta: dict, payloads: dict, *, check_backbone: boo
     for member, what in (("classifier.skops", "classifier"), ("views.skops", "view classifier")):
         if member in payloads:
             _check_skops_payload(path_s, payloads[member], what)
+    if "tuned.npz" in payloads:
+        _check_skops_payload(path_s, payloads["tuned.npz"], "tuned network", kind="npz")
     if check_backbone:
         from .backbone import get_backbone
 
@@ -797,12 +800,14 @@ def _read_within(f, budget: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def _check_skops_payload(path_s: str, payload: bytes, what: str) -> None:
+def _check_skops_payload(path_s: str, payload: bytes, what: str, *, kind: str = "skops") -> None:
     """Bound what skops will inflate: a skops payload is itself a zip (schema.json + arrays).
 
     skops reads its members whole, so their sizes are checked (declared and
     actual, with the same chunked reads) before skops sees the bytes; the
-    members together may hold at most :data:`MAX_MEMBER_BYTES`.
+    members together may hold at most :data:`MAX_MEMBER_BYTES`. The same
+    holds for the tuned network's ``.npz`` (``kind="npz"``: a zip that
+    ``numpy.load`` inflates member by member).
     """
     try:
         with zipfile.ZipFile(io.BytesIO(payload)) as inner:
@@ -811,14 +816,14 @@ def _check_skops_payload(path_s: str, payload: bytes, what: str) -> None:
                 raise ModelError(path_s, f"refused: {what} has {len(infos)} entries (at most {_MAX_SKOPS_MEMBERS})")
             declared = sum(i.file_size for i in infos)
             if declared > MAX_MEMBER_BYTES:
-                raise ModelError(path_s, f"refused: the {what}'s skops entries inflate to {declared / 2**20:.0f} MB, "
+                raise ModelError(path_s, f"refused: the {what}'s {kind} entries inflate to {declared / 2**20:.0f} MB, "
                                          f"more than the {MAX_MEMBER_BYTES // 2**20} MB a model member may hold")
             total = 0
             for info in infos:
                 with inner.open(info) as f:
                     data = _read_within(f, MAX_MEMBER_BYTES - total)
                 if data is None:
-                    raise ModelError(path_s, f"refused: the {what}'s skops entries inflate to more than "
+                    raise ModelError(path_s, f"refused: the {what}'s {kind} entries inflate to more than "
                                              f"the {MAX_MEMBER_BYTES // 2**20} MB a model member may hold")
                 total += len(data)
     except ModelError:

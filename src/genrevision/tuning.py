@@ -57,6 +57,7 @@ __all__ = [
     "tail_features",
     "fit_on_tracks",
     "tuned_track_features",
+    "window_mismatch",
     "tuned_backbone",
     "save_tuned",
     "load_tuned",
@@ -612,6 +613,12 @@ def fit_on_tracks(arrays, y, *, views, groups=None, tracks=None, progress: bool 
     return tuner
 
 
+def window_mismatch(arrays: dict, frozen: dict, views) -> str | None:
+    """Why a track's cached activations cannot stand for its frozen features (other window count), or None."""
+    n, m = len(arrays[f"{views[0]}.pool"]), len(frozen["starts"]) if "starts" in frozen else len(frozen[views[0]])
+    return None if n == m else f"{n} windows in the cached activations, {m} in its features (stale cache entry?)"
+
+
 def tuned_track_features(tuner, arrays: dict, frozen: dict, views) -> dict:
     """A track's feature dict with every view's window features from the tuned network.
 
@@ -627,11 +634,11 @@ def tuned_track_features(tuner, arrays: dict, frozen: dict, views) -> dict:
     -------
     dict in :func:`~genrevision.features.extract_track`'s layout (the offset-0 windows).
     """
+    why = window_mismatch(arrays, frozen, views)
+    if why:
+        raise ValueError(why)
     pooled, act = track_tensor(arrays, views)
     f = tuner.window_features(pooled, act)
-    if "starts" in frozen and len(frozen["starts"]) != len(f):
-        raise ValueError(f"{len(f)} cached windows, {len(frozen['starts'])} in the track's features "
-                         "(stale cache entry?)")
     d = f.shape[1] // len(views)
     out = {k: v for k, v in frozen.items() if k not in views}
     out.update({v: f[:, k * d : (k + 1) * d] for k, v in enumerate(views)})
