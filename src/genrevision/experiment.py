@@ -431,7 +431,8 @@ def evaluate(data, *, protocol: str = "cv", recipes=("default", "paper"), folds:
         repeat); ``"paper"``: ``repeats`` stratified 90/10 splits.
     recipes : sequence of str or Recipe
         Recipes to run, e.g. ``("default", "paper")``; the paper recipe fills
-        Tables I–IV.
+        Tables I–IV. ``"tuned"`` fine-tunes the network once per fold on that
+        fold's training tracks (its frozen-stage activations are cached in ``cache``).
     folds : int
         k of the k-fold protocols (>= 2); not used by ``"paper"`` and ``"split"``.
     repeats : int
