@@ -129,3 +129,259 @@ def test_tuned_network_runs_from_images_and_survives_a_model_file(gtzan_root, sm
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
     with pytest.raises(ValueError, match="junk.npz: not a tuned-network file"):
         T.load_tuned(tmp_path / "junk.npz")
+
+
+# ----------------------------------------------------------------------------- the tuned recipe, end to end
+# Short real excerpts (6 s: two windows at offset 0, one shifted) of 3 genres × 4 tracks keep these fast.
+
+TUNED_GENRES = ("classical", "hiphop", "metal")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _torch_engine():
+    """PyTorch runs the networks here (CLI runs too): each tuned network would otherwise be exported to ONNX
+    once, ~10 s a network on 2 cores. The ONNX path of a tuned network is checked on its own above."""
+    import os
+
+    old = os.environ.get("GENREVISION_ENGINE")
+    os.environ["GENREVISION_ENGINE"] = "torch"
+    yield
+    if old is None:
+        del os.environ["GENREVISION_ENGINE"]
+    else:
+        os.environ["GENREVISION_ENGINE"] = old
+
+
+def _write_excerpts(gtzan_root, folder, index, seconds=6.0):
+    import soundfile as sf
+
+    from conftest import SR, real_excerpt
+
+    for g in TUNED_GENRES:
+        for k in index:
+            rel = f"{g}/{g}.{k:05d}.wav"
+            (folder / g).mkdir(parents=True, exist_ok=True)
+            sf.write(folder / rel, real_excerpt(gtzan_root, rel, seconds), SR)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tuned_data(gtzan_root, tmp_path_factory):
+    """(training folder, held-out folder, feature cache) of short real excerpts."""
+    base = tmp_path_factory.mktemp("tuned")
+    return (_write_excerpts(gtzan_root, base / "train", range(4)), _write_excerpts(gtzan_root, base / "held", (5,)),
+            tmp_path_factory.getbasetemp() / "feature-cache")
+
+
+@pytest.fixture(scope="module")
+def tuned_model_file(tuned_data, tmp_path_factory):
+    from conftest import run_cli
+
+    train, _, cache = tuned_data
+    path = tmp_path_factory.mktemp("tuned-model") / "tuned.model"
+    proc = run_cli("train", train, "--recipe", "tuned", "--model", path, "--cache", cache, "--jobs", "0", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert "trained tuned model on 12 tracks of 3 genres" in proc.stdout
+    return path
+
+
+def tiny_tuned(**tune):
+    """The tuned recipe with fewer epochs (test speed only)."""
+    import dataclasses
+
+    from genrevision.recipes import get_recipe
+
+    rec = get_recipe("tuned")
+    return dataclasses.replace(rec, name="tuned-tiny", tune={**rec.tune, "epochs": 2, **tune})
+
+
+def test_tuned_recipe_is_registered_and_survives_the_model_json():
+    import json
+
+    from genrevision.model import _recipe_from_dict, _recipe_to_dict
+    from genrevision.recipes import RECIPES, Recipe
+
+    rec = RECIPES["tuned"]
+    assert rec.tune["n_stages"] == 1 and rec.tune["epochs"] == 8 and rec.tune["patience"] == 3
+    assert rec.tune["threads"] is None and "backbone" not in rec.tune
+    assert rec.fine_tuner_params()["backbone"] == rec.features.backbone == RECIPES["default"].features.backbone
+    back = _recipe_from_dict(json.loads(json.dumps(_recipe_to_dict(rec))))
+    assert back == rec and hash(back) == hash(rec)
+    assert "tune" not in _recipe_to_dict(RECIPES["default"])  # recipes without it keep their dict (fold keys)
+    with pytest.raises(ValueError, match="unknown fine-tuning parameters epoch;"):
+        Recipe(name="x", features=rec.features, tune={"epoch": 3})
+    with pytest.raises(ValueError, match="fine-tuning needs window images"):
+        Recipe(name="x", features=RECIPES["paper"].features, tune={})
+
+
+def test_tuned_model_round_trip_and_its_tuned_network_is_used(tuned_model_file, tuned_data, tmp_path):
+    # (save_tuned/load_tuned of a tuner fitted in memory give the same network: checked above)
+    from genrevision.backbone import get_backbone
+    from genrevision.model import load_model
+
+    _, held, _ = tuned_data
+    model = load_model(tuned_model_file)
+    assert model.recipe.name == "tuned" and 1 <= model.tuner.best_epoch_ <= len(model.tuner.history_) <= 8
+    song = next(held.rglob("metal*.wav"))
+    before = model.predict(song)
+    again = load_model(model.save(tmp_path / "again.model"))
+    assert again.recipe == model.recipe and again.labels == model.labels
+    after = again.predict(song)
+    assert after.probabilities == before.probabilities and after.genre == before.genre
+    # The tuned tail is really what runs: with the frozen network the same classifier answers otherwise.
+    tuned_bb = again._backbone()
+    assert tuned_bb is again._backbone() and tuned_bb.engine == "torch"
+    assert tuned_bb.weights_sha256 != get_backbone(tuned_bb.name).weights_sha256
+    again._tuned_backbone = get_backbone(tuned_bb.name)
+    frozen = again.predict(song)
+    assert max(abs(frozen.probabilities[g] - after.probabilities[g]) for g in TUNED_GENRES) > 1e-3
+
+
+def test_cli_tuned_model_engine_and_model_agree(tuned_model_file, tuned_data):
+    import json
+
+    from conftest import run_cli
+
+    from genrevision.model import load_model
+
+    _, held, _ = tuned_data
+    model = load_model(tuned_model_file)
+    proc = run_cli("predict", held, "--model", tuned_model_file, "--format", "json", "--quiet", "--jobs", "2")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert len(out["predictions"]) == 3 and out["failures"] == []
+    right = 0
+    for d in out["predictions"]:
+        mine = model.predict(d["path"])
+        assert d["genre"] == mine.genre
+        for g, p in mine.probabilities.items():
+            # the workers' CNN runs on one thread: float32 sums in another order
+            assert d["probabilities"][g] == pytest.approx(p, abs=1e-4)
+        right += mine.genre in d["path"]
+    assert right >= 2  # held-out excerpts of three clear genres
+
+
+def _member_offsets(path, name):
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        info = z.getinfo(name)
+    raw = path.read_bytes()
+    start = info.header_offset + 30 + int.from_bytes(raw[info.header_offset + 26 : info.header_offset + 28], "little") \
+        + int.from_bytes(raw[info.header_offset + 28 : info.header_offset + 30], "little")
+    return start, start + info.compress_size
+
+
+def test_a_damaged_tuned_member_is_refused_in_one_line(tuned_model_file, tmp_path):
+    import io
+    import json
+    import zipfile
+
+    from genrevision.model import ModelError, load_model
+
+    # A flipped byte inside tuned.npz: the zip's own check refuses it.
+    start, stop = _member_offsets(tuned_model_file, "tuned.npz")
+    raw = bytearray(tuned_model_file.read_bytes())
+    raw[(start + stop) // 2] ^= 0xFF
+    flipped = tmp_path / "flipped.model"
+    flipped.write_bytes(bytes(raw))
+    with pytest.raises(ModelError) as err:
+        load_model(flipped)
+    assert str(err.value).startswith(f"{flipped}: damaged") and "\n" not in str(err.value)
+    # A consistent forgery of the zip and meta.json checksums: the arrays' own checksums still refuse it.
+    with zipfile.ZipFile(tuned_model_file) as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    with np.load(io.BytesIO(members["tuned.npz"]), allow_pickle=False) as npz:
+        arrays = {k: npz[k].copy() for k in npz.files}
+    key = next(k for k in arrays if k.startswith("tail/"))
+    arrays[key].flat[0] += 1.0
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    meta = json.loads(members["meta.json"])
+    forged = tmp_path / "forged.model"
+    _write_forged(forged, members, meta, buf.getvalue())
+    with pytest.raises(ModelError, match=rf"^{forged}: damaged \(tuned.npz: checksum mismatch for {key}"):
+        load_model(forged)
+    # A tuned member that inflates beyond the member cap (an npz is a zip too) is refused before numpy reads it.
+    bomb = io.BytesIO()
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("__meta__.npy", bytes(65 * 2**20))
+    _write_forged(tmp_path / "bomb.model", members, meta, bomb.getvalue())
+    with pytest.raises(ModelError, match=r"refused: the tuned network's npz entries inflate to 65 MB"):
+        load_model(tmp_path / "bomb.model")
+    # Without its tuned member a tuned model is refused too (not run with the frozen network).
+    _write_forged(tmp_path / "stripped.model", members, meta, None)
+    with pytest.raises(ModelError, match="damaged \\(tuned.npz and the recipe's tune setting disagree\\)"):
+        load_model(tmp_path / "stripped.model")
+
+
+def _write_forged(path, members, meta, tuned):
+    """A model file whose tuned member is ``tuned`` (None: left out), every checksum recomputed."""
+    import hashlib
+    import json
+    import zipfile
+
+    from genrevision.model import meta_checksum
+
+    members, meta = dict(members), dict(meta)
+    members.pop("tuned.npz", None)
+    meta.pop("tuned_sha256", None)
+    if tuned is not None:
+        members["tuned.npz"] = tuned
+        meta["tuned_sha256"] = hashlib.sha256(tuned).hexdigest()
+    meta["meta_sha256"] = meta_checksum(meta)
+    members["meta.json"] = json.dumps(meta).encode()
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        for n, b in members.items():
+            z.writestr(n, b)
+
+
+def test_evaluate_tunes_each_fold_on_its_training_tracks_and_resumes(tuned_data, tmp_path, monkeypatch):
+    from genrevision import tuning
+    from genrevision.dataset import load_dataset
+    from genrevision.experiment import evaluate
+
+    train, _, cache = tuned_data
+    seen = []
+    real = tuning.fit_on_tracks
+
+    def spy(*args, **kw):
+        seen.append(list(kw["tracks"]))
+        return real(*args, **kw)
+
+    monkeypatch.setattr(tuning, "fit_on_tracks", spy)
+    rec = tiny_tuned(epochs=1)
+    kw = dict(protocol="cv", folds=2, repeats=1, recipes=(rec,), cache=str(cache), jobs=0, progress=False,
+              out=tmp_path / "ev")
+    res = evaluate(str(train), **kw)
+    paths = load_dataset(str(train)).paths
+    assert len(res.folds) == 2 and len(seen) == 2
+    for fold, tracks in zip(res.folds, seen):
+        assert sorted(tracks) == sorted(paths[i] for i in fold.train)
+        assert not set(tracks) & {paths[i] for i in fold.test}
+    assert 0.0 <= res.accuracy("tuned-tiny") <= 1.0
+    assert res.results["config"]["recipes"]["tuned-tiny"]["tune"]["epochs"] == 1
+    again = evaluate(str(train), **kw)
+    assert len(seen) == 2 and again.timings["fitting"]["tuned-tiny"]["folds_loaded"] == 2
+    np.testing.assert_array_equal(again.fold_accuracies("tuned-tiny"), res.fold_accuracies("tuned-tiny"))
+
+
+def test_tuned_features_come_from_a_model_not_the_recipe(tuned_model_file, tuned_data, gtzan_root):
+    import torch
+
+    from conftest import real_excerpt
+
+    from genrevision import hear
+    from genrevision.embeddings import embed
+    from genrevision.recipes import get_recipe
+
+    train, _, cache = tuned_data
+    with pytest.raises(ValueError, match="trained model"):
+        embed(str(train), recipe="tuned", cache=str(cache), jobs=0, progress=False)
+    with pytest.raises(ValueError, match="pass the model file to genrevision.hear.load_model"):
+        hear.GenrevisionEmbedding(get_recipe("tuned"))
+    audio = torch.from_numpy(real_excerpt(gtzan_root, "metal/metal.00007.wav", 3.5))[None]
+    tuned = hear.get_scene_embeddings(audio, hear.load_model(str(tuned_model_file)))
+    frozen = hear.get_scene_embeddings(audio, hear.load_model())
+    assert tuned.shape == frozen.shape
+    assert not torch.allclose(tuned, frozen, atol=1e-3)

@@ -19,6 +19,12 @@ With ``out`` given, each fold's test likelihoods are written to
 by the dataset (paths and labels), the folds, the protocol and its parameters
 and the recipe's full configuration: an interrupted evaluation rerun with the
 same arguments loads the finished folds instead of fitting them again.
+
+A recipe with ``tune`` (``tuned``) has features that depend on the training
+tracks: in every fold a :class:`~genrevision.tuning.FineTuner` is fitted on
+the fold's training tracks only (from frozen-stage activations computed once
+per run and cached), then the tuned network's features of the fold's
+training and test tracks go through the same :func:`fold_rows`.
 """
 from __future__ import annotations
 
@@ -111,6 +117,24 @@ def fold_rows(recipe, X, views, y, train, test, *, head: str, random_state: int 
 def _run_fold(recipe, X, views, y, fold, heads, seed):
     return {head: fold_rows(recipe, X, views, y, fold.train, fold.test, head=head, random_state=seed)
             for head in heads}
+
+
+def _run_tuned_fold(recipe, features, activations, paths, y, groups, fold, heads, seed, threads):
+    """:func:`_run_fold` of a recipe with ``tune``: fine-tune on the fold's training tracks, then its rows."""
+    from . import tuning
+
+    views = recipe.features.view_names
+    tr, te = np.asarray(fold.train), np.asarray(fold.test)
+    params = recipe.fine_tuner_params() if threads is None else recipe.fine_tuner_params(threads=threads)
+    tuner = tuning.fit_on_tracks([activations[i] for i in tr], y[tr], views=views,
+                                 groups=None if groups is None else np.asarray(groups)[tr],
+                                 tracks=[paths[i] for i in tr], **params)
+    idx = np.concatenate([tr, te])
+    feats = [tuning.tuned_track_features(tuner, activations[i], features[i], views) for i in idx]
+    X, xviews = recipe.matrix(feats)
+    # Rows of X are the fold's tracks only: training ones first, then the test ones.
+    local = fold._replace(train=np.arange(len(tr)), test=np.arange(len(tr), len(idx)))
+    return _run_fold(recipe, X, xviews, y[idx], local, heads, seed)
 
 
 def _baseline_fold(Xb, y, fold):
@@ -223,16 +247,35 @@ def _rows_by_head(per_fold, y, folds):
 
 
 def evaluate_recipe(recipe, features, y, folds, *, heads=None, jobs=1, progress=True, seed=0,
-                    folder=None, key=None):
+                    folder=None, key=None, activations=None, paths=None, groups=None):
     """Every row of every head of ``recipe`` on ``folds``.
 
     Returns ``({head: {row: evaluate_predictions entry}}, n_fitted)``; with
     ``folder``, finished folds are loaded from and stored there.
+
+    A recipe with ``tune`` also needs ``activations`` (per track, in the order
+    of ``features``: :func:`~genrevision.tuning.dataset_activations` arrays),
+    ``paths`` (names of the tracks, recorded on each fold's tuner) and
+    ``groups`` (kept on one side of the tuner's early-stopping split). With
+    folds in parallel (``jobs`` > 1) each fold's tuner runs on one thread.
     """
     # A recipe that joins the views has no per-view rows: only its own head.
     heads = heads or ([recipe.head] if recipe.views == "concat" else sorted({"svm", "softmax", recipe.head}))
-    X, views = recipe.matrix(features)
-    per_fold, fitted = _run_folds(lambda f: _run_fold(recipe, X, views, y, f, heads, seed), folds,
+    if recipe.tune is not None:
+        if activations is None or len(activations) != len(features):
+            raise ValueError(f"recipe {recipe.name!r} fine-tunes the network: evaluate_recipe needs the "
+                             "activations of every track (genrevision.tuning.dataset_activations)")
+        paths = list(paths) if paths is not None else [str(i) for i in range(len(features))]
+        threads = 1 if jobs > 1 and len(folds) > 1 else None
+
+        def fn(f):
+            return _run_tuned_fold(recipe, features, activations, paths, y, groups, f, heads, seed, threads)
+    else:
+        X, views = recipe.matrix(features)
+
+        def fn(f):
+            return _run_fold(recipe, X, views, y, f, heads, seed)
+    per_fold, fitted = _run_folds(fn, folds,
                                   name=recipe.name, jobs=jobs, progress=progress, folder=folder, key=key,
                                   heads=heads, classes_dtype=y.dtype)
     return _rows_by_head(per_fold, y, folds), fitted
@@ -388,7 +431,8 @@ def evaluate(data, *, protocol: str = "cv", recipes=("default", "paper"), folds:
         repeat); ``"paper"``: ``repeats`` stratified 90/10 splits.
     recipes : sequence of str or Recipe
         Recipes to run, e.g. ``("default", "paper")``; the paper recipe fills
-        Tables I–IV.
+        Tables I–IV. ``"tuned"`` fine-tunes the network once per fold on that
+        fold's training tracks (its frozen-stage activations are cached in ``cache``).
     folds : int
         k of the k-fold protocols (>= 2); not used by ``"paper"`` and ``"split"``.
     repeats : int
@@ -428,7 +472,7 @@ def evaluate(data, *, protocol: str = "cv", recipes=("default", "paper"), folds:
     t0 = time.perf_counter()
     ds = data if isinstance(data, Dataset) else load_dataset(os.fspath(data))
 
-    feats, failures, timing = {}, list(ds.problems), {}
+    feats, acts, failures, timing = {}, {}, list(ds.problems), {}
     for r in recs:
         t = time.perf_counter()
         res = extract_cached(ds.paths, r.features, cache=cache, jobs=jobs, progress=progress)
@@ -438,6 +482,19 @@ def evaluate(data, *, protocol: str = "cv", recipes=("default", "paper"), folds:
                           "tracks_per_s": res.computed / dt if res.computed and not res.cached else None}
         feats[r.name] = res.features
         failures += [f for f in res.failures if f not in failures]
+        if r.tune is not None:
+            from .tuning import dataset_activations, window_mismatch
+
+            # Frozen-stage activations once per run (and cached): every fold's tuner starts from them.
+            t = time.perf_counter()
+            acts[r.name], bad = dataset_activations([p for p in ds.paths if p in res.features], r.features,
+                                                    cache=cache, n_stages=r.tune.get("n_stages", 1),
+                                                    progress=progress)
+            timing[r.name]["activations_seconds"] = time.perf_counter() - t
+            bad += [(p, why) for p, a in acts[r.name].items()
+                    if (why := window_mismatch(a, res.features[p], r.features.view_names))]
+            failures += [f for f in bad if f not in failures]
+            feats[r.name] = {p: f for p, f in res.features.items() if p in acts[r.name] and p not in dict(bad)}
     ok = [i for i, p in enumerate(ds.paths) if all(p in feats[r.name] for r in recs)]
     if not ok:
         raise ValueError(f"{getattr(ds, 'root', '') or 'dataset'}: no usable tracks ({len(failures)} failed)")
@@ -468,7 +525,8 @@ def evaluate(data, *, protocol: str = "cv", recipes=("default", "paper"), folds:
                "config": {"recipes": {r.name: {"backbone": r.features.backbone, "features": r.features.to_dict(),
                                                "pooling": r.pooling, "layers": r.layers, "head": r.head,
                                                "views": r.views, "fusion_weights": r.fusion_weights,
-                                               "hybrid_mfcc": r.hybrid_mfcc, "description": r.description}
+                                               "hybrid_mfcc": r.hybrid_mfcc, "description": r.description,
+                                               **({"tune": r.tune} if r.tune is not None else {})}
                                       for r in recs},
                           "protocol": protocol,
                           # What ran: k only where the protocol uses it; the folds and repeats actually run.
@@ -483,8 +541,11 @@ def evaluate(data, *, protocol: str = "cv", recipes=("default", "paper"), folds:
         track_feats = [feats[r.name][p] for p in ds.paths]
         t = time.perf_counter()
         key = _key({**base_key, "recipe": _recipe_to_dict(r)})
+        extra = {}
+        if r.tune is not None:
+            extra = {"activations": [acts[r.name][p] for p in ds.paths], "paths": list(ds.paths), "groups": ds.groups}
         rows, fitted = evaluate_recipe(r, track_feats, y, fold_list, jobs=fold_jobs, progress=progress, seed=seed,
-                                       folder=folder, key=key)
+                                       folder=folder, key=key, **extra)
         fit_timing[r.name] = {"seconds": time.perf_counter() - t, "folds_fitted": fitted,
                               "folds_loaded": len(fold_list) - fitted}
         rec = {"backbone": r.features.backbone, "head": HEAD_KIND[r.head], "rows": {}, "std": {}, "ci95": {},

@@ -45,10 +45,22 @@ class GenrevisionEmbedding(torch.nn.Module):
         Distance between timestamps (None for the whole-track layout: one per sound).
     recipe : Recipe
         Whose features these are (its settings, column choice and views).
+
+    Parameters
+    ----------
+    recipe : Recipe
+    backbone : Backbone, optional
+        The network to run (default: the recipe's frozen one). A recipe with
+        ``tune`` needs its model's tuned network: use :func:`load_model` with
+        the model file.
     """
 
-    def __init__(self, recipe):
+    def __init__(self, recipe, *, backbone=None):
         super().__init__()
+        if recipe.tune is not None and backbone is None:
+            raise ValueError(f"recipe {recipe.name!r} fine-tunes the network on labelled tracks: its features come "
+                             "from a trained model; pass the model file to genrevision.hear.load_model")
+        self._backbone = backbone
         self.recipe = replace(recipe, pooling="windows")
         self.settings = recipe.features
         if self.settings.sr != SAMPLE_RATE:
@@ -73,7 +85,8 @@ class GenrevisionEmbedding(torch.nn.Module):
         s = self.settings
         # The whole sound is one piece (not 30 s segments as for files), so the hop is the same
         # from its first window to its last, as HEAR's timestamps need.
-        feats = extract_signal(normalise(y, method=s.normalisation), s, baseline=self.recipe.hybrid_mfcc)
+        feats = extract_signal(normalise(y, method=s.normalisation), s, baseline=self.recipe.hybrid_mfcc,
+                               backbone=self._backbone)
         X, _ = self.recipe.matrix([feats])
         dur = len(y) / s.sr
         if s.spectrogram.layout == "windows" and dur >= self._window_s:
@@ -94,17 +107,17 @@ def load_model(model_file_path: str = "") -> GenrevisionEmbedding:
     model_file_path : str
         Empty for the default recipe's backbone features (no classifier), or a
         model file written by ``genrevision train`` (its recipe's feature
-        settings, columns and views are used; its classifier is not).
+        settings, columns and views are used, and the network of a ``tuned``
+        model carries its fine-tuned weights; its classifier is not used).
     """
     if model_file_path:
         from .model import load_model as load_genre_model
 
-        recipe = load_genre_model(model_file_path).recipe
-    else:
-        from .recipes import get_recipe
+        genre_model = load_genre_model(model_file_path)
+        return GenrevisionEmbedding(genre_model.recipe, backbone=genre_model._backbone())
+    from .recipes import get_recipe
 
-        recipe = get_recipe("default")
-    return GenrevisionEmbedding(recipe)
+    return GenrevisionEmbedding(get_recipe("default"))
 
 
 def _check(audio, model):

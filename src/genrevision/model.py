@@ -19,6 +19,10 @@ File format (a zip, never a pickle)::
     views.skops       (recipes that join the views into one classifier) one
                       head per view, fitted on the same tracks, used only to
                       report each view's own guess; its sha256 is in meta.json
+    tuned.npz         (recipes with ``tune``) the fine-tuned last stage(s) of
+                      the network, plain arrays with a checksum each
+                      (:func:`genrevision.tuning.save_tuned`, no pickle);
+                      its sha256 is in meta.json
 
 :func:`load_model` checks the zip CRCs, the payload checksum, the format
 version and the backbone weights, and loads the classifier with skops using
@@ -88,7 +92,8 @@ MAX_MEMBER_BYTES = 64 * 2**20
 _MAX_SKOPS_MEMBERS = 10_000
 
 #: Zip members holding fitted estimators → the meta.json key of their SHA-256.
-_SHA_KEY = {"classifier.skops": "classifier_sha256", "views.skops": "view_classifier_sha256"}
+_SHA_KEY = {"classifier.skops": "classifier_sha256", "views.skops": "view_classifier_sha256",
+            "tuned.npz": "tuned_sha256"}
 
 _DEFAULT_CACHE = user_cache("features")
 
@@ -165,6 +170,8 @@ def _recipe_to_dict(recipe) -> dict:
     out = {}
     for f in dataclasses.fields(recipe):
         v = getattr(recipe, f.name)
+        if f.name == "tune" and v is None:
+            continue  # recipes without fine-tuning keep the dict (and evaluation fold keys) they had before
         if f.name == "features":
             v = v.to_dict()
         elif isinstance(v, tuple):
@@ -212,8 +219,12 @@ class GenreModel:
 
     def __init__(self, *, recipe, classifier, labels, views, backbone_sha256: str,
                  n_train: int, versions: dict | None = None, failures=None, source: str | None = None,
-                 view_classifier=None, training_audio: dict | None = None):
+                 view_classifier=None, training_audio: dict | None = None, tuner=None):
         self.recipe = recipe
+        #: The fitted :class:`~genrevision.tuning.FineTuner` of a recipe with ``tune``
+        #: (its tail replaces the network's last stage(s) for every prediction), else None.
+        self.tuner = tuner
+        self._tuned_backbone = None
         self.classifier = classifier
         #: Recipes that join O|H|P into one classifier also carry one head per
         #: view (a LateFusionClassifier), only to report each view's own guess.
@@ -287,6 +298,15 @@ class GenreModel:
             members["views.skops"] = self.view_classifier
         meta = self.meta()
         payloads = {}
+        if (self.tuner is None) != (self.recipe.tune is None):
+            raise ModelError(path, "cannot save: a recipe with tune needs its fitted tuner, and only such a recipe has one")
+        if self.tuner is not None:
+            from .tuning import save_tuned
+
+            buf = io.BytesIO()
+            save_tuned(self.tuner, buf)
+            payloads["tuned.npz"] = buf.getvalue()
+            meta[_SHA_KEY["tuned.npz"]] = hashlib.sha256(payloads["tuned.npz"]).hexdigest()
         for member, est in members.items():
             payloads[member] = sio.dumps(est)
             unknown = sorted(set(sio.get_untrusted_types(data=payloads[member])) - set(ALLOWED_TYPES))
@@ -315,9 +335,18 @@ class GenreModel:
     # -- predicting ------------------------------------------------------------
 
     def _backbone(self):
+        """The network this model's features come from: the shared frozen one, or (recipes with
+        ``tune``) this model's own copy carrying its tuned tail, made once per model."""
         from .backbone import get_backbone
 
-        return get_backbone(self.backbone_name)
+        if self.tuner is None:
+            return get_backbone(self.backbone_name)
+        if self._tuned_backbone is None:
+            from .tuning import tuned_backbone
+
+            # engine=None: the same choice get_backbone makes (GENREVISION_ENGINE, else ONNX Runtime when installed).
+            self._tuned_backbone = tuned_backbone(self.tuner)
+        return self._tuned_backbone
 
     def _probas(self, feats: dict):
         X, _ = self.recipe.matrix([feats])
@@ -423,7 +452,11 @@ def train_model(data, *, recipe="default", weights=None, cache=_DEFAULT_CACHE, j
         Label-folder tree, CSV manifest (``path,label``) or a loaded
         :class:`~genrevision.dataset.Dataset`.
     recipe : str or Recipe
-        Named recipe (``"default"``, ``"paper"``) or a Recipe object.
+        Named recipe (``"default"``, ``"paper"``, ``"tuned"``) or a Recipe
+        object. A recipe with ``tune`` first fine-tunes the network's last
+        stage on the tracks (frozen-stage activations cached in ``cache``, see
+        :func:`genrevision.tuning.dataset_activations`), then fits its head on
+        the tuned network's window features; the model carries the tuned weights.
     weights : None, "paper", tuple or dict
         Fusion weights: None = the recipe's; ``"paper"`` = original 0.5,
         harmonic 0.1, percussive 0.4.
@@ -462,6 +495,15 @@ def train_model(data, *, recipe="default", weights=None, cache=_DEFAULT_CACHE, j
     res = extract_dataset(list(ds.paths), settings, store=store, jobs=jobs, progress=progress)
     failures = list(getattr(ds, "problems", [])) + list(res.failures)
     keep = [i for i, p in enumerate(ds.paths) if p in res.features]
+    acts = {}
+    if rec.tune is not None and keep:
+        from .tuning import dataset_activations, window_mismatch
+
+        acts, bad = dataset_activations([ds.paths[i] for i in keep], settings, cache=cache,
+                                        n_stages=rec.tune.get("n_stages", 1), progress=progress)
+        bad += [(p, why) for p, a in acts.items() if (why := window_mismatch(a, res.features[p], settings.view_names))]
+        failures += bad
+        keep = [i for i in keep if ds.paths[i] in acts and ds.paths[i] not in dict(bad)]
     if not keep:
         raise ValueError(f"{name}: no usable tracks ({len(failures)} failed)")
     labels = np.asarray(ds.labels)[keep]
@@ -477,12 +519,20 @@ def train_model(data, *, recipe="default", weights=None, cache=_DEFAULT_CACHE, j
         weights = {v: w for v, w in PAPER_FUSION.items() if v in rec.view_names()}
     groups = getattr(ds, "groups", None)
     groups = None if groups is None else np.asarray(groups)[keep]
+    tuner = None
+    if rec.tune is not None:
+        from .tuning import fit_on_tracks, tuned_track_features
+
+        kept = [ds.paths[i] for i in keep]
+        tuner = fit_on_tracks([acts[p] for p in kept], labels, views=settings.view_names, groups=groups,
+                              tracks=kept, progress=progress, **rec.fine_tuner_params())
+        feats = [tuned_track_features(tuner, acts[p], f, settings.view_names) for p, f in zip(kept, feats)]
     clf, view_clf, views = fit_recipe(rec, feats, labels, groups=groups, weights=weights, progress=progress)
     return GenreModel(
         recipe=rec, classifier=clf, labels=list(clf.classes_), views=views,
         backbone_sha256=get_backbone(settings.backbone).weights_sha256,
         n_train=len(keep), failures=failures, view_classifier=view_clf,
-        training_audio=training_audio([ds.paths[i] for i in keep]),
+        training_audio=training_audio([ds.paths[i] for i in keep]), tuner=tuner,
     )
 
 
@@ -666,10 +716,14 @@ def _build_model(path_s: str, meta: dict, payloads: dict, *, check_backbone: boo
         labels, views = meta["labels"], meta["views"]
     except (KeyError, TypeError, ValueError) as err:
         raise ModelError(path_s, f"damaged (meta.json: {type(err).__name__} {err})") from None
+    if ("tuned.npz" in payloads) != (recipe.tune is not None):
+        raise ModelError(path_s, "damaged (tuned.npz and the recipe's tune setting disagree)")
     # Cheap checks first: a bomb inside a skops payload is refused before the backbone loads.
     for member, what in (("classifier.skops", "classifier"), ("views.skops", "view classifier")):
         if member in payloads:
             _check_skops_payload(path_s, payloads[member], what)
+    if "tuned.npz" in payloads:
+        _check_skops_payload(path_s, payloads["tuned.npz"], "tuned network", kind="npz")
     if check_backbone:
         from .backbone import get_backbone
 
@@ -679,6 +733,16 @@ def _build_model(path_s: str, meta: dict, payloads: dict, *, check_backbone: boo
             raise ModelError(path_s, f"needs backbone {bb_name}, not available here ({str(err).splitlines()[0]})") from None
         if local != bb_sha:
             raise ModelError(path_s, f"made with backbone {bb_name} weights {bb_sha}, this machine has {local}")
+    tuner = None
+    if "tuned.npz" in payloads:
+        from .tuning import load_tuned
+
+        try:
+            tuner = load_tuned(payloads["tuned.npz"], name="tuned.npz")
+        except ValueError as err:  # "tuned.npz: <reason>"
+            raise ModelError(path_s, f"damaged ({err})") from None
+        if [str(c) for c in tuner.classes_] != [str(x) for x in labels] or tuner.backbone != bb_name:
+            raise ModelError(path_s, "damaged (the tuned network's labels or backbone differ from meta.json)")
     clf = _load_estimator(path_s, payloads["classifier.skops"], "classifier")
     view_clf = _load_estimator(path_s, payloads["views.skops"], "view classifier") if "views.skops" in payloads else None
     for est in (clf, view_clf):
@@ -687,7 +751,8 @@ def _build_model(path_s: str, meta: dict, payloads: dict, *, check_backbone: boo
     audio = meta.get("training_audio")
     return GenreModel(recipe=recipe, classifier=clf, labels=labels, views=views, backbone_sha256=bb_sha,
                       n_train=meta.get("n_train", 0), versions=meta.get("versions"), source=path_s,
-                      view_classifier=view_clf, training_audio=audio if isinstance(audio, dict) else None)
+                      view_classifier=view_clf, training_audio=audio if isinstance(audio, dict) else None,
+                      tuner=tuner)
 
 
 def meta_checksum(meta: dict) -> str:
@@ -735,12 +800,14 @@ def _read_within(f, budget: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def _check_skops_payload(path_s: str, payload: bytes, what: str) -> None:
+def _check_skops_payload(path_s: str, payload: bytes, what: str, *, kind: str = "skops") -> None:
     """Bound what skops will inflate: a skops payload is itself a zip (schema.json + arrays).
 
     skops reads its members whole, so their sizes are checked (declared and
     actual, with the same chunked reads) before skops sees the bytes; the
-    members together may hold at most :data:`MAX_MEMBER_BYTES`.
+    members together may hold at most :data:`MAX_MEMBER_BYTES`. The same
+    holds for the tuned network's ``.npz`` (``kind="npz"``: a zip that
+    ``numpy.load`` inflates member by member).
     """
     try:
         with zipfile.ZipFile(io.BytesIO(payload)) as inner:
@@ -749,14 +816,14 @@ def _check_skops_payload(path_s: str, payload: bytes, what: str) -> None:
                 raise ModelError(path_s, f"refused: {what} has {len(infos)} entries (at most {_MAX_SKOPS_MEMBERS})")
             declared = sum(i.file_size for i in infos)
             if declared > MAX_MEMBER_BYTES:
-                raise ModelError(path_s, f"refused: the {what}'s skops entries inflate to {declared / 2**20:.0f} MB, "
+                raise ModelError(path_s, f"refused: the {what}'s {kind} entries inflate to {declared / 2**20:.0f} MB, "
                                          f"more than the {MAX_MEMBER_BYTES // 2**20} MB a model member may hold")
             total = 0
             for info in infos:
                 with inner.open(info) as f:
                     data = _read_within(f, MAX_MEMBER_BYTES - total)
                 if data is None:
-                    raise ModelError(path_s, f"refused: the {what}'s skops entries inflate to more than "
+                    raise ModelError(path_s, f"refused: the {what}'s {kind} entries inflate to more than "
                                              f"the {MAX_MEMBER_BYTES // 2**20} MB a model member may hold")
                 total += len(data)
     except ModelError:

@@ -4,11 +4,13 @@
 allows: one whole-track linear-frequency spectrogram per view squeezed into a
 square image, penultimate-layer features, one RBF-SVM per view, fused with
 0.5/0.1/0.4. ``default`` is the best recipe measured on the shared GTZAN
-tracks (see README, "Beyond the paper").
+tracks (see README, "Beyond the paper"). ``tuned`` is the default recipe on
+a network whose last stage is fine-tuned on the training tracks
+(:mod:`genrevision.tuning`).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -47,6 +49,13 @@ class Recipe:
         inner cross-validation on the training data (the default). A fixed C
         makes recipes with learned fusion (which fit every head once per inner
         fold) affordable in ablations.
+    tune : dict or None
+        Fine-tune the network's last stage(s) on the training tracks first:
+        the :class:`~genrevision.tuning.FineTuner` parameters (its backbone is
+        the features' one). The window features then come from the tuned
+        network (so they depend on the training tracks: a model file carries
+        the tuned weights, and evaluation tunes once per fold). None: the
+        frozen ImageNet network.
     """
 
     name: str
@@ -59,6 +68,32 @@ class Recipe:
     hybrid_mfcc: bool = False
     C: float | None = None
     description: str = ""
+    # A dict is not hashable: left out of the hash (equality still compares it).
+    tune: dict | None = field(default=None, hash=False)
+
+    def __post_init__(self):
+        if self.tune is None:
+            return
+        from .tuning import FineTuner
+
+        if not isinstance(self.tune, dict):
+            raise ValueError(f"recipe {self.name!r}: tune must be a dict of FineTuner parameters or None, "
+                             f"got {type(self.tune).__name__}")
+        allowed = set(vars(FineTuner())) - {"backbone", "progress"}
+        unknown = sorted(set(self.tune) - allowed)
+        if unknown:
+            raise ValueError(f"recipe {self.name!r}: unknown fine-tuning parameters {', '.join(unknown)}; "
+                             f"valid ones: {', '.join(sorted(allowed))}")
+        fs, spec = self.features, self.features.spectrogram
+        if spec.layout != "windows" or spec.image_size or fs.channels != "views" or fs.layers != "all+max":
+            raise ValueError(f"recipe {self.name!r}: fine-tuning needs window images at native size, one per view, "
+                             "and features with layers='all+max'")
+
+    def fine_tuner_params(self, **overrides) -> dict:
+        """The :class:`~genrevision.tuning.FineTuner` parameters of a recipe with ``tune`` (backbone included)."""
+        if self.tune is None:
+            raise ValueError(f"recipe {self.name!r} does not fine-tune the network (tune is None)")
+        return {**self.tune, "backbone": self.features.backbone, **overrides}
 
     def columns(self):
         """Column indices of each stored window vector the classifiers use (None = all)."""
@@ -179,7 +214,26 @@ DEFAULT = Recipe(
                 "windows and averages their log-likelihoods per track",
 )
 
-RECIPES = {r.name: r for r in (PAPER, DEFAULT)}
+def _tuner_defaults(**changes) -> dict:
+    # Every FineTuner parameter spelled out: the recipe (in model files and fold-file keys) then says
+    # exactly how it was tuned, even if FineTuner's defaults change later.
+    from .tuning import FineTuner
+
+    return {k: v for k, v in vars(FineTuner(**changes)).items() if k not in ("backbone", "progress")}
+
+
+TUNED = replace(
+    DEFAULT,
+    name="tuned",
+    # The settings screened in benchmarks/tuned_screen.py (50 cv folds).
+    tune=_tuner_defaults(n_stages=1, epochs=8, patience=3, threads=None),
+    description="the default recipe on a network whose last EfficientNet-Lite2 stage and head convolution are "
+                "fine-tuned on the training tracks' O/H/P windows (offset-0 and half-window-shifted, activation-level "
+                "augmentation, early stopping on held-out training tracks); the linear head then reads the tuned "
+                "network's window features",
+)
+
+RECIPES = {r.name: r for r in (PAPER, DEFAULT, TUNED)}
 
 
 def get_recipe(name: str) -> Recipe:

@@ -348,7 +348,7 @@ class GenreService:
         m = self.model
         recipe = m.recipe
         details = {}
-        for key in ("pooling", "layers", "head", "views", "fusion_weights", "hybrid_mfcc", "C"):
+        for key in ("pooling", "layers", "head", "views", "fusion_weights", "hybrid_mfcc", "C", "tune"):
             v = getattr(recipe, key, None)
             details[key] = list(v) if isinstance(v, tuple) else v
         weights = getattr(m, "weights", None)

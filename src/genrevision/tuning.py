@@ -55,6 +55,9 @@ __all__ = [
     "TunedTail",
     "FineTuner",
     "tail_features",
+    "fit_on_tracks",
+    "tuned_track_features",
+    "window_mismatch",
     "tuned_backbone",
     "save_tuned",
     "load_tuned",
@@ -206,9 +209,11 @@ def track_activations(source, settings: FeatureSettings, *, backbone, start: int
     return out
 
 
-def dataset_activations(paths, settings: FeatureSettings, *, cache: str, n_stages: int = 1, shift: float = 0.5,
+def dataset_activations(paths, settings: FeatureSettings, *, cache: str | None, n_stages: int = 1, shift: float = 0.5,
                         progress: bool = True):
     """:func:`track_activations` of every path, cached per track (resumes where a run stopped).
+
+    ``cache`` is the feature cache folder (None: computed in memory, nothing kept).
 
     Returns
     -------
@@ -222,7 +227,7 @@ def dataset_activations(paths, settings: FeatureSettings, *, cache: str, n_stage
 
     bb = Backbone(settings.backbone, engine="torch")
     start = tail_start(bb.module, n_stages=n_stages)
-    store = FeatureStore(cache, _settings_key(settings, start, shift))
+    store = FeatureStore(cache, _settings_key(settings, start, shift)) if cache else None
 
     def valid(a):
         return None if "act_hw" in a and all(f"{v}.act_shift" in a for v in settings.view_names) else "missing arrays"
@@ -230,6 +235,9 @@ def dataset_activations(paths, settings: FeatureSettings, *, cache: str, n_stage
     out, failures = {}, []
     for p in tqdm(paths, desc="frozen stages", unit="track", disable=not progress, file=sys.stderr):
         try:
+            if store is None:
+                out[p] = track_activations(p, settings, backbone=bb, start=start, shift=shift)
+                continue
             digest = content_digest(p)
             arrays = store.get(digest, validate=valid, about=p)
             if arrays is None:
@@ -576,6 +584,67 @@ def tail_features(tail, pooled, act, *, batch_size: int = 128) -> np.ndarray:
     return np.concatenate(out).astype(np.float32)
 
 
+# ----------------------------------------------------------------------------- from cached tracks to a recipe's features
+
+
+def fit_on_tracks(arrays, y, *, views, groups=None, tracks=None, progress: bool = False, **params) -> "FineTuner":
+    """A :class:`FineTuner` fitted on tracks' cached activations (offset-0 and shifted windows).
+
+    Parameters
+    ----------
+    arrays : list of dict
+        :func:`dataset_activations` arrays of the training tracks only.
+    y : (n_tracks,) labels
+    views : sequence of str
+        View order of the network's input (the recipe's ``features.view_names``).
+    groups : (n_tracks,), optional
+        Kept on one side of the early-stopping split (see :meth:`FineTuner.fit`).
+    tracks : sequence of str, optional
+        Names of the tracks (recorded as ``tracks_`` on the fitted tuner: which
+        tracks it saw).
+    progress : bool
+        Epoch bar on stderr.
+    **params
+        :class:`FineTuner` parameters.
+    """
+    pools = [np.concatenate([track_tensor(a, views)[1], track_tensor(a, views, shifted=True)[1]]) for a in arrays]
+    tuner = FineTuner(progress=progress, **params).fit(pools, y, groups=groups)
+    tuner.tracks_ = None if tracks is None else [str(t) for t in tracks]
+    return tuner
+
+
+def window_mismatch(arrays: dict, frozen: dict, views) -> str | None:
+    """Why a track's cached activations cannot stand for its frozen features (other window count), or None."""
+    n, m = len(arrays[f"{views[0]}.pool"]), len(frozen["starts"]) if "starts" in frozen else len(frozen[views[0]])
+    return None if n == m else f"{n} windows in the cached activations, {m} in its features (stale cache entry?)"
+
+
+def tuned_track_features(tuner, arrays: dict, frozen: dict, views) -> dict:
+    """A track's feature dict with every view's window features from the tuned network.
+
+    Parameters
+    ----------
+    tuner : fitted :class:`FineTuner`
+    arrays : the track's :func:`dataset_activations` arrays
+    frozen : the track's frozen feature dict (:func:`~genrevision.features.extract_track`):
+        its ``starts``, ``mfcc`` and any other per-track entry are kept as they are
+    views : sequence of str
+
+    Returns
+    -------
+    dict in :func:`~genrevision.features.extract_track`'s layout (the offset-0 windows).
+    """
+    why = window_mismatch(arrays, frozen, views)
+    if why:
+        raise ValueError(why)
+    pooled, act = track_tensor(arrays, views)
+    f = tuner.window_features(pooled, act)
+    d = f.shape[1] // len(views)
+    out = {k: v for k, v in frozen.items() if k not in views}
+    out.update({v: f[:, k * d : (k + 1) * d] for k, v in enumerate(views)})
+    return out
+
+
 # ----------------------------------------------------------------------------- using and storing a tuned network
 
 
@@ -631,13 +700,15 @@ def tuned_backbone(tuner, *, engine: str | None = None):
     return bb
 
 
-def save_tuned(tuner, path) -> str:
+def save_tuned(tuner, path):
     """Write a fitted :class:`FineTuner`'s weights as plain arrays (``.npz``, no pickle), with checksums.
 
     The header (JSON in the array ``__meta__``) names the backbone, the
     SHA-256 of its ImageNet weights, where the tail starts, the classes and
     the SHA-256 of every array; :func:`load_tuned` checks all of them.
-    Written atomically. Returns the path.
+
+    ``path`` is a file name (written atomically; returned) or a binary file
+    object (e.g. ``io.BytesIO``, as a model file's member is made; returned).
     """
     import json
     import os
@@ -650,20 +721,29 @@ def save_tuned(tuner, path) -> str:
             "backbone_sha256": get_backbone(tuner.backbone).weights_sha256, "n_stages": int(tuner.n_stages),
             "start": int(tuner.start_), "classes": [str(c) for c in tuner.classes_], "width": int(tuner.width_),
             "params": {k: v for k, v in vars(tuner).items() if not k.endswith("_") and k != "progress"},
-            "sha256": {k: _array_digest(a) for k, a in arrays.items()}}
+            "sha256": {k: _array_digest(a) for k, a in arrays.items()},
+            # How the fit went (reported, not needed to predict).
+            "fit": {"best_epoch": getattr(tuner, "best_epoch_", None), "history": getattr(tuner, "history_", None)}}
     blob = np.frombuffer(json.dumps(meta, sort_keys=True, default=str).encode(), np.uint8)
+    if hasattr(path, "write"):
+        np.savez(path, __meta__=blob, **arrays)
+        return path
     path = os.fspath(path)
     atomic_write(path, lambda f: np.savez(f, __meta__=blob, **arrays))
     return path
 
 
-def load_tuned(path) -> FineTuner:
+def load_tuned(path, *, name: str | None = None) -> FineTuner:
     """A fitted :class:`FineTuner` from :func:`save_tuned`'s file.
 
-    Raises ValueError naming the file when it is not such a file, an array
-    is missing or its checksum differs, or the backbone's weights on this
-    machine are not the ones it was tuned from.
+    ``path`` is a file name, the file's bytes or a binary file object;
+    ``name`` is what error messages call it (default: the path, or
+    ``"tuned network"``). Raises ValueError "<name>: <reason>" when it is not
+    such a file, an array is missing or its checksum differs, or the
+    backbone's weights on this machine are not the ones it was tuned from.
     """
+    import contextlib
+    import io
     import json
     import os
     import zipfile
@@ -671,15 +751,23 @@ def load_tuned(path) -> FineTuner:
     import torch
     import torch.nn as nn
 
-    from .backbone import Backbone
+    from .backbone import get_backbone
     from .files import open_regular
 
-    path = os.fspath(path)
+    if isinstance(path, (bytes, bytearray, memoryview)):
+        opened, path = contextlib.nullcontext(io.BytesIO(bytes(path))), name or "tuned network"
+    elif hasattr(path, "read"):
+        opened, path = contextlib.nullcontext(path), name or "tuned network"
+    else:
+        path = os.fspath(path)
+        opened, path = open_regular(path), name or path
     try:
-        with open_regular(path) as f, np.load(f, allow_pickle=False) as z:
+        with opened as f, np.load(f, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
         meta = json.loads(arrays.pop("__meta__").tobytes().decode("utf-8"))
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, UnicodeDecodeError) as err:
+        if not isinstance(meta, dict):
+            raise ValueError("header is not an object")
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, UnicodeDecodeError, RecursionError) as err:
         raise ValueError(f"{path}: not a tuned-network file ({type(err).__name__})") from None
     if meta.get("kind") != "genrevision-tuned-tail" or meta.get("format") != FORMAT:
         raise ValueError(f"{path}: not a tuned-network file of format {FORMAT}")
@@ -689,20 +777,26 @@ def load_tuned(path) -> FineTuner:
     for k, a in arrays.items():
         if _array_digest(a) != sums[k]:
             raise ValueError(f"{path}: checksum mismatch for {k} (damaged or altered file)")
-    bb = Backbone(meta["backbone"], engine="torch")
-    if bb.weights_sha256 != meta["backbone_sha256"]:
-        raise ValueError(f"{path}: tuned from other {meta['backbone']} weights than the ones installed here")
-    tuner = FineTuner(**meta["params"])
-    tail = TunedTail(bb.module, int(meta["start"]))
-    clf_w = arrays["classifier/1.weight"]
-    clf = nn.Sequential(nn.Dropout(tuner.dropout), nn.Linear(clf_w.shape[1], clf_w.shape[0]))
     try:
+        bb = get_backbone(meta["backbone"])  # shared: the tail is a copy of its blocks, the network is not changed
+        tuner = FineTuner(**meta["params"])
+        start, width = int(meta["start"]), int(meta["width"])
+        classes = np.asarray([str(c) for c in meta["classes"]])
+        clf_w = arrays["classifier/1.weight"]
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{path}: not a usable tuned-network file ({type(err).__name__}: {str(err)[:120]})") from None
+    if bb.weights_sha256 != meta.get("backbone_sha256"):
+        raise ValueError(f"{path}: tuned from other {meta['backbone']} weights than the ones installed here")
+    try:
+        tail = TunedTail(bb.module, start)
+        clf = nn.Sequential(nn.Dropout(tuner.dropout), nn.Linear(clf_w.shape[1], clf_w.shape[0]))
         tail.load_state_dict({k[5:]: torch.from_numpy(a) for k, a in arrays.items() if k.startswith("tail/")}, strict=True)
         clf.load_state_dict({k[11:]: torch.from_numpy(a) for k, a in arrays.items() if k.startswith("classifier/")}, strict=True)
-    except RuntimeError as err:
+    except (RuntimeError, IndexError, ValueError) as err:
         raise ValueError(f"{path}: weights do not fit {meta['backbone']} ({str(err)[:120]})") from None
     tuner.tail_ = tail.to(memory_format=torch.channels_last).eval()
     tuner.classifier_ = clf.eval()
-    tuner.start_, tuner.width_ = int(meta["start"]), int(meta["width"])
-    tuner.classes_ = np.asarray(meta["classes"])
+    tuner.start_, tuner.width_, tuner.classes_ = start, width, classes
+    fit = meta.get("fit") if isinstance(meta.get("fit"), dict) else {}
+    tuner.best_epoch_, tuner.history_ = fit.get("best_epoch"), fit.get("history")
     return tuner
