@@ -165,6 +165,8 @@ def _recipe_to_dict(recipe) -> dict:
     out = {}
     for f in dataclasses.fields(recipe):
         v = getattr(recipe, f.name)
+        if f.name == "aggregate" and v == f.default:
+            continue  # added later: left out at its default, so earlier models' and fold files' keys stay the same
         if f.name == "features":
             v = v.to_dict()
         elif isinstance(v, tuple):
