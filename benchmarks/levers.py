@@ -16,7 +16,10 @@ Rows (paired per-fold differences against the default are printed):
   offset-0 + shifted windows, both from benchmarks/tuned_screen.py's frozen
   activations; their own "default" row (the same head on the offset-0
   windows of those PyTorch features) is printed as a check that it equals
-  the default.
+  the default;
+* if run (``--rows 8 9 10 11``; Lite0 and Lite1 features are extracted once):
+  an ensemble over backbones, the default recipe's heads on Lite0, Lite1 and
+  Lite2 with their track log-likelihoods averaged, and each member alone.
 
 The machinery (folds, resumable JSON, baseline, Markdown table) is
 ablation.py's. ``--protocol split`` is the fault-filtered split (one fold).
@@ -34,6 +37,8 @@ import dataclasses
 import os
 import sys
 import warnings
+
+import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -74,11 +79,46 @@ def shifted_window_rows(ds, cache):
     return evaluate
 
 
+def backbone_ensemble_rows(ds, cache, backbones=("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")):
+    """``(folds, jobs) -> rows``: the default recipe on each backbone, and their window-level
+    log-likelihoods averaged (each head's track log-likelihoods, then their mean, renormalised)."""
+    from genrevision.classifiers import _softmax
+    from genrevision.features import extract_dataset
+    from genrevision.store import FeatureStore
+
+    d = get_recipe("default")
+    y = ds.labels
+    recipes = [dataclasses.replace(d, features=d.features.with_(backbone=b)) for b in backbones]
+
+    def fold(f):
+        rows, logs = {}, []
+        for b, r, (X, views) in zip(backbones, recipes, matrices):
+            clf = r.classifier(views).fit(X[f.train], y[f.train])
+            rows[b] = clf.predict_proba(X[f.test])
+            logs.append(np.log(np.clip(rows[b], 1e-12, None)))
+        rows["ensemble"] = _softmax(np.mean(logs, axis=0))
+        return {"ensemble": (rows, clf.classes_)}
+
+    def evaluate(folds, jobs):
+        for r in recipes:
+            res = extract_dataset(ds.paths, r.features, store=FeatureStore(cache, r.features.to_dict()), jobs=jobs)
+            if res.failures:
+                sys.exit(f"extraction failed for {len(res.failures)} tracks: {res.failures[:3]}")
+            matrices.append(r.matrix([res.features[p] for p in ds.paths]))
+        per_fold, _ = _run_folds(fold, folds, name="backbone ensemble", jobs=jobs, progress=True, folder=None,
+                                 key=None, heads=["ensemble"], classes_dtype=y.dtype)
+        return _rows_by_head(per_fold, y, folds)["ensemble"]
+
+    matrices = []
+    return evaluate
+
+
 def levers(ds, cache):
     """(name, source, row) rows of :func:`ablation.run_table`."""
     d = get_recipe("default")
     R = dataclasses.replace
     shifted = shifted_window_rows(ds, cache)
+    ensemble = backbone_ensemble_rows(ds, cache)
     return [
         ("default: Lite2, 3 s mel windows, stage means+maxima + penultimate, O|H|P joined, window-level linear, log-mean", d, "fused"),
         ("  attention pooling over windows (Ilse et al. 2018; weight decay, epochs on inner folds)",
@@ -91,6 +131,11 @@ def levers(ds, cache):
         ("  check: the default head on tuned_screen.py's PyTorch frozen features (offset 0)", shifted, "offset 0"),
         ("  test-time averaging over shifted windows (19 per track at test)", shifted, "test-time shifted"),
         ("  head trained and tested on offset-0 + shifted windows", shifted, "trained shifted"),
+        # Needs the Lite0 and Lite1 all+max features (extracted once, cached): run with --rows 8 9 10 11.
+        ("  ensemble over backbones: Lite0 + Lite1 + Lite2 default heads, log-likelihoods averaged", ensemble, "ensemble"),
+        ("  default recipe on EfficientNet-Lite0", ensemble, "efficientnet_lite0"),
+        ("  default recipe on EfficientNet-Lite1", ensemble, "efficientnet_lite1"),
+        ("  check: default recipe on EfficientNet-Lite2 (the ensemble's member)", ensemble, "efficientnet_lite2"),
     ]
 
 
