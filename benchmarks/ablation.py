@@ -178,12 +178,13 @@ def markdown_table(rows, folds):
     folds; ± std of the per-repeat means) is far less noisy than the rows' own
     spreads, which are dominated by how hard each fold is."""
     reps = np.array([f.repeat for f in folds])
-    ref = next((np.array(r["fold_accuracies"]) for r in rows if r["name"].startswith("default")), None)
+    ref_row = next((r for r in rows if r["name"].startswith("default")), None)
+    ref = None if ref_row is None else np.array(ref_row["fold_accuracies"])
     out = ["| configuration | accuracy (%) | vs default (points) | extraction (tracks/s) |", "|---|---|---|---|"]
     for r in rows:
         tps = r.get("extract_tracks_per_s")
         diff = ""
-        if ref is not None and "fold_accuracies" in r and not r["name"].startswith("default"):
+        if ref is not None and "fold_accuracies" in r and r is not ref_row:
             d = np.array(r["fold_accuracies"]) - ref
             per_rep = [d[reps == k].mean() for k in np.unique(reps)]
             diff = f"{100 * d.mean():+.1f} ± {100 * np.std(per_rep):.1f}"
