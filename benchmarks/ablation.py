@@ -23,7 +23,7 @@ import warnings
 import numpy as np
 
 from genrevision.dataset import load_dataset
-from genrevision.evaluation import make_splits
+from genrevision.evaluation import gtzan_split_labels, make_splits
 from genrevision.experiment import _baseline_fold, _rows_by_head, _run_folds, evaluate_recipe
 from genrevision.features import extract_dataset
 from genrevision.recipes import get_recipe
@@ -78,37 +78,44 @@ def variants():
     return [r if len(r) == 3 else r + ("fused",) for r in rows]
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("data", nargs="?", default=os.path.join("..", "shared", "data", "gtzan-mini"))
-    ap.add_argument("--protocol", default="cv", choices=["cv", "block", "paper"])
-    ap.add_argument("--folds", type=int, default=10)
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--cache", default=DEFAULT_CACHE)
-    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
-    ap.add_argument("--only", type=int, nargs="*", help="row numbers to run (default: all)")
-    ap.add_argument("--json", default=None)
-    args = ap.parse_args(argv)
-    warnings.filterwarnings("ignore")
+def protocol_folds(ds, protocol, *, folds=10, repeats=5, splits_dir=None):
+    """The folds every row is scored on (seed 0): k-fold ``cv``/``block`` or the fault-filtered ``split``."""
+    split = None
+    if protocol == "split":
+        split = ds.splits
+        if split is None:
+            root = os.path.abspath(str(ds.root).rstrip("/"))
+            split = gtzan_split_labels(ds.paths, splits_dir or os.path.join(os.path.dirname(root), "gtzan-splits"))
+    return make_splits(protocol, labels=ds.labels, track_ids=ds.track_ids, split=split, n_splits=folds,
+                       n_repeats=repeats, random_state=0)
 
-    ds = load_dataset(args.data)
+
+def run_table(table, ds, folds, *, args, argv, script):
+    """Evaluate rows on ``folds``, resumably (rows already in ``args.json`` are kept), and print the table.
+
+    ``table`` holds ``(name, source, row)``: ``source`` is a Recipe (scored by
+    ``evaluate_recipe``) or a callable ``(folds, jobs) -> {row: entry}``
+    (an ``evaluate_predictions`` entry per row); rows of one source share
+    one evaluation. The MFCC baseline is added on the same folds.
+    """
     y = ds.labels
-    folds = make_splits(args.protocol, labels=y, track_ids=ds.track_ids, n_splits=args.folds,
-                        n_repeats=args.repeats, random_state=0)
-    # Resumable: rows already in --json (same protocol, folds, repeats) are not run again.
+    header = {"protocol": args.protocol, "folds": args.folds, "repeats": args.repeats}
     done = {}
     if args.json and os.path.exists(args.json):
         with open(args.json) as f:
             prev = json.load(f)
-        if (prev.get("protocol"), prev.get("folds"), prev.get("repeats")) == (args.protocol, args.folds, args.repeats):
+        if all(prev.get(k) == v for k, v in header.items()):
             done = {r["name"]: r for r in prev.get("rows", [])}
     rows = list(done.values())
+    meta = {**header, "n_tracks": int(len(y)), "command": f"nice -n 10 python {script} " + " ".join(argv),
+            "cpu_count": os.cpu_count(), "jobs": args.jobs,
+            "folds_test": [[int(f.repeat), [int(i) for i in f.test]] for f in folds]}
 
     def save():
         if args.json:
             tmp = args.json + ".tmp"
             with open(tmp, "w") as f:
-                json.dump({"protocol": args.protocol, "folds": args.folds, "repeats": args.repeats, "rows": rows}, f, indent=2)
+                json.dump({**meta, "rows": rows}, f, indent=2)
             os.replace(tmp, args.json)
 
     feats_by_key, speed = {}, {}
@@ -125,50 +132,93 @@ def main(argv=None):
                 speed[key] = len(ds.paths) / (time.perf_counter() - t)
         return feats_by_key[key], key
 
-    table = list(enumerate(variants()))
-    if args.only:
-        table = [table[i] for i in args.only]  # in the order given
     evaluated = {}
-    for i, (name, recipe, row) in table:
+    for name, source, row in table:
         if name.strip() in done:
             print(f"{name:90s} {100 * done[name.strip()]['mean']:.1f} (from {args.json})", flush=True)
             continue
-        F, key = features_of(recipe)
-        t = time.perf_counter()
-        if repr(recipe) not in evaluated:  # rows reading other rows of one evaluation share it
-            evaluated[repr(recipe)] = evaluate_recipe(recipe, F, y, folds, heads=[recipe.head], jobs=args.jobs, progress=True)[0]
-        e = evaluated[repr(recipe)][recipe.head][row]
+        t, c, load = time.perf_counter(), time.process_time(), os.getloadavg()
+        key = None
+        if callable(source):
+            if id(source) not in evaluated:
+                evaluated[id(source)] = source(folds, args.jobs)
+            e = evaluated[id(source)][row]
+        else:
+            F, key = features_of(source)
+            if repr(source) not in evaluated:  # rows reading other rows of one evaluation share it
+                evaluated[repr(source)] = evaluate_recipe(source, F, y, folds, heads=[source.head], jobs=args.jobs,
+                                                          progress=True)[0][source.head]
+            e = evaluated[repr(source)][row]
         rows.append({"name": name.strip(), "mean": float(e["mean"]), "std": float(e["std"]),
                      "fold_accuracies": [float(x) for x in e["fold_accuracies"]],
-                     "seconds": time.perf_counter() - t, "extract_tracks_per_s": speed.get(key)})
+                     # CPU of this process only: with --jobs > 1 the folds run in worker processes.
+                     "seconds": time.perf_counter() - t, "cpu_seconds_main_process": time.process_time() - c,
+                     "load_avg_before": load, "load_avg_after": os.getloadavg(),
+                     "extract_tracks_per_s": speed.get(key)})
         save()
         print(f"{name:90s} {100 * e['mean']:.1f} ± {100 * e['std']:.1f}", flush=True)
-    # Engineered baseline on the same folds.
-    F, _ = features_of(get_recipe("default"))
-    Xb = np.stack([f["mfcc"] for f in F])
-    base, _ = _run_folds(lambda f: _baseline_fold(Xb, y, f), folds, name="baseline", jobs=args.jobs, progress=True,
-                         folder=None, key=None, heads=["svm"], classes_dtype=y.dtype)
-    e = _rows_by_head(base, y, folds)["svm"]["mfcc"]
-    rows = [r for r in rows if not r["name"].startswith("baseline")]
-    rows.append({"name": "baseline: MFCC + spectral statistics, RBF-SVM", "mean": float(e["mean"]), "std": float(e["std"]),
-                 "fold_accuracies": [float(x) for x in e["fold_accuracies"]]})
-    save()
+    if not any(r["name"].startswith("baseline") for r in rows):
+        # Engineered baseline on the same folds.
+        F, _ = features_of(get_recipe("default"))
+        Xb = np.stack([f["mfcc"] for f in F])
+        base, _ = _run_folds(lambda f: _baseline_fold(Xb, y, f), folds, name="baseline", jobs=args.jobs, progress=True,
+                             folder=None, key=None, heads=["svm"], classes_dtype=y.dtype)
+        e = _rows_by_head(base, y, folds)["svm"]["mfcc"]
+        rows.append({"name": "baseline: MFCC + spectral statistics, RBF-SVM", "mean": float(e["mean"]), "std": float(e["std"]),
+                     "fold_accuracies": [float(x) for x in e["fold_accuracies"]]})
+        save()
+    print(f"\n{args.protocol}, {args.folds} folds × {args.repeats} repeats, {len(y)} tracks\n" if args.protocol != "split"
+          else f"\nsplit (fault-filtered), {len(folds[0].train)} training / {len(folds[0].test)} test tracks\n")
+    print(markdown_table(rows, folds))
+    return rows
 
-    print(f"\n{args.protocol}, {args.folds} folds × {args.repeats} repeats, {len(y)} tracks\n")
-    # Rows share folds, so the paired difference to the default (mean over
-    # folds; ± std of the per-repeat means) is far less noisy than the
-    # rows' own spreads, which are dominated by how hard each fold is.
+
+def markdown_table(rows, folds):
+    """Rows share folds, so the paired difference to the default (mean over
+    folds; ± std of the per-repeat means) is far less noisy than the rows' own
+    spreads, which are dominated by how hard each fold is."""
     reps = np.array([f.repeat for f in folds])
-    ref = next((np.array(r["fold_accuracies"]) for r in rows if r["name"].startswith("default")), None)
-    print("| configuration | accuracy (%) | vs default (points) | extraction (tracks/s) |\n|---|---|---|---|")
+    ref_row = next((r for r in rows if r["name"].startswith("default")), None)
+    ref = None if ref_row is None else np.array(ref_row["fold_accuracies"])
+    out = ["| configuration | accuracy (%) | vs default (points) | extraction (tracks/s) |", "|---|---|---|---|"]
     for r in rows:
         tps = r.get("extract_tracks_per_s")
         diff = ""
-        if ref is not None and "fold_accuracies" in r and not r["name"].startswith("default"):
+        if ref is not None and "fold_accuracies" in r and r is not ref_row:
             d = np.array(r["fold_accuracies"]) - ref
             per_rep = [d[reps == k].mean() for k in np.unique(reps)]
             diff = f"{100 * d.mean():+.1f} ± {100 * np.std(per_rep):.1f}"
-        print(f"| {r['name']} | {100 * r['mean']:.1f} ± {100 * r['std']:.1f} | {diff} | {'' if tps is None else f'{tps:.2f}'} |")
+            if len(np.unique(reps)) == 1 and len(d) == 1:
+                diff = f"{100 * d.mean():+.1f}"
+        out.append(f"| {r['name']} | {100 * r['mean']:.1f} ± {100 * r['std']:.1f} | {diff} | {'' if tps is None else f'{tps:.2f}'} |")
+    return "\n".join(out)
+
+
+def arguments(description, *, protocols=("cv", "block", "paper", "split")):
+    """The command-line options ablation.py and levers.py share."""
+    ap = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("data", nargs="?", default=os.path.join("..", "shared", "data", "gtzan-mini"))
+    ap.add_argument("--protocol", default="cv", choices=list(protocols))
+    ap.add_argument("--folds", type=int, default=10)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--cache", default=DEFAULT_CACHE)
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--json", default=None)
+    return ap
+
+
+def main(argv=None):
+    ap = arguments(__doc__)
+    ap.add_argument("--only", type=int, nargs="*", help="row numbers to run (default: all)")
+    argv = sys.argv[1:] if argv is None else argv
+    args = ap.parse_args(argv)
+    warnings.filterwarnings("ignore")
+    ds = load_dataset(args.data)
+    folds = protocol_folds(ds, args.protocol, folds=args.folds, repeats=args.repeats)
+    table = variants()
+    if args.only:
+        table = [table[i] for i in args.only]  # in the order given
+    run_table(table, ds, folds, args=args, argv=argv, script=os.path.relpath(__file__))
 
 
 if __name__ == "__main__":

@@ -65,6 +65,36 @@ def _ragged(feats, idx, *, shifted=None):
     return Ragged.from_list(parts)
 
 
+def frozen_activations(paths, settings, *, cache):
+    """Cached frozen-stage activations of every track at offset 0 and shifted by half a window.
+
+    Returns (base, shift, cost): per track ``track_tensor`` tuples, and the
+    wall/CPU seconds and load average of reading (or computing) the cache.
+    """
+    t0, c0 = time.perf_counter(), time.process_time()
+    arrays, failures = dataset_activations(paths, settings, cache=cache)
+    if failures:
+        sys.exit(f"frozen stages failed for {len(failures)} tracks: {failures[:3]}")
+    cost = {"wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0, "load_avg": os.getloadavg()}
+    views = settings.view_names
+    base = [track_tensor(arrays[p], views) for p in paths]
+    shift = [track_tensor(arrays[p], views, shifted=True) for p in paths]
+    return base, shift, cost
+
+
+def frozen_window_features(base, shift, settings):
+    """The default recipe's window features (offset 0, shifted) from the frozen activations.
+
+    An untrained tail gives exactly ``Backbone.features(layers="all+max")``
+    (PyTorch), so these are the default features, also for shifted windows.
+    """
+    from genrevision.backbone import Backbone
+
+    bb = Backbone(settings.backbone, engine="torch")
+    frozen = TunedTail(bb.module, tail_start(bb.module))
+    return [tail_features(frozen, *b) for b in base], [tail_features(frozen, *s) for s in shift]
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("data", nargs="?", default=os.path.join("..", "shared", "data", "gtzan-mini"))
@@ -86,7 +116,6 @@ def main(argv=None):
 
     recipe = get_recipe("default")
     settings = recipe.features
-    views = settings.view_names
     ds = load_dataset(args.data)
     y = ds.labels
     split = None
@@ -97,22 +126,9 @@ def main(argv=None):
     folds = make_splits(args.protocol, labels=y, split=split, track_ids=ds.track_ids, n_splits=args.n_splits, n_repeats=5,
                         random_state=0)[: args.folds]
 
-    t0, c0 = time.perf_counter(), time.process_time()
-    arrays, failures = dataset_activations(ds.paths, settings, cache=args.cache)
-    if failures:
-        sys.exit(f"frozen stages failed for {len(failures)} tracks: {failures[:3]}")
-    cache_cost = {"wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0, "load_avg": os.getloadavg()}
-    base = [track_tensor(arrays[p], views) for p in ds.paths]
-    shift = [track_tensor(arrays[p], views, shifted=True) for p in ds.paths]
-
-    # Frozen (default) window features: an untrained tail gives exactly Backbone.features(layers="all+max").
-    from genrevision.backbone import Backbone
-
-    bb = Backbone(settings.backbone, engine="torch")
+    base, shift, cache_cost = frozen_activations(ds.paths, settings, cache=args.cache)
+    f_base, f_shift = frozen_window_features(base, shift, settings)
     tuner_params = dict(backbone=settings.backbone, epochs=args.epochs, threads=args.threads, random_state=0)
-    frozen = TunedTail(bb.module, tail_start(bb.module))
-    f_base = [tail_features(frozen, *b) for b in base]
-    f_shift = [tail_features(frozen, *s) for s in shift]
 
     out = {"command": "nice -n 15 python " + " ".join([os.path.relpath(__file__)] + (argv or sys.argv[1:])),
            "protocol": args.protocol, "n_splits": args.n_splits, "seed": 0, "folds_planned": args.folds, "n_tracks": len(y),

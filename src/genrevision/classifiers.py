@@ -1019,21 +1019,41 @@ class WindowedClassifier(_ProbaClassifierMixin, ClassifierMixin, BaseEstimator):
     ----------
     estimator : estimator object
         Window-level classifier with ``predict_proba``.
-    aggregate : {"mean", "logmean"}, default="logmean"
+    aggregate : {"mean", "logmean", "lse"}, default="logmean"
         "mean" averages the window likelihoods; "logmean" averages their
-        logarithms (a geometric mean, renormalised).
+        logarithms (a geometric mean, renormalised); "lse" pools the window
+        log-likelihoods ``l_wc`` with a soft maximum,
+        ``(1 / r) log mean_w exp(r l_wc)``: ``r = 0`` is the log-mean, a large
+        ``r`` lets the window most sure of a class speak for it.
+    sharpness : float or None, default=None
+        ``r`` of "lse", >= 0; None chooses it from ``sharpness_grid`` by the
+        track log-loss on inner folds of the training tracks (grouped), the
+        window-level estimator refitted per inner fold with the
+        hyper-parameters of its own fit (``best_params_``) when it has them.
+    sharpness_grid : sequence of float, default=(0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
+        Candidates for ``sharpness``.
+    inner_cv : int, default=3
+        Largest number of inner folds for choosing ``sharpness``, >= 2.
 
     Attributes
     ----------
     estimator_ : estimator object
         The fitted window-level clone.
+    sharpness_ : float
+        The "lse" sharpness used (0.0 for the other aggregates).
+    inner_scores_ : dict or None
+        Mean inner track log-likelihood per candidate sharpness (when chosen).
     classes_ : ndarray of shape (n_classes,)
     n_features_in_ : int
     """
 
-    def __init__(self, estimator, *, aggregate="logmean"):
+    def __init__(self, estimator, *, aggregate="logmean", sharpness=None,
+                 sharpness_grid=(0.0, 0.25, 0.5, 1.0, 2.0, 4.0), inner_cv=3):
         self.estimator = estimator
         self.aggregate = aggregate
+        self.sharpness = sharpness
+        self.sharpness_grid = sharpness_grid
+        self.inner_cv = inner_cv
 
     @staticmethod
     def _ragged(X):
@@ -1062,10 +1082,17 @@ class WindowedClassifier(_ProbaClassifierMixin, ClassifierMixin, BaseEstimator):
         -------
         self
         """
-        if self.aggregate not in ("mean", "logmean"):
+        if self.aggregate not in ("mean", "logmean", "lse"):
             raise ValueError(
-                f"aggregate must be 'mean' or 'logmean'; got {self.aggregate!r}."
+                f"aggregate must be 'mean', 'logmean' or 'lse'; got {self.aggregate!r}."
             )
+        grid = [self.sharpness] if self.sharpness is not None else self.sharpness_grid
+        if isinstance(grid, str) or len(grid) == 0:
+            raise ValueError(f"sharpness_grid must be a non-empty sequence of numbers >= 0; got {grid!r}.")
+        for r in grid:
+            if isinstance(r, bool) or not isinstance(r, numbers.Real) or not (np.isfinite(r) and r >= 0):
+                raise ValueError(f"sharpness must be a finite number >= 0; got {r!r}.")
+        _check_int(self.inner_cv, "inner_cv", 2)
         X = self._ragged(X)
         y = np.asarray(y)
         if y.shape != (len(X),):
@@ -1076,16 +1103,46 @@ class WindowedClassifier(_ProbaClassifierMixin, ClassifierMixin, BaseEstimator):
         groups = _check_groups(groups, len(X))
         if groups is None:
             groups = np.arange(len(X))
-        self.estimator_ = clone(self.estimator)
+        self.estimator_ = self._fit_windows(clone(self.estimator), X, y, groups)
+        self.classes_ = np.asarray(self.estimator_.classes_)
+        self.sharpness_, self.inner_scores_ = 0.0, None
+        if self.aggregate == "lse":
+            if self.sharpness is not None:
+                self.sharpness_ = float(self.sharpness)
+            elif len(grid) == 1:
+                self.sharpness_ = float(grid[0])
+            else:
+                self.sharpness_ = self._choose_sharpness(X, y, groups, [float(r) for r in grid])
+        return self
+
+    def _fit_windows(self, est, X, y, groups):
+        """``est`` fitted on the windows of ``X``, each with its track's label."""
         params = {}
-        if accepts_groups(self.estimator_):
+        if accepts_groups(est):
             params["groups"] = X.repeat(groups)
-        if "sample_weight" in inspect.signature(self.estimator_.fit).parameters:
+        if "sample_weight" in inspect.signature(est.fit).parameters:
             # One unit of weight per track (mean row weight 1), whatever its window count.
             params["sample_weight"] = X.repeat(len(X.data) / (len(X) * X.lengths))
-        self.estimator_.fit(X.data, X.repeat(y), **params)
-        self.classes_ = np.asarray(self.estimator_.classes_)
-        return self
+        return est.fit(X.data, X.repeat(y), **params)
+
+    def _choose_sharpness(self, X, y, groups, grid):
+        """The grid value whose pooled held-out track log-likelihood is highest on inner folds."""
+        # The inner refits reuse the hyper-parameters the full fit chose (e.g. C):
+        # chosen on training tracks only, and it keeps this one inner search cheap.
+        fixed = getattr(self.estimator_, "best_params_", None) or {}
+        scores = np.zeros(len(grid))
+        splits = make_inner_cv(y, groups, n_splits=self.inner_cv, random_state=0)
+        for train, test in splits:
+            est = self._fit_windows(clone(self.estimator).set_params(**fixed), X[train], y[train], groups[train])
+            Xt = X[test]
+            logp = np.log(np.clip(est.predict_proba(Xt.data), 1e-12, None))
+            truth = np.searchsorted(self.classes_, y[test])
+            for j, r in enumerate(grid):
+                p = _softmax(_lse_pool(Xt, logp, r))
+                scores[j] += np.mean(np.log(np.clip(p[np.arange(len(test)), truth], 1e-12, None)))
+        scores /= len(splits)
+        self.inner_scores_ = dict(zip(grid, scores.tolist()))
+        return grid[int(np.argmax(scores))]  # first of equal scores: the gentler pooling
 
     def predict_proba_windows(self, X):
         """Likelihoods of every window, (n_windows_total, n_classes), rows in ``X.data`` order."""
@@ -1114,5 +1171,14 @@ class WindowedClassifier(_ProbaClassifierMixin, ClassifierMixin, BaseEstimator):
             out = X.mean(p)
         else:
             # Floor keeps one confident zero from vetoing a class outright.
-            out = _softmax(X.mean(np.log(np.clip(p, 1e-12, None))))
+            out = _softmax(_lse_pool(X, np.log(np.clip(p, 1e-12, None)), getattr(self, "sharpness_", 0.0)))
         return out / out.sum(axis=1, keepdims=True)
+
+
+def _lse_pool(X, logp, r):
+    """Per track, ``(1 / r) log mean_w exp(r logp_w)`` (the mean of ``logp`` when r = 0)."""
+    if r == 0:
+        return X.mean(logp)
+    z = r * logp
+    top = np.maximum.reduceat(z, X.offsets[:-1], axis=0)
+    return (np.log(X.mean(np.exp(z - X.repeat(top)))) + top) / r

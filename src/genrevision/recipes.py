@@ -37,7 +37,15 @@ class Recipe:
         Columns of the stored features the classifiers use: the penultimate
         layer only, or every stage by its spatial mean / maximum / both, plus
         the penultimate layer.
-    head : {"svm", "linear", "softmax"} per-view classifier.
+    head : {"svm", "linear", "softmax", "attention"}
+        Per-view classifier. "attention" (``pooling="windows"`` only) learns
+        how much each window of a track counts
+        (:class:`~genrevision.attention.AttentionPoolingClassifier`) instead
+        of averaging the windows' log-likelihoods.
+    aggregate : {"logmean", "lse"}
+        With ``pooling="windows"``: how a track's window log-likelihoods
+        become the track's, their mean or a soft maximum whose sharpness is
+        chosen on inner folds (see :class:`~genrevision.classifiers.WindowedClassifier`).
     views : {"separate", "concat"}
         One classifier per view with late fusion (the paper), or the three
         views' features side by side for one classifier (early fusion).
@@ -68,6 +76,7 @@ class Recipe:
     hybrid_mfcc: bool = False
     C: float | None = None
     description: str = ""
+    aggregate: str = "logmean"
     # A dict is not hashable: left out of the hash (equality still compares it).
     tune: dict | None = field(default=None, hash=False)
 
@@ -151,14 +160,23 @@ class Recipe:
         return feature_matrix(prepared, views=views, pooling=self.pooling)
 
     def make_head(self, kind: str | None = None):
-        """A fresh per-view classifier: ``"svm"``, ``"linear"`` or ``"softmax"`` (fine-tuning).
+        """A fresh per-view classifier: ``"svm"``, ``"linear"``, ``"softmax"`` (fine-tuning) or ``"attention"``.
 
         With ``pooling="windows"`` the head is wrapped to learn from windows
-        (a per-track vector such as the MFCC view is repeated on each window).
+        (a per-track vector such as the MFCC view is repeated on each window);
+        "attention" takes the windows of each track itself.
         """
         from .classifiers import LinearHead, SoftmaxHead, ViewSVM, WindowedClassifier
 
         kind = kind or self.head
+        if self.aggregate not in ("logmean", "lse"):
+            raise ValueError(f"recipe {self.name!r}: aggregate must be 'logmean' or 'lse', got {self.aggregate!r}")
+        if kind == "attention":
+            if self.pooling != "windows":
+                raise ValueError(f"recipe {self.name!r}: head='attention' needs pooling='windows', got {self.pooling!r}")
+            from .attention import AttentionPoolingClassifier
+
+            return AttentionPoolingClassifier()
         if kind == "svm":
             head = ViewSVM()
         elif kind == "linear":
@@ -166,9 +184,9 @@ class Recipe:
         elif kind == "softmax":
             head = SoftmaxHead()
         else:
-            raise ValueError(f"head must be 'svm', 'linear' or 'softmax', got {kind!r}")
+            raise ValueError(f"head must be 'svm', 'linear', 'softmax' or 'attention', got {kind!r}")
         if self.pooling == "windows":
-            head = WindowedClassifier(head, aggregate="logmean")
+            head = WindowedClassifier(head, aggregate=self.aggregate)
         return head
 
     def classifier(self, views, *, head: str | None = None, weights=None):
