@@ -483,18 +483,15 @@ def evaluate(data, *, protocol: str = "cv", recipes=("default", "paper"), folds:
         feats[r.name] = res.features
         failures += [f for f in res.failures if f not in failures]
         if r.tune is not None:
-            from .tuning import dataset_activations, window_mismatch
+            from .tuning import recipe_activations
 
             # Frozen-stage activations once per run (and cached): every fold's tuner starts from them.
             t = time.perf_counter()
-            acts[r.name], bad = dataset_activations([p for p in ds.paths if p in res.features], r.features,
-                                                    cache=cache, n_stages=r.tune.get("n_stages", 1),
-                                                    progress=progress)
+            acts[r.name], bad = recipe_activations(r, {p: res.features[p] for p in ds.paths if p in res.features},
+                                                   cache=cache, progress=progress)
             timing[r.name]["activations_seconds"] = time.perf_counter() - t
-            bad += [(p, why) for p, a in acts[r.name].items()
-                    if (why := window_mismatch(a, res.features[p], r.features.view_names))]
             failures += [f for f in bad if f not in failures]
-            feats[r.name] = {p: f for p, f in res.features.items() if p in acts[r.name] and p not in dict(bad)}
+            feats[r.name] = {p: f for p, f in res.features.items() if p in acts[r.name]}
     ok = [i for i, p in enumerate(ds.paths) if all(p in feats[r.name] for r in recs)]
     if not ok:
         raise ValueError(f"{getattr(ds, 'root', '') or 'dataset'}: no usable tracks ({len(failures)} failed)")

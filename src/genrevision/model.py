@@ -499,13 +499,12 @@ def train_model(data, *, recipe="default", weights=None, cache=_DEFAULT_CACHE, j
     keep = [i for i, p in enumerate(ds.paths) if p in res.features]
     acts = {}
     if rec.tune is not None and keep:
-        from .tuning import dataset_activations, window_mismatch
+        from .tuning import recipe_activations
 
-        acts, bad = dataset_activations([ds.paths[i] for i in keep], settings, cache=cache,
-                                        n_stages=rec.tune.get("n_stages", 1), progress=progress)
-        bad += [(p, why) for p, a in acts.items() if (why := window_mismatch(a, res.features[p], settings.view_names))]
+        acts, bad = recipe_activations(rec, {ds.paths[i]: res.features[ds.paths[i]] for i in keep}, cache=cache,
+                                       progress=progress)
         failures += bad
-        keep = [i for i in keep if ds.paths[i] in acts and ds.paths[i] not in dict(bad)]
+        keep = [i for i in keep if ds.paths[i] in acts]
     if not keep:
         raise ValueError(f"{name}: no usable tracks ({len(failures)} failed)")
     labels = np.asarray(ds.labels)[keep]

@@ -55,6 +55,7 @@ __all__ = [
     "TunedTail",
     "FineTuner",
     "tail_features",
+    "recipe_activations",
     "fit_on_tracks",
     "tuned_track_features",
     "window_mismatch",
@@ -617,6 +618,33 @@ def window_mismatch(arrays: dict, frozen: dict, views) -> str | None:
     """Why a track's cached activations cannot stand for its frozen features (other window count), or None."""
     n, m = len(arrays[f"{views[0]}.pool"]), len(frozen["starts"]) if "starts" in frozen else len(frozen[views[0]])
     return None if n == m else f"{n} windows in the cached activations, {m} in its features (stale cache entry?)"
+
+
+def recipe_activations(recipe, features: dict, *, cache, progress: bool = True):
+    """:func:`dataset_activations` of the tracks a recipe with ``tune`` has frozen features of.
+
+    Parameters
+    ----------
+    recipe : Recipe with ``tune``
+    features : dict path → the track's frozen feature dict
+    cache : str or None
+    progress : bool
+
+    Returns
+    -------
+    arrays : dict path → arrays, only tracks whose activations match their features' windows
+    failures : list of (path, reason): tracks that failed, or whose cached activations hold
+        another number of windows than their features (see :func:`window_mismatch`)
+    """
+    views = recipe.features.view_names
+    arrays, failures = dataset_activations(list(features), recipe.features, cache=cache,
+                                           n_stages=recipe.tune.get("n_stages", 1), progress=progress)
+    for p, a in list(arrays.items()):
+        why = window_mismatch(a, features[p], views)
+        if why:
+            failures.append((p, why))
+            del arrays[p]
+    return arrays, failures
 
 
 def tuned_track_features(tuner, arrays: dict, frozen: dict, views) -> dict:
