@@ -163,9 +163,9 @@ class AttentionPoolingClassifier(_ProbaClassifierMixin, ClassifierMixin, BaseEst
         Z = np.ascontiguousarray(standardise_and_reduce(data, mean, scale, V))
         n = len(X)
 
-        threads = torch.get_num_threads()
-        torch.set_num_threads(self.threads)
-        try:
+        from .backbone import torch_threads
+
+        with torch_threads(self.threads):
             self.inner_losses_ = None
             if self.weight_decay is None:
                 # One model per (inner fold, candidate), trained together; each
@@ -186,8 +186,6 @@ class AttentionPoolingClassifier(_ProbaClassifierMixin, ClassifierMixin, BaseEst
                 wd, epochs = grid[0], self.max_epochs
             self.best_params_ = {"weight_decay": wd, "epochs": epochs}
             params, _ = self._train(torch, Z, X.track_index, y_idx, np.ones((1, n), np.float32), np.array([wd]), epochs)
-        finally:
-            torch.set_num_threads(threads)
         self.params_ = {k: v.detach()[0].numpy().copy() for k, v in params.items()}
         return self
 

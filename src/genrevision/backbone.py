@@ -41,7 +41,23 @@ __all__ = [
     "get_backbone",
     "image_features",
     "available_backbones",
+    "torch_threads",
 ]
+
+@contextmanager
+def torch_threads(n):
+    """``torch.set_num_threads(n)`` for the ``with`` block, the previous number restored after it
+    (None leaves it as it is)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
 
 DEFAULT_BACKBONE = "efficientnet_lite0"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

@@ -893,12 +893,10 @@ class SoftmaxHead(_ProbaClassifierMixin, ClassifierMixin, BaseEstimator):
         groups = _check_groups(groups, X.shape[0])
         # The per-epoch work is a few small matrix products, where torch's
         # thread hand-offs cost more than they save (10x on a busy machine).
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
+        from .backbone import torch_threads
+
+        with torch_threads(1):
             self._fit_torch(torch, X, y, groups)
-        finally:
-            torch.set_num_threads(threads)
         return self
 
     def _fit_torch(self, torch, X, y, groups):

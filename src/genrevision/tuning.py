@@ -416,7 +416,7 @@ class FineTuner:
         import torch.nn as nn
         from tqdm.auto import tqdm
 
-        from .backbone import Backbone
+        from .backbone import Backbone, torch_threads
 
         self._check_params()
         y = np.asarray(y)
@@ -425,10 +425,7 @@ class FineTuner:
         if any(p.ndim != 5 or p.shape[1:] != pools[0].shape[1:] or len(p) == 0 for p in pools):
             raise ValueError("every pool must be a non-empty (n, V, C, h, w) array with the same V, C, h, w")
         groups = np.arange(len(y)) if groups is None else np.asarray(groups)
-        old_threads = torch.get_num_threads()
-        if self.threads:
-            torch.set_num_threads(int(self.threads))
-        try:
+        with torch_threads(self.threads):
             torch.manual_seed(int(self.random_state))
             rng = np.random.default_rng(self.random_state)
             self.classes_ = np.unique(y)
@@ -501,8 +498,6 @@ class FineTuner:
             self.best_epoch_, self.history_ = best[1], history
             self.val_tracks_ = np.flatnonzero(val)
             self.width_ = width
-        finally:
-            torch.set_num_threads(old_threads)
         return self
 
     def _augment(self, x, labels, pools, by_class, rng):
