@@ -9,11 +9,10 @@ learning"): a score ``s_w = v^T tanh(V x_w)`` per window, weights
 ``a_w = softmax_w(s_w)`` within each track, and a linear softmax classifier
 on the pooled track, trained on tracks (one label each).
 
-``pool="loglik"`` (the default) pools the windows' class log-likelihoods,
-``sum_w a_w log p(c | x_w)``: with uniform weights this is exactly the
-default recipe's log-mean, and the attention starts there (``v = 0``).
-``pool="features"`` pools the window features, ``sum_w a_w x_w``, then
-classifies (the paper's form). Weight decay and the number of epochs are
+The window features are pooled, ``sum_w a_w x_w``, then classified (the
+paper's form); with a linear classifier this is the same model as pooling the
+window logits or log-likelihoods, so with uniform weights it is the default
+recipe's log-mean read-out, and the attention starts there (``v = 0``). Weight decay and the number of epochs are
 chosen on inner folds of the training tracks (grouped, stratified) by their
 held-out cross-entropy: stopping at the epoch whose held-out loss is lowest is
 the early stopping, measured on held-out tracks, never on the test tracks.
