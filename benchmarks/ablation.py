@@ -24,10 +24,9 @@ import numpy as np
 
 from genrevision.dataset import load_dataset
 from genrevision.evaluation import gtzan_split_labels, make_splits
-from genrevision.experiment import _baseline_fold, _rows_by_head, _run_folds, evaluate_recipe
-from genrevision.features import extract_dataset
+from genrevision.experiment import evaluate_baseline, evaluate_recipe
+from genrevision.features import extract_cached
 from genrevision.recipes import get_recipe
-from genrevision.store import FeatureStore
 
 DEFAULT_CACHE = os.environ.get("GENREVISION_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "genrevision", "features"))
 
@@ -90,6 +89,13 @@ def protocol_folds(ds, protocol, *, folds=10, repeats=5, splits_dir=None):
                        n_repeats=repeats, random_state=0)
 
 
+def dataset_features(res, paths):
+    """Every track's feature dict from an extraction result, in ``paths`` order; exits if any failed."""
+    if res.failures:
+        sys.exit(f"extraction failed for {len(res.failures)} tracks: {res.failures[:3]}")
+    return [res.features[p] for p in paths]
+
+
 def run_table(table, ds, folds, *, args, argv, script):
     """Evaluate rows on ``folds``, resumably (rows already in ``args.json`` are kept), and print the table.
 
@@ -124,10 +130,8 @@ def run_table(table, ds, folds, *, args, argv, script):
         key = json.dumps(recipe.features.to_dict(), sort_keys=True)
         if key not in feats_by_key:
             t = time.perf_counter()
-            res = extract_dataset(ds.paths, recipe.features, store=FeatureStore(args.cache, recipe.features.to_dict()))
-            if res.failures:
-                sys.exit(f"extraction failed for {len(res.failures)} tracks: {res.failures[:3]}")
-            feats_by_key[key] = [res.features[p] for p in ds.paths]
+            res = extract_cached(ds.paths, recipe.features, cache=args.cache)
+            feats_by_key[key] = dataset_features(res, ds.paths)
             if res.computed == len(ds.paths):  # a cold run: its speed is the recipe's extraction cost
                 speed[key] = len(ds.paths) / (time.perf_counter() - t)
         return feats_by_key[key], key
@@ -160,10 +164,7 @@ def run_table(table, ds, folds, *, args, argv, script):
     if not any(r["name"].startswith("baseline") for r in rows):
         # Engineered baseline on the same folds.
         F, _ = features_of(get_recipe("default"))
-        Xb = np.stack([f["mfcc"] for f in F])
-        base, _ = _run_folds(lambda f: _baseline_fold(Xb, y, f), folds, name="baseline", jobs=args.jobs, progress=True,
-                             folder=None, key=None, heads=["svm"], classes_dtype=y.dtype)
-        e = _rows_by_head(base, y, folds)["svm"]["mfcc"]
+        e, _ = evaluate_baseline(F, y, folds, jobs=args.jobs)
         rows.append({"name": "baseline: MFCC + spectral statistics, RBF-SVM", "mean": float(e["mean"]), "std": float(e["std"]),
                      "fold_accuracies": [float(x) for x in e["fold_accuracies"]]})
         save()

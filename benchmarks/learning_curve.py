@@ -22,13 +22,16 @@ import warnings
 
 import numpy as np
 
-from genrevision.dataset import load_dataset
-from genrevision.evaluation import Fold, make_splits
-from genrevision.experiment import _baseline_fold, _rows_by_head, _run_folds, evaluate_recipe
-from genrevision.features import extract_dataset
-from genrevision.files import user_cache
-from genrevision.recipes import get_recipe
-from genrevision.store import FeatureStore
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from ablation import dataset_features  # noqa: E402
+
+from genrevision.dataset import load_dataset  # noqa: E402
+from genrevision.evaluation import Fold, make_splits  # noqa: E402
+from genrevision.experiment import evaluate_baseline, evaluate_recipe  # noqa: E402
+from genrevision.features import extract_cached  # noqa: E402
+from genrevision.files import user_cache  # noqa: E402
+from genrevision.recipes import get_recipe  # noqa: E402
 
 
 def cut_fold(fold, y, k, seed):
@@ -57,20 +60,14 @@ def main(argv=None):
     y = ds.labels
     folds = make_splits(args.protocol, labels=y, track_ids=ds.track_ids, n_splits=10, n_repeats=5, random_state=0)
     recipe = get_recipe("default")
-    res = extract_dataset(ds.paths, recipe.features, store=FeatureStore(args.cache, recipe.features.to_dict()))
-    if res.failures:
-        sys.exit(f"extraction failed for {len(res.failures)} tracks: {res.failures[:3]}")
-    F = [res.features[p] for p in ds.paths]
-    Xb = np.stack([f["mfcc"] for f in F])
+    F = dataset_features(extract_cached(ds.paths, recipe.features, cache=args.cache), ds.paths)
 
     rows = []
     for k in sorted(args.sizes) + [None]:
         cut = [cut_fold(f, y, k, seed=1000 + i) for i, f in enumerate(folds)]
         per_genre = np.mean([len(f.train) for f in cut]) / len(np.unique(y))
         d = evaluate_recipe(recipe, F, y, cut, heads=[recipe.head], jobs=args.jobs, progress=False)[0][recipe.head]["fused"]
-        b, _ = _run_folds(lambda f: _baseline_fold(Xb, y, f), cut, name="baseline", jobs=args.jobs, progress=False,
-                          folder=None, key=None, heads=["svm"], classes_dtype=y.dtype)
-        b = _rows_by_head(b, y, cut)["svm"]["mfcc"]
+        b, _ = evaluate_baseline(F, y, cut, jobs=args.jobs, progress=False)
         rows.append({"tracks_per_genre": k or "all", "mean_train_per_genre": float(per_genre),
                      "default": [float(a) for a in d["fold_accuracies"]], "mfcc": [float(a) for a in b["fold_accuracies"]]})
         print(f"{str(k or 'all'):>4} per genre ({per_genre:.1f} on average): default {100 * np.mean(rows[-1]['default']):.1f}  "

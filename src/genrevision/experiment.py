@@ -49,7 +49,7 @@ from .evaluation import (
 from .features import DEFAULT_CACHE
 from .fusion import LateFusionClassifier, fuse_probabilities, learn_weights
 
-__all__ = ["evaluate", "EvaluationResult", "fold_rows", "evaluate_recipe", "HEAD_KIND"]
+__all__ = ["evaluate", "EvaluationResult", "fold_rows", "evaluate_recipe", "evaluate_baseline", "HEAD_KIND"]
 
 #: results["rows"] key of each head.
 HEAD_KIND = {"svm": "svm", "softmax": "finetune", "linear": "linear"}
@@ -279,6 +279,20 @@ def evaluate_recipe(recipe, features, y, folds, *, heads=None, jobs=1, progress=
                                   name=recipe.name, jobs=jobs, progress=progress, folder=folder, key=key,
                                   heads=heads, classes_dtype=y.dtype)
     return _rows_by_head(per_fold, y, folds), fitted
+
+
+def evaluate_baseline(features, y, folds, *, jobs=1, progress=True, folder=None, key=None):
+    """The MFCC + spectral baseline (RBF-SVM on each track's ``"mfcc"`` vector) on ``folds``.
+
+    ``features`` are per-track feature dicts (any recipe's: the MFCC vector is
+    the same in all of them) or the stacked (n_tracks, n_columns) matrix.
+    Returns ``(evaluate_predictions entry, n_fitted)``; ``folder``/``key`` as
+    in :func:`evaluate_recipe`.
+    """
+    Xb = features if isinstance(features, np.ndarray) else np.stack([f["mfcc"] for f in features])
+    base, fitted = _run_folds(lambda f: _baseline_fold(Xb, y, f), folds, name="baseline", jobs=jobs,
+                              progress=progress, folder=folder, key=key, heads=["svm"], classes_dtype=y.dtype)
+    return _rows_by_head(base, y, folds)["svm"]["mfcc"], fitted
 
 
 # ----------------------------------------------------------------------------- the result
@@ -605,11 +619,9 @@ def evaluate(data, *, protocol: str = "cv", recipes=("default", "paper"), folds:
     t = time.perf_counter()
     # Keyed by the baseline's own inputs: any recipe's run on the same audio and folds reuses its folds.
     key = _key({**base_key, "baseline": "mfcc+spectral, ViewSVM", "X": hashlib.sha256(Xb.tobytes()).hexdigest()})
-    base, fitted = _run_folds(lambda f: _baseline_fold(Xb, y, f), fold_list, name="baseline", jobs=fold_jobs,
-                              progress=progress, folder=folder, key=key, heads=["svm"], classes_dtype=y.dtype)
+    entry, fitted = evaluate_baseline(Xb, y, fold_list, jobs=fold_jobs, progress=progress, folder=folder, key=key)
     fit_timing["baseline"] = {"seconds": time.perf_counter() - t, "folds_fitted": fitted,
                               "folds_loaded": len(fold_list) - fitted}
-    entry = _rows_by_head(base, y, fold_list)["svm"]["mfcc"]
     scores["baseline"] = {"svm": {"mfcc": _score(entry, single)}}
     b = scores["baseline"]["svm"]["mfcc"]
     results["baseline_mfcc"], results["std"]["baseline_mfcc"], results["ci95"]["baseline_mfcc"] = (
