@@ -113,7 +113,7 @@ def run_table(table, ds, folds, *, args, argv, script):
         if all(prev.get(k) == v for k, v in header.items()):
             done = {r["name"]: r for r in prev.get("rows", [])}
     rows = list(done.values())
-    meta = {**header, "n_tracks": int(len(y)), "command": f"nice -n 10 python {script} " + " ".join(argv),
+    meta = {**header, "n_tracks": int(len(y)), "command": f"python {script} " + " ".join(argv), "niceness": os.nice(0),
             "cpu_count": os.cpu_count(), "jobs": args.jobs,
             "folds_test": [[int(f.repeat), [int(i) for i in f.test]] for f in folds]}
 
@@ -208,18 +208,25 @@ def arguments(description, *, protocols=("cv", "block", "paper", "split")):
     return ap
 
 
-def main(argv=None):
-    ap = arguments(__doc__)
-    ap.add_argument("--only", type=int, nargs="*", help="row numbers to run (default: all)")
+def run_cli(description, make_table, *, protocols=("cv", "block", "paper", "split"), script, argv=None):
+    """Parse the shared options, build the rows (``make_table(ds, args)``), keep ``--rows``, run them."""
+    ap = arguments(description, protocols=protocols)
+    # --only: this script's earlier name of the option.
+    ap.add_argument("--rows", "--only", dest="rows", type=int, nargs="*",
+                    help="row numbers to run, in the order given (default: all)")
     argv = sys.argv[1:] if argv is None else argv
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
     ds = load_dataset(args.data)
     folds = protocol_folds(ds, args.protocol, folds=args.folds, repeats=args.repeats)
-    table = variants()
-    if args.only:
-        table = [table[i] for i in args.only]  # in the order given
-    run_table(table, ds, folds, args=args, argv=argv, script=os.path.relpath(__file__))
+    table = make_table(ds, args)
+    if args.rows:
+        table = [table[i] for i in args.rows]
+    return run_table(table, ds, folds, args=args, argv=argv, script=script)
+
+
+def main(argv=None):
+    run_cli(__doc__, lambda ds, args: variants(), script=os.path.relpath(__file__), argv=argv)
 
 
 if __name__ == "__main__":

@@ -36,15 +36,13 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
-import warnings
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from ablation import arguments, protocol_folds, run_table  # noqa: E402
+from ablation import dataset_features, run_cli  # noqa: E402
 
-from genrevision.dataset import load_dataset  # noqa: E402
 from genrevision.experiment import _rows_by_head, _run_folds  # noqa: E402
 from genrevision.recipes import get_recipe  # noqa: E402
 
@@ -83,8 +81,7 @@ def backbone_ensemble_rows(ds, cache, backbones=("efficientnet_lite0", "efficien
     """``(folds, jobs) -> rows``: the default recipe on each backbone, and their window-level
     log-likelihoods averaged (each head's track log-likelihoods, then their mean, renormalised)."""
     from genrevision.classifiers import _softmax
-    from genrevision.features import extract_dataset
-    from genrevision.store import FeatureStore
+    from genrevision.features import extract_cached
 
     d = get_recipe("default")
     y = ds.labels
@@ -101,10 +98,7 @@ def backbone_ensemble_rows(ds, cache, backbones=("efficientnet_lite0", "efficien
 
     def evaluate(folds, jobs):
         for r in recipes:
-            res = extract_dataset(ds.paths, r.features, store=FeatureStore(cache, r.features.to_dict()), jobs=jobs)
-            if res.failures:
-                sys.exit(f"extraction failed for {len(res.failures)} tracks: {res.failures[:3]}")
-            matrices.append(r.matrix([res.features[p] for p in ds.paths]))
+            matrices.append(r.matrix(dataset_features(extract_cached(ds.paths, r.features, cache=cache, jobs=jobs), ds.paths)))
         per_fold, _ = _run_folds(fold, folds, name="backbone ensemble", jobs=jobs, progress=True, folder=None,
                                  key=None, heads=["ensemble"], classes_dtype=y.dtype)
         return _rows_by_head(per_fold, y, folds)["ensemble"]
@@ -140,17 +134,8 @@ def levers(ds, cache):
 
 
 def main(argv=None):
-    ap = arguments(__doc__, protocols=("cv", "block", "split"))
-    ap.add_argument("--rows", type=int, nargs="*", help="row numbers to run, in the order given (default: all)")
-    argv = sys.argv[1:] if argv is None else argv
-    args = ap.parse_args(argv)
-    warnings.filterwarnings("ignore")
-    ds = load_dataset(args.data)
-    folds = protocol_folds(ds, args.protocol, folds=args.folds, repeats=args.repeats)
-    table = levers(ds, args.cache)
-    if args.rows:
-        table = [table[i] for i in args.rows]
-    run_table(table, ds, folds, args=args, argv=argv, script=os.path.relpath(__file__))
+    run_cli(__doc__, lambda ds, args: levers(ds, args.cache), protocols=("cv", "block", "split"),
+            script=os.path.relpath(__file__), argv=argv)
 
 
 if __name__ == "__main__":

@@ -130,7 +130,7 @@ def main(argv=None):
     f_base, f_shift = frozen_window_features(base, shift, settings)
     tuner_params = dict(backbone=settings.backbone, epochs=args.epochs, threads=args.threads, random_state=0)
 
-    out = {"command": "nice -n 15 python " + " ".join([os.path.relpath(__file__)] + (argv or sys.argv[1:])),
+    out = {"command": "python " + " ".join([os.path.relpath(__file__)] + (argv or sys.argv[1:])), "niceness": os.nice(0),
            "protocol": args.protocol, "n_splits": args.n_splits, "seed": 0, "folds_planned": args.folds, "n_tracks": len(y),
            "rows": ROWS, "fine_tuner": FineTuner(**tuner_params).__dict__, "frozen_cache": cache_cost, "per_fold": []}
     if args.json and os.path.exists(args.json):
