@@ -122,7 +122,7 @@ def test_linear_head_in_row_span_equals_plain_logistic_regression():
     head = LinearHead(C=0.05, tol=1e-8).fit(X, y)
     plain = _plain_logreg(X, y, 0.05)
     assert head.coef_.shape == (3, 200) and head.coef_.dtype == np.float32
-    assert head.n_components_ == 30  # the span of 30 rows
+    assert head.n_components_ == 29  # 30 centred rows span 29 directions
     X_new = blobs(n_per_class=5, n_features=200, sep=2.0, seed=1)[0]
     np.testing.assert_allclose(head.predict_proba(X_new), plain.predict_proba(X_new), atol=2e-3)
     # Sample weights enter the loss as scikit-learn's do.

@@ -436,20 +436,38 @@ def reduce_rows(X, *, mean, scale, n_components=512, max_fit_rows=2048, random_s
         np.random.default_rng(random_state).choice(n, max_fit_rows, replace=False))]
     Xs = (rows - mean.astype(np.float32)) / scale.astype(np.float32)
     # Eigen-decomposition of the (rows × rows) Gram matrix: Xs = U S Vt, so
-    # V = Xst U / S; far cheaper than an SVD of the wide matrix.
+    # V = Xst U / S; far cheaper than an SVD of the wide matrix. The Gram
+    # matrix is formed in float64: in float32 a direction the rows do not span
+    # (e.g. the one centring removes) gets an eigenvalue of rounding noise near
+    # the float32 cut below, kept or not depending on the BLAS kernel.
     from scipy.linalg import eigh
 
-    gram = Xs @ Xs.T
+    Xs64 = Xs.astype(np.float64)
+    gram = Xs64 @ Xs64.T
+    del Xs64
     with _one_blas_thread():  # LAPACK's eigen-solver gains nothing from threads here
         evals, evecs = eigh(gram, overwrite_a=True, check_finite=False, driver="evd")
     order = np.argsort(evals)[::-1]
-    evals, evecs = evals[order].astype(np.float64), evecs[:, order]
-    keep = evals > max(evals[0], 0.0) * 1e-7
+    evals, evecs = evals[order], evecs[:, order]
+    keep = evals > max(evals[0], 0.0) * _rank_tolerance(len(rows), d)
     if not exact:
         keep[n_components:] = False
     keep[0] = True
-    V = (Xs.T @ evecs[:, keep]) / np.sqrt(np.maximum(evals[keep], 1e-30)).astype(np.float32)
+    V = (Xs.T @ evecs[:, keep].astype(np.float32)) / np.sqrt(np.maximum(evals[keep], 1e-30)).astype(np.float32)
     return np.ascontiguousarray(V, dtype=np.float32)
+
+
+def _rank_tolerance(n_rows, n_features):
+    """Relative eigenvalue cut of :func:`reduce_rows`'s Gram matrix.
+
+    numpy's ``matrix_rank`` rule for the float32 data (a singular value below
+    ``max(n_rows, n_features) * eps32`` times the largest is noise), squared
+    because Gram eigenvalues are squared singular values. Directions the rows
+    do not span sit near float64 rounding (~1e-12 relative), far below it, and
+    every direction the float32 rows can resolve is far above it, whatever the
+    BLAS kernel.
+    """
+    return (max(n_rows, n_features) * float(np.finfo(np.float32).eps)) ** 2
 
 
 def standardise_and_reduce(X, mean, scale, V):
