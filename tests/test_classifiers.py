@@ -14,6 +14,7 @@ from genrevision.classifiers import (
     make_inner_cv,
 )
 from genrevision.ragged import Ragged
+from genrevision.fusion import LateFusionClassifier
 
 
 def blobs(n_per_class=15, n_classes=3, n_features=6, sep=3.0, seed=0, labels=None):
@@ -342,3 +343,50 @@ def test_windowed_classifier_works_with_sklearn_model_selection():
     oof = cross_val_predict(WindowedClassifier(LinearHead(C=1.0)), X, y, cv=3, method="predict_proba")
     assert oof.shape == (18, 3)
     assert np.mean(oof.argmax(axis=1) == y) > 0.9
+
+
+def test_inner_cv_never_puts_an_artist_on_both_sides_and_keeps_a_one_artist_genre_in_training():
+    # blues is one artist (as in gtzan-mini): it cannot be validated across artists, so it stays on
+    # the training side of every inner fold; the other genres' artists never straddle a split.
+    y = np.array(["blues"] * 6 + ["jazz"] * 8 + ["rock"] * 9)
+    artists = np.array(["hooker"] * 6 + ["carter"] * 4 + ["lovano", "lovano", "hawkins", "hawkins"]
+                       + ["queen"] * 3 + ["bowie", "bowie", "seger", "seger", "young", "young"])
+    splits = make_inner_cv(y, artists, n_splits=3)
+    assert len(splits) == 3
+    blues = np.flatnonzero(y == "blues")
+    tested = np.concatenate([te for _, te in splits])
+    assert np.array_equal(np.sort(tested), np.flatnonzero(y != "blues"))  # the others are each tested once
+    for train, test in splits:
+        assert not set(artists[train]) & set(artists[test])
+        assert set(blues) <= set(train) and not set(blues) & set(test)
+
+
+def test_fusion_inner_folds_are_grouped_by_artist():
+    # Every inner fit of the learned fusion sees the artists of its training part only.
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 8)
+    artists = np.repeat(np.arange(12), 2)  # two tracks per artist
+    X = np.column_stack([y + rng.normal(scale=0.3, size=y.size), y + rng.normal(scale=0.3, size=y.size)])
+    GroupSpy.calls.clear()
+    clf = LateFusionClassifier(views=(("a", 0, 1), ("b", 1, 2)), estimator=GroupSpy(), weights="learned").fit(X, y, groups=artists)
+    inner = GroupSpy.calls[:-2]  # the last two fits are the final per-view models, on everything
+    assert inner and all(g is not None for _, g in inner)
+    for view_start in range(0, len(inner), len(inner) // 2):
+        fold_groups = [set(g.tolist()) for _, g in inner[view_start:view_start + len(inner) // 2]]
+        held_out = [set(range(12)) - g for g in fold_groups]
+        # Held-out artists partition the artists: each artist is tested in exactly one inner fold.
+        assert sorted(a for h in held_out for a in h) == list(range(12))
+    assert clf.oof_probas_["a"].shape == (24, 3) and not np.isnan(clf.oof_probas_["a"]).any()
+
+
+def test_inner_cv_with_too_few_artists_splits_by_sample_and_says_so():
+    # One genre of several artists and one of a single artist: nothing to validate across artists.
+    y = np.array(["metal"] * 3 + ["classical"] * 4)
+    artists = np.array(["anthrax", "coroner", "falconer"] + ["bach"] * 4)
+    with pytest.warns(UserWarning, match="classical is split by sample"):
+        splits = make_inner_cv(y, artists, n_splits=3)
+    tested = np.sort(np.concatenate([te for _, te in splits]))
+    assert np.array_equal(tested, np.arange(7))
+    for train, test in splits:
+        assert not set(artists[train][y[train] == "metal"]) & set(artists[test][y[test] == "metal"])
+        assert set(y[train]) == {"metal", "classical"}

@@ -17,8 +17,10 @@ from genrevision.evaluation import (
     gtzan_split_labels,
     gtzan_track_number,
     make_splits,
+    single_group_classes,
     summarise,
 )
+from genrevision.dataset import load_dataset
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 if not (DATA / "gtzan-mini").is_dir():
@@ -101,6 +103,25 @@ def test_group_protocol_keeps_groups_apart(mini):
         assert not set(groups[f.train]) & set(groups[f.test])
     with pytest.raises(ValueError, match="groups"):
         make_splits("group", labels=labels)
+
+
+def test_group_protocol_on_the_artists_of_gtzan_mini():
+    # artists.csv is a manifest: its group column is read as the artist of every track.
+    ds = load_dataset(str(MINI / "artists.csv"))
+    assert len(ds) == 109 and ds.groups is not None
+    by_path = dict(zip((Path(p).name for p in ds.paths), ds.groups))
+    assert by_path["blues.00003.wav"] == "John Lee Hooker" and by_path["reggae.00000.wav"] == "Bob Marley"
+    assert single_group_classes(ds.labels, ds.groups) == {
+        "blues": "John Lee Hooker", "classical": "JS Bach", "reggae": "Bob Marley", "rock": "Morphine"}
+    folds = make_splits("group", labels=ds.labels, groups=ds.groups, n_splits=5, n_repeats=2)
+    one_artist = np.flatnonzero(np.isin(ds.labels, ["blues", "classical", "reggae", "rock"]))
+    for r in range(2):
+        tested = np.concatenate([f.test for f in folds if f.repeat == r])
+        # Every track of a genre with 2+ artists is tested once per repeat; one-artist genres never.
+        assert np.array_equal(np.sort(tested), np.setdiff1d(np.arange(109), one_artist))
+    for f in folds:
+        assert not set(ds.groups[f.train]) & set(ds.groups[f.test])
+        assert set(one_artist) <= set(f.train)
 
 
 def test_block_protocol(mini):

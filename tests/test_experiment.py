@@ -147,6 +147,51 @@ def test_cli_evaluate_runs_the_api(evaluated, cache, tmp_path):
     assert again["baseline_mfcc"] == res.results["baseline_mfcc"]
 
 
+def _artist_manifest(gtzan_root, ds, path):
+    """A manifest of ``ds`` with the artist of every track from gtzan-mini's artists.csv."""
+    import csv
+
+    with open(gtzan_root / "artists.csv", newline="") as f:
+        artist = {os.path.basename(r["path"]): r["group"] for r in csv.DictReader(f)}
+    path.write_text("path,label,group\n" + "".join(f"{p},{lab},{artist[os.path.basename(p)]}\n"
+                                                   for p, lab in zip(ds.paths, ds.labels)))
+    return path
+
+
+def test_group_protocol_names_the_one_artist_genre_and_scores_the_rest(evaluated, gtzan_root, cache, tmp_path):
+    # classical.00000-05 are all JS Bach: not testable across artists; metal and hiphop (10 tracks each, by
+    # 8 and 5 artists: enough for the nested artist-grouped searches of the paper recipe) are.
+    full = load_dataset(str(gtzan_root / "genres"))
+    pick = [i for g, n in (("classical", PER_GENRE), ("metal", 10), ("hiphop", 10))
+            for i in [j for j, lab in enumerate(full.labels) if lab == g][:n]]
+    manifest = _artist_manifest(gtzan_root, full.subset(pick), tmp_path / "artists.csv")
+    with pytest.warns(UserWarning, match=r"not testable across artists: classical \(only JS Bach\)"):
+        res = evaluate(str(manifest), protocol="group", recipes=(small_recipe(),), folds=2, repeats=1,
+                       cache=cache, jobs=0, progress=False)
+    groups = load_dataset(str(manifest)).groups
+    y = np.asarray(load_dataset(str(manifest)).labels)
+    for f in res.folds:
+        assert not set(groups[f.train]) & set(groups[f.test])
+        assert set(np.flatnonzero(y == "classical")) <= set(f.train)
+    assert res.results["untested"] == [{"label": "classical", "group": "JS Bach", "tracks": PER_GENRE}]
+    assert res.results["artist_disjoint"] and not res.results["optimistic"]
+    assert res.results["n_scored_tracks"] == 20
+    fused = res.results["confusion"]["default fused"]
+    assert sum(map(sum, fused["matrix"])) == 20  # only metal and hiphop tracks were scored
+    assert 0.0 <= res.accuracy("default") <= 1.0
+    text = res.summary()
+    assert text.startswith("protocol group: artist-disjoint")
+    assert "not testable across artists: classical (only JS Bach)" in text
+    # Random CV on the same tracks says what it is.
+    assert "same artists on both sides: optimistic" in evaluated[0].summary()
+    assert evaluated[0].results["optimistic"] and not evaluated[0].results["artist_disjoint"]
+    # The CLI on the same manifest: one clear line, no crash.
+    proc = run_cli("evaluate", manifest, "--protocol", "group", "--recipe", "paper", "--no-paper-recipe",
+                   "--folds", 2, "--repeats", 1, "--cache", cache, "--jobs", 0, "--quiet", "--out", tmp_path / "run")
+    assert proc.returncode == 0, proc.stderr
+    assert "not testable across artists: classical (only JS Bach)" in proc.stdout
+
+
 def test_parameter_errors(gtzan_root):
     ds = _subset(gtzan_root)
     with pytest.raises(ValueError, match="protocol must be one of"):

@@ -109,12 +109,20 @@ def accepts_groups(estimator):
         return False
 
 
-def make_inner_cv(y, groups=None, *, n_splits=3, random_state=0):
+def make_inner_cv(y, groups=None, *, n_splits=3, random_state=0, one_group="train"):
     """Stratified inner cross-validation splits, groups kept together.
 
     The number of folds is ``min(n_splits, smallest class size)``, where a
     class's size counts distinct groups when ``groups`` is given, so that every
     training fold sees every class.
+
+    With ``groups`` (artists, albums or tracks), a class whose samples all
+    belong to one group cannot be validated on a group the inner model did not
+    train on: its samples stay on the training side of every fold (so every
+    inner model still knows the class) and are never scored; the other
+    classes set the number of folds. A hyper-parameter search then never
+    selects for recognising a group it saw (Sturm's "horse" effect, and the
+    artist/album filter of Pampalk et al., ISMIR 2005).
 
     Parameters
     ----------
@@ -126,18 +134,24 @@ def make_inner_cv(y, groups=None, *, n_splits=3, random_state=0):
         Largest number of folds wanted, at least 2.
     random_state : int or None, default=0
         Seed of the fold shuffling.
+    one_group : {"train", "tracks"}, default="train"
+        Where the samples of a class with one group go: the training side of
+        every fold, or (where a partition is needed, e.g. Platt scaling's
+        out-of-fold decision values) spread over the test parts sample by
+        sample.
 
     Returns
     -------
     list of (ndarray, ndarray)
         ``(train_indices, test_indices)`` per fold; the test parts partition
-        the samples.
+        the samples (with ``one_group="train"``, those of classes with one
+        group excepted).
 
     Raises
     ------
     ValueError
-        If some class has fewer than 2 samples (2 groups), so that no
-        stratified 2-fold split exists.
+        If some class has fewer than 2 samples, or (with groups) fewer than
+        2 classes have 2 groups, so that no stratified 2-fold split exists.
     """
     _check_int(n_splits, "n_splits", 2)
     y = np.asarray(y)
@@ -147,7 +161,17 @@ def make_inner_cv(y, groups=None, *, n_splits=3, random_state=0):
         sizes = [int(np.sum(y == c)) for c in classes]
     else:
         sizes = [np.unique(groups[y == c]).size for c in classes]
-    k = min(n_splits, min(sizes))
+    single = [c for c, n in zip(classes, sizes) if n < 2] if groups is not None else []
+    scored = [n for n in sizes if n >= 2] if groups is not None else sizes
+    k = min(n_splits, min(scored)) if len(scored) >= 2 else 1
+    if groups is not None and k < 2 and single and all(np.sum(y == c) >= 2 for c in classes):
+        # Too few groups to validate across them (e.g. a nested search on a small training part):
+        # spread the one-group classes sample by sample rather than fail, and say so.
+        k = min([n_splits] + scored + [int(np.sum(y == c)) for c in single])
+        one_group = "tracks"
+        warnings.warn("inner cross-validation: fewer than 2 classes have 2 groups here, so "
+                      f"{', '.join(map(str, single))} {'is' if len(single) == 1 else 'are'} split by sample "
+                      "(the same group on both sides of the inner folds)", stacklevel=2)
     if k < 2:
         short = [(c, int(np.sum(y == c)), n) for c, n in zip(classes, sizes) if n < 2]
         if groups is None:
@@ -160,17 +184,32 @@ def make_inner_cv(y, groups=None, *, n_splits=3, random_state=0):
         which = ", ".join(f"class {str(c)!r} has {t} sample{'s' * (t != 1)} in {n} group{'s' * (n != 1)}"
                           for c, t, n in short)
         raise ValueError(
-            f"Inner cross-validation needs at least 2 groups per class; {which}. "
-            "Add tracks of that class from another group (artist/album), drop the "
-            "group column, or fix the hyper-parameters (e.g. Recipe.C) so that no "
-            "inner search is needed."
+            "Inner cross-validation needs at least 2 classes with 2 groups (artists/albums) each; "
+            f"{which}. Add tracks of those classes from other groups, drop the group column, or fix "
+            "the hyper-parameters (e.g. Recipe.C) so that no inner search is needed."
         )
     dummy = np.zeros((y.shape[0], 1))
     if groups is None:
         cv = StratifiedKFold(n_splits=k, shuffle=True, random_state=random_state)
         return list(cv.split(dummy, y))
     cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=random_state)
-    return list(cv.split(dummy, y, groups))
+    if not single:
+        return list(cv.split(dummy, y, groups))
+    if one_group not in ("train", "tracks"):
+        raise ValueError(f"one_group must be 'train' or 'tracks'; got {one_group!r}.")
+    held = np.isin(y, single)
+    rest = np.flatnonzero(~held)
+    always = np.flatnonzero(held)
+    parts = ([rest[te] for _, te in cv.split(dummy[rest], y[rest], groups[rest])] if rest.size
+             else [np.zeros(0, int)] * k)
+    if one_group == "tracks":
+        rng = np.random.default_rng(random_state)
+        for c in single:
+            for i, idx in enumerate(rng.permutation(np.flatnonzero(y == c))):
+                parts[i % k] = np.append(parts[i % k], idx)
+        everything = np.arange(y.shape[0])
+        return [(np.setdiff1d(everything, te), np.sort(te)) for te in parts]
+    return [(np.sort(np.concatenate([np.setdiff1d(rest, te), always])), np.sort(te)) for te in parts]
 
 
 def _validate_fit_data(estimator, X, y):
@@ -345,6 +384,10 @@ class ViewSVM(_ProbaClassifierMixin, ClassifierMixin, BaseEstimator):
             C, gamma = Cs[0], gammas[0]
         self.best_params_ = {"C": C, "gamma": gamma}
 
+        if groups is not None and any(np.unique(groups[y == c]).size < 2 for c in self.classes_):
+            # Platt scaling needs out-of-fold decision values of every sample.
+            splits = make_inner_cv(y, groups, n_splits=self.inner_cv, random_state=self.random_state,
+                                   one_group="tracks")
         svc = SVC(kernel="rbf", C=C, gamma=gamma)
         self.pipeline_ = Pipeline(
             [

@@ -39,12 +39,14 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from .evaluation import (
+    LEAKY_PROTOCOLS,
     PROTOCOLS,
     evaluate_predictions,
     gtzan_split_labels,
     make_splits,
     pooled_confusion,
     repeat_summary,
+    single_group_classes,
 )
 from .features import DEFAULT_CACHE
 from .fusion import LateFusionClassifier, fuse_probabilities, learn_weights
@@ -66,18 +68,21 @@ _PREFERRED = ("original", "harmonic", "percussive", HP, OHP, OP, "fused")
 _FOLD_FORMAT = 1
 
 
-def fold_rows(recipe, X, views, y, train, test, *, head: str, random_state: int = 0) -> dict[str, np.ndarray]:
+def fold_rows(recipe, X, views, y, train, test, *, head: str, random_state: int = 0, groups=None):
     """Test likelihoods of every table row for one fold and one head.
 
-    Returns row name → (n_test, n_classes) probabilities; ``"fused"`` is the
-    recipe's own fusion (its configured weights) over all of its views.
+    Returns ``(rows, classes)``: row name → (n_test, n_classes) probabilities,
+    columns in ``classes`` order; ``"fused"`` is the recipe's own fusion (its
+    configured weights) over all of its views. With ``groups`` (artist, album
+    or track per row of ``X``) every inner search of the fit (C, fusion
+    weights, early stopping, stacking) keeps a group on one side.
     """
     # The fine-tuned softmax layer is the slow head and the paper fuses it with
     # fixed weights only, so it skips the inner cross-validation.
     learn = head != "softmax" and len(views) > 1
     clf = LateFusionClassifier(views=tuple(views), estimator=recipe.make_head(head),
                                weights="learned" if learn else "uniform", random_state=random_state)
-    clf.fit(X[train], y[train])
+    clf.fit(X[train], y[train], groups=None if groups is None else np.asarray(groups)[train])
     per_view = clf.predict_proba_views(X[test])
     oof = clf.oof_probas_
     ytr = y[train]
@@ -114,8 +119,27 @@ def fold_rows(recipe, X, views, y, train, test, *, head: str, random_state: int 
     return rows, clf.classes_
 
 
-def _run_fold(recipe, X, views, y, fold, heads, seed):
-    return {head: fold_rows(recipe, X, views, y, fold.train, fold.test, head=head, random_state=seed)
+def _all_classes(rows_classes, classes):
+    """A fold's ``(rows, fold classes)`` with a column for every class of the dataset.
+
+    A class missing from a fold's training side (possible when a class has few
+    groups) gets likelihood 0 in that fold: it cannot be predicted there.
+    """
+    rows, fold_classes = rows_classes
+    if len(fold_classes) == len(classes):
+        return rows, fold_classes
+    idx = np.searchsorted(classes, fold_classes)
+    full = {}
+    for name, p in rows.items():
+        full[name] = np.zeros((p.shape[0], len(classes)))
+        full[name][:, idx] = p
+    return full, np.asarray(classes)
+
+
+def _run_fold(recipe, X, views, y, fold, heads, seed, groups=None):
+    classes = np.unique(y)
+    return {head: _all_classes(fold_rows(recipe, X, views, y, fold.train, fold.test, head=head, random_state=seed,
+                                         groups=groups), classes)
             for head in heads}
 
 
@@ -134,14 +158,18 @@ def _run_tuned_fold(recipe, features, activations, paths, y, groups, fold, heads
     X, xviews = recipe.matrix(feats)
     # Rows of X are the fold's tracks only: training ones first, then the test ones.
     local = fold._replace(train=np.arange(len(tr)), test=np.arange(len(tr), len(idx)))
-    return _run_fold(recipe, X, xviews, y[idx], local, heads, seed)
+    rows = _run_fold(recipe, X, xviews, y[idx], local, heads, seed,
+                     groups=None if groups is None else np.asarray(groups)[idx])
+    classes = np.unique(y)
+    return {head: _all_classes(rc, classes) for head, rc in rows.items()}
 
 
-def _baseline_fold(Xb, y, fold):
+def _baseline_fold(Xb, y, fold, groups=None):
     from .classifiers import ViewSVM
 
-    clf = ViewSVM().fit(Xb[fold.train], y[fold.train])
-    return {"svm": ({"mfcc": clf.predict_proba(Xb[fold.test])}, clf.classes_)}
+    clf = ViewSVM().fit(Xb[fold.train], y[fold.train],
+                        groups=None if groups is None else np.asarray(groups)[fold.train])
+    return {"svm": _all_classes(({"mfcc": clf.predict_proba(Xb[fold.test])}, clf.classes_), np.unique(y))}
 
 
 # ----------------------------------------------------------------------------- finished folds on disk
@@ -255,8 +283,9 @@ def evaluate_recipe(recipe, features, y, folds, *, heads=None, jobs=1, progress=
 
     A recipe with ``tune`` also needs ``activations`` (per track, in the order
     of ``features``: :func:`~genrevision.tuning.dataset_activations` arrays),
-    ``paths`` (names of the tracks, recorded on each fold's tuner) and
-    ``groups`` (kept on one side of the tuner's early-stopping split). With
+    ``paths`` (names of the tracks, recorded on each fold's tuner). ``groups``
+    (artist, album or track of each track) are kept on one side of every inner
+    split: C, fusion weights, stacking, the tuner's early stopping. With
     folds in parallel (``jobs`` > 1) each fold's tuner runs on one thread.
     """
     # A recipe that joins the views has no per-view rows: only its own head.
@@ -274,23 +303,23 @@ def evaluate_recipe(recipe, features, y, folds, *, heads=None, jobs=1, progress=
         X, views = recipe.matrix(features)
 
         def fn(f):
-            return _run_fold(recipe, X, views, y, f, heads, seed)
+            return _run_fold(recipe, X, views, y, f, heads, seed, groups=groups)
     per_fold, fitted = _run_folds(fn, folds,
                                   name=recipe.name, jobs=jobs, progress=progress, folder=folder, key=key,
                                   heads=heads, classes_dtype=y.dtype)
     return _rows_by_head(per_fold, y, folds), fitted
 
 
-def evaluate_baseline(features, y, folds, *, jobs=1, progress=True, folder=None, key=None):
+def evaluate_baseline(features, y, folds, *, jobs=1, progress=True, folder=None, key=None, groups=None):
     """The MFCC + spectral baseline (RBF-SVM on each track's ``"mfcc"`` vector) on ``folds``.
 
     ``features`` are per-track feature dicts (any recipe's: the MFCC vector is
     the same in all of them) or the stacked (n_tracks, n_columns) matrix.
     Returns ``(evaluate_predictions entry, n_fitted)``; ``folder``/``key`` as
-    in :func:`evaluate_recipe`.
+    in :func:`evaluate_recipe`; ``groups`` keep the inner C/gamma search grouped.
     """
     Xb = features if isinstance(features, np.ndarray) else np.stack([f["mfcc"] for f in features])
-    base, fitted = _run_folds(lambda f: _baseline_fold(Xb, y, f), folds, name="baseline", jobs=jobs,
+    base, fitted = _run_folds(lambda f: _baseline_fold(Xb, y, f, groups), folds, name="baseline", jobs=jobs,
                               progress=progress, folder=folder, key=key, heads=["svm"], classes_dtype=y.dtype)
     return _rows_by_head(base, y, folds)["svm"]["mfcc"], fitted
 
@@ -423,6 +452,25 @@ def _resolve_recipes(recipes, backbone):
     return out
 
 
+def untested_message(untested: dict) -> str:
+    """One sentence naming the classes that cannot be tested across groups."""
+    names = ", ".join(f"{c} (only {g})" for c, g in sorted(untested.items()))
+    return (f"not testable across artists: {names}: one artist each, so they are kept on the training side "
+            "of every fold and left out of the score")
+
+
+def protocol_honesty(protocol, groups, untested, y) -> dict:
+    """What a protocol's accuracy means: results' ``artist_disjoint``, ``optimistic`` and ``untested`` fields."""
+    disjoint = (protocol == "group" and groups is not None) or protocol == "split"
+    note = ("artist-disjoint: no group (artist) on both sides of a fold" if protocol == "group" and groups is not None
+            else "the fixed split's own partition (artist-disjoint for GTZAN's fault-filtered lists)"
+            if protocol == "split" else "same artists on both sides: optimistic")
+    scored = int(np.sum(~np.isin(y, list(untested)))) if untested else len(y)
+    return {"artist_disjoint": disjoint, "optimistic": protocol in LEAKY_PROTOCOLS, "protocol_note": note,
+            "untested": [{"label": c, "group": g, "tracks": int(np.sum(y == c))} for c, g in sorted(untested.items())],
+            "n_scored_tracks": scored}
+
+
 def _check_int(name, v, lo):
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
         raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
@@ -518,7 +566,13 @@ def evaluate(data, *, protocol: str = "cv", recipes=("default", "paper"), folds:
         root = getattr(ds, "root", "") or os.path.dirname(ds.paths[0])
         splits_dir = splits_dir or os.path.join(os.path.dirname(os.path.abspath(str(root).rstrip("/"))), "gtzan-splits")
         split = gtzan_split_labels(ds.paths, splits_dir)
-    fold_list = make_splits(protocol, labels=y, groups=ds.groups, split=split, track_ids=ds.track_ids,
+    groups = ds.groups
+    untested = {}
+    if protocol == "group" and groups is not None:
+        untested = single_group_classes(y, groups)
+        if untested:
+            warnings.warn(untested_message(untested), stacklevel=2)
+    fold_list = make_splits(protocol, labels=y, groups=groups, split=split, track_ids=ds.track_ids,
                             n_splits=folds, n_repeats=repeats, random_state=seed)
     fold_jobs = max(1, jobs) if jobs is not None else max(1, os.cpu_count() or 1)
     n_repeats = len({f.repeat for f in fold_list})
@@ -529,8 +583,11 @@ def evaluate(data, *, protocol: str = "cv", recipes=("default", "paper"), folds:
     base_key = {"format": _FOLD_FORMAT, "paths": [os.path.abspath(p) for p in ds.paths], "labels": y.tolist(),
                 "protocol": protocol, "folds": folds, "repeats": repeats, "seed": seed,
                 "splits": [[f.repeat, f.test.tolist()] for f in fold_list]}
+    if groups is not None:  # the inner searches are grouped by them
+        base_key["groups"] = np.asarray(groups).tolist()
 
     results = {"protocol": protocol, "n_tracks": len(ds), "n_repeats": n_repeats, "n_folds": len(fold_list),
+               **protocol_honesty(protocol, groups, untested, y),
                "backbone": recs[0].features.backbone,
                "rows": {}, "std": {}, "ci95": {}, "recipes": {}, "ablation": [], "confusion": {}, "duplicates": [],
                "config": {"recipes": {r.name: {"backbone": r.features.backbone, "features": r.features.to_dict(),
@@ -554,9 +611,9 @@ def evaluate(data, *, protocol: str = "cv", recipes=("default", "paper"), folds:
         key = _key({**base_key, "recipe": _recipe_to_dict(r)})
         extra = {}
         if r.tune is not None:
-            extra = {"activations": [acts[r.name][p] for p in ds.paths], "paths": list(ds.paths), "groups": ds.groups}
+            extra = {"activations": [acts[r.name][p] for p in ds.paths], "paths": list(ds.paths)}
         rows, fitted = evaluate_recipe(r, track_feats, y, fold_list, jobs=fold_jobs, progress=progress, seed=seed,
-                                       folder=folder, key=key, **extra)
+                                       folder=folder, key=key, groups=groups, **extra)
         fit_timing[r.name] = {"seconds": time.perf_counter() - t, "folds_fitted": fitted,
                               "folds_loaded": len(fold_list) - fitted}
         rec = {"backbone": r.features.backbone, "head": HEAD_KIND[r.head], "rows": {}, "std": {}, "ci95": {},
@@ -619,7 +676,8 @@ def evaluate(data, *, protocol: str = "cv", recipes=("default", "paper"), folds:
     t = time.perf_counter()
     # Keyed by the baseline's own inputs: any recipe's run on the same audio and folds reuses its folds.
     key = _key({**base_key, "baseline": "mfcc+spectral, ViewSVM", "X": hashlib.sha256(Xb.tobytes()).hexdigest()})
-    entry, fitted = evaluate_baseline(Xb, y, fold_list, jobs=fold_jobs, progress=progress, folder=folder, key=key)
+    entry, fitted = evaluate_baseline(Xb, y, fold_list, jobs=fold_jobs, progress=progress, folder=folder, key=key,
+                                      groups=groups)
     fit_timing["baseline"] = {"seconds": time.perf_counter() - t, "folds_fitted": fitted,
                               "folds_loaded": len(fold_list) - fitted}
     scores["baseline"] = {"svm": {"mfcc": _score(entry, single)}}

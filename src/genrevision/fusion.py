@@ -74,7 +74,7 @@ def make_views(widths, names=("original", "harmonic", "percussive")):
     )
 
 
-def _check_probas(probas):
+def _check_probas(probas, *, allow_nan_rows=False):
     if isinstance(probas, np.ndarray) and probas.ndim == 2:
         probas = [probas]
     probas = [np.asarray(p, dtype=np.float64) for p in probas]
@@ -87,7 +87,8 @@ def _check_probas(probas):
                 "probas must be 2-D arrays of one shape (n_samples, n_classes); "
                 f"got shapes {[q.shape for q in probas]}."
             )
-        if not np.all(np.isfinite(p)) or np.any(p < 0):
+        q = p[~np.isnan(p).any(axis=1)] if allow_nan_rows else p
+        if not np.all(np.isfinite(q)) or np.any(q < 0):
             raise ValueError("probas must be finite and non-negative.")
     return probas
 
@@ -168,7 +169,8 @@ def learn_weights(probas, y, *, step=0.1, rule="sum", classes=None, floor=1e-12)
     Parameters
     ----------
     probas : sequence of ndarray of shape (n_samples, n_classes)
-        One likelihood matrix per view.
+        One likelihood matrix per view. Rows holding NaN in any view (samples
+        no inner fold tested) are left out.
     y : array-like of shape (n_samples,)
         True labels.
     step : float, default=0.1
@@ -186,7 +188,7 @@ def learn_weights(probas, y, *, step=0.1, rule="sum", classes=None, floor=1e-12)
     tuple of float
         One weight per view, summing to 1.
     """
-    probas = _check_probas(probas)
+    probas = _check_probas(probas, allow_nan_rows=True)
     y = np.asarray(y)
     n_samples, n_classes = probas[0].shape
     if y.ndim != 1 or y.shape[0] != n_samples:
@@ -210,6 +212,11 @@ def learn_weights(probas, y, *, step=0.1, rule="sum", classes=None, floor=1e-12)
     if np.any(pos >= n_classes) or np.any(classes[order][np.minimum(pos, n_classes - 1)] != y):
         raise ValueError("y holds labels that are not among classes.")
     y_idx = order[pos]
+    tested = ~np.any([np.isnan(p).any(axis=1) for p in probas], axis=0)
+    if not tested.all():
+        probas, y_idx, n_samples = [p[tested] for p in probas], y_idx[tested], int(tested.sum())
+        if n_samples == 0:
+            raise ValueError("probas hold no row without NaN: no sample to learn weights from.")
 
     m = len(probas)
     uniform = np.full(m, 1.0 / m)
@@ -240,8 +247,11 @@ def _out_of_fold_probas(base, X, y, groups, splits, *, n_jobs=None):
 
         parts = Parallel(n_jobs=n_jobs)(delayed(one)(tr, te) for tr, te in splits)
     classes = np.unique(y)
-    out = np.zeros((len(y), classes.size))
+    # NaN marks a sample no inner fold tested (a class of one group, see
+    # make_inner_cv): the fusion is learned without it.
+    out = np.full((len(y), classes.size), np.nan)
     for test, proba, est_classes in parts:
+        out[test] = 0.0
         # A class missing from an inner training fold gets likelihood 0 there.
         out[np.ix_(test, np.searchsorted(classes, est_classes))] = proba
     return out
@@ -451,7 +461,9 @@ class LateFusionClassifier(ClassifierMixin, BaseEstimator):
             )
         elif mode == "stacking":
             self.weights_ = None
-            self.meta_ = LogisticRegression(max_iter=1000).fit(np.hstack(list(self.oof_probas_.values())), y)
+            Z = np.hstack(list(self.oof_probas_.values()))
+            tested = ~np.isnan(Z).any(axis=1)
+            self.meta_ = LogisticRegression(max_iter=1000).fit(Z[tested], np.asarray(y)[tested])
 
     def with_fusion(self, weights, y):
         """A fitted copy that keeps these view classifiers and fuses them with ``weights``.
@@ -531,7 +543,14 @@ class LateFusionClassifier(ClassifierMixin, BaseEstimator):
         X = self._check_X(X)
         if self.meta_ is not None:
             per_view = self.predict_proba_views(X)
-            return self.meta_.predict_proba(np.hstack(list(per_view.values())))
+            proba = self.meta_.predict_proba(np.hstack(list(per_view.values())))
+            if len(self.meta_.classes_) == len(self.classes_):
+                return proba
+            # A class with no out-of-fold likelihoods (one group, see make_inner_cv) is unknown to
+            # the meta-classifier: it gets likelihood 0.
+            full = np.zeros((proba.shape[0], len(self.classes_)))
+            full[:, np.searchsorted(self.classes_, self.meta_.classes_)] = proba
+            return full
         # Views with zero weight do not change the fusion; skip their cost.
         used = [i for i, w in enumerate(self.weights_) if w > 0]
         probas = [

@@ -44,6 +44,7 @@ import json
 import os
 import sys
 import zipfile
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -602,17 +603,21 @@ def _split_joined(views) -> tuple:
 
 
 def _check_groups_per_genre(name, groups, keep, labels) -> None:
-    # Inner cross-validation keeps a group on one side: each genre needs 2 groups.
+    # Inner searches keep a group on one side: a genre of one group is learned but never validated
+    # (make_inner_cv keeps it on the training side); at least 2 genres must have 2 groups.
     if groups is None:
         return
     groups = np.asarray(groups)[keep]
     classes, counts = np.unique(labels, return_counts=True)
-    few = [(c, n, np.unique(groups[labels == c]).size) for c, n in zip(classes, counts)]
-    few = [f"{str(c)!r} has {n} tracks in {g} group" for c, n, g in few if g < 2]
-    if few:
-        raise ValueError(f"{name}: every genre needs tracks of at least 2 groups (the inner cross-validation "
-                         f"keeps a group on one side); {', '.join(few)}: add tracks of another artist/album "
-                         "or leave the group column empty")
+    sizes = [(c, n, np.unique(groups[labels == c])) for c, n in zip(classes, counts)]
+    single = [f"{c} ({n} tracks, all by {g[0]})" for c, n, g in sizes if g.size < 2]
+    if sum(g.size >= 2 for _, _, g in sizes) < 2:
+        raise ValueError(f"{name}: at least 2 genres need tracks of 2 or more groups (artists/albums) for the "
+                         f"grouped inner cross-validation; one group only: {', '.join(single)}; add tracks of other "
+                         "artists or leave the group column empty")
+    if single:
+        warnings.warn(f"{name}: learned from one artist each, so it may recognise the artist rather than the "
+                      f"genre: {', '.join(single)}", stacklevel=3)
 
 
 def _fit(est, X, y, groups):

@@ -507,7 +507,7 @@ def _duplicates_note(results):
 
 def summary_text(results):
     """The two paper tables and one line per recipe and the baseline (the CLI's output)."""
-    lines = []
+    lines = honesty_lines(results)
     for kind in _KINDS:
         if (results.get("rows") or {}).get(kind):
             lines += [_table_title(results, kind), paper_table_markdown(results, kind=kind), ""]
@@ -519,10 +519,52 @@ def summary_text(results):
     ci = (results.get("ci95") or {}).get("baseline_mfcc")
     lines.append(f"baseline MFCC + spectral: {format_accuracy(results.get('baseline_mfcc'), (results.get('std') or {}).get('baseline_mfcc'))} % "
                  f"({over}" + (f"; 95 % CI of the mean {format_interval(ci)} %" if ci else "") + ")")
+    per_class = per_class_lines(results)
+    if per_class:
+        lines += [""] + per_class
     note = _what_ran(results)
     if note:
         lines.append(note)
     return "\n".join(lines)
+
+
+def honesty_lines(results) -> list[str]:
+    """What the protocol's figures mean (artist-disjoint or optimistic) and the classes it could not test."""
+    note = results.get("protocol_note")
+    if not note:
+        return []
+    lines = [f"protocol {results.get('protocol')}: {note}"]
+    untested = results.get("untested") or []
+    if untested:
+        names = ", ".join(f"{u['label']} (only {u['group']})" for u in untested)
+        lines.append(f"not testable across artists: {names}; kept on the training side of every fold and left out "
+                     f"of the score ({results.get('n_scored_tracks', '?')} of {results.get('n_tracks', '?')} "
+                     "tracks scored)")
+    return lines + [""]
+
+
+def per_class_accuracy(entry) -> dict:
+    """``{label: (correct, tested)}`` from a pooled confusion entry (rows = true labels)."""
+    out = {}
+    for lab, row in zip(entry["labels"], entry["matrix"]):
+        n = int(sum(row))
+        if n:
+            out[lab] = (int(row[entry["labels"].index(lab)]), n)
+    return out
+
+
+def per_class_lines(results) -> list[str]:
+    """One line per recipe and the baseline: the accuracy of every tested genre (pooled over folds)."""
+    lines = []
+    for key, entry in (results.get("confusion") or {}).items():
+        if not (key.endswith(" fused") or key == "baseline mfcc" or " svm " in key and key.startswith("paper")):
+            continue
+        acc = per_class_accuracy(entry)
+        if acc:
+            name = key.replace(" fused", "").replace("baseline mfcc", "baseline MFCC").replace(
+                " svm original+harmonic+percussive", " (Table II)")
+            lines.append(f"per genre, {name}: " + "  ".join(f"{lab} {100 * c / n:.0f}" for lab, (c, n) in acc.items()))
+    return lines
 
 
 def write_report(results, out_dir, *, dpi=100):
@@ -564,8 +606,12 @@ def write_report(results, out_dir, *, dpi=100):
     if recipes_cfg:
         title = (f"Genre recognition, protocol {results.get('protocol')!s}, {results.get('n_tracks', '?')} tracks, "
                  + ", ".join(f"{n} recipe on {c.get('backbone', '?')}" for n, c in recipes_cfg.items()))
-    summary = [("Protocol", str(results.get("protocol"))),
+    summary = [("Protocol", str(results.get("protocol")) + (f" ({results['protocol_note']})"
+                                                             if results.get("protocol_note") else "")),
                ("Tracks", str(results.get("n_tracks", _DASH)))]
+    for u in results.get("untested") or []:
+        summary.append((f"Not testable across artists: {u['label']}",
+                        f"one artist ({u['group']}, {u['tracks']} tracks): always trained on, never scored"))
     if results.get("n_folds"):
         summary.append(("Test folds run", f"{results['n_folds']} ({results.get('n_repeats', '?')} repeats)"))
     if not recipes_cfg:
