@@ -141,3 +141,22 @@ def test_gtzan_track_number():
     assert gtzan_track_number("/x/blues.00012.wav") == 12
     assert gtzan_track_number("reggae.00099.au") == 99
     assert gtzan_track_number("song.wav") == -1
+
+
+def test_shared_manifest_holds_every_shared_track_with_its_artist(gtzan_root):
+    # manifests/gtzan-shared.csv (make evaluate, make model) = gtzan-mini/artists.csv ∪ gtzan-more/manifest.csv.
+    import csv
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    ds = load_dataset(str(repo / "manifests" / "gtzan-shared.csv"))
+    assert not ds.problems and len(ds) == 243
+    expected = {}
+    for sub, name in (("gtzan-mini", "artists.csv"), ("gtzan-more", "manifest.csv")):
+        folder = gtzan_root.parent / sub
+        with open(folder / name, newline="") as f:
+            for r in csv.DictReader(f):
+                expected[os.path.realpath(folder / r["path"])] = (r["label"], r["group"])
+    got = {os.path.realpath(p): (lab, g) for p, lab, g in zip(ds.paths, ds.labels, ds.groups)}
+    assert got == expected
+    assert all(os.path.isfile(p) for p in got)

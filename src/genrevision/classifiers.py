@@ -1061,6 +1061,17 @@ class SoftmaxHead(_ProbaClassifierMixin, ClassifierMixin, BaseEstimator):
 # --------------------------------------------------------------------------
 
 
+def _group_balanced_weights(y, groups):
+    """Per-sample weights: every group of a class weighs the same, every class keeps its sample count."""
+    w = np.ones(len(y))
+    for c in np.unique(y):
+        in_c = y == c
+        names, counts = np.unique(groups[in_c], return_counts=True)
+        per_group = in_c.sum() / len(names)  # total weight of each group of class c
+        w[in_c] = per_group / counts[np.searchsorted(names, groups[in_c])]
+    return w
+
+
 class WindowedClassifier(_ProbaClassifierMixin, ClassifierMixin, BaseEstimator):
     """Train on the windows of each track, predict by averaging per track.
 
@@ -1093,6 +1104,11 @@ class WindowedClassifier(_ProbaClassifierMixin, ClassifierMixin, BaseEstimator):
         Candidates for ``sharpness``.
     inner_cv : int, default=3
         Largest number of inner folds for choosing ``sharpness``, >= 2.
+    balance_groups : bool, default=False
+        Give every group of a class (the ``groups`` of ``fit``: artists,
+        albums) the same total weight, instead of every track, so that a
+        class is not learned mostly from its largest group. No effect
+        without groups (each track its own group).
 
     Attributes
     ----------
@@ -1107,8 +1123,9 @@ class WindowedClassifier(_ProbaClassifierMixin, ClassifierMixin, BaseEstimator):
     """
 
     def __init__(self, estimator, *, aggregate="logmean", sharpness=None,
-                 sharpness_grid=(0.0, 0.25, 0.5, 1.0, 2.0, 4.0), inner_cv=3):
+                 sharpness_grid=(0.0, 0.25, 0.5, 1.0, 2.0, 4.0), inner_cv=3, balance_groups=False):
         self.estimator = estimator
+        self.balance_groups = balance_groups
         self.aggregate = aggregate
         self.sharpness = sharpness
         self.sharpness_grid = sharpness_grid
@@ -1181,7 +1198,10 @@ class WindowedClassifier(_ProbaClassifierMixin, ClassifierMixin, BaseEstimator):
             params["groups"] = X.repeat(groups)
         if "sample_weight" in inspect.signature(est.fit).parameters:
             # One unit of weight per track (mean row weight 1), whatever its window count.
-            params["sample_weight"] = X.repeat(len(X.data) / (len(X) * X.lengths))
+            track_w = np.ones(len(X))
+            if self.balance_groups:
+                track_w = _group_balanced_weights(y, groups)
+            params["sample_weight"] = X.repeat(track_w * len(X.data) / (len(X) * X.lengths))
         return est.fit(X.data, X.repeat(y), **params)
 
     def _choose_sharpness(self, X, y, groups, grid):

@@ -263,7 +263,8 @@ def view_images(y: np.ndarray, settings: FeatureSettings) -> dict[str, np.ndarra
     mags = separate(y, n_fft=settings.n_fft, hop_length=settings.hop_length,
                     kernel_size=settings.hpss_kernel, margin=settings.hpss_margin)
     cfg = settings.spectrogram
-    return {v: log_image(frequency_scale(S, sr=settings.sr, n_fft=settings.n_fft, config=cfg), top_db=cfg.top_db)
+    return {v: log_image(frequency_scale(S, sr=settings.sr, n_fft=settings.n_fft, config=cfg), top_db=cfg.top_db,
+                         band_norm=cfg.band_norm)
             for v, S in mags.items()}
 
 

@@ -173,7 +173,7 @@ def _recipe_to_dict(recipe) -> dict:
         v = getattr(recipe, f.name)
         if f.name == "tune" and v is None:
             continue  # recipes without fine-tuning keep the dict (and evaluation fold keys) they had before
-        if f.name == "aggregate" and v == f.default:
+        if f.name in ("aggregate", "balance") and v == f.default:
             continue  # added later: left out at its default, so earlier models' and fold files' keys stay the same
         if f.name == "features":
             v = v.to_dict()

@@ -57,6 +57,11 @@ class Recipe:
         inner cross-validation on the training data (the default). A fixed C
         makes recipes with learned fusion (which fit every head once per inner
         fold) affordable in ablations.
+    balance : {"none", "groups"}
+        With ``pooling="windows"``: ``"groups"`` gives every group (artist,
+        album) of a genre the same total weight in the head's loss, so a
+        genre is not learned mostly from its most frequent artist; without
+        groups every track is its own group and nothing changes.
     tune : dict or None
         Fine-tune the network's last stage(s) on the training tracks first:
         the :class:`~genrevision.tuning.FineTuner` parameters (its backbone is
@@ -77,6 +82,7 @@ class Recipe:
     C: float | None = None
     description: str = ""
     aggregate: str = "logmean"
+    balance: str = "none"
     # A dict is not hashable: left out of the hash (equality still compares it).
     tune: dict | None = field(default=None, hash=False)
 
@@ -185,8 +191,10 @@ class Recipe:
             head = SoftmaxHead()
         else:
             raise ValueError(f"head must be 'svm', 'linear', 'softmax' or 'attention', got {kind!r}")
+        if self.balance not in ("none", "groups"):
+            raise ValueError(f"recipe {self.name!r}: balance must be 'none' or 'groups', got {self.balance!r}")
         if self.pooling == "windows":
-            head = WindowedClassifier(head, aggregate=self.aggregate)
+            head = WindowedClassifier(head, aggregate=self.aggregate, balance_groups=self.balance == "groups")
         return head
 
     def classifier(self, views, *, head: str | None = None, weights=None):

@@ -48,6 +48,13 @@ class SpectrogramConfig:
     image_size : (height, width) or None
         Resize every image to this size; None keeps the native resolution
         (for windows: ``n_mels`` × frames per window).
+    band_norm : {"none", "mean"}
+        ``"mean"`` removes each frequency band's mean level (dB, over the
+        decoded segment) before the image is drawn: the segment's long-term
+        average spectrum, which carries the recording chain's EQ and
+        mastering as much as the music, becomes flat (cepstral mean
+        normalisation applied to the image; cf. the "producer effect" of
+        Flexer & Schnitzer, JNMR 2010).
     """
 
     scale: str = "mel"
@@ -59,8 +66,11 @@ class SpectrogramConfig:
     window_hop_seconds: float = 3.0
     max_windows: int = 20
     image_size: tuple[int, int] | None = None
+    band_norm: str = "none"
 
     def __post_init__(self):
+        if self.band_norm not in ("none", "mean"):
+            raise ValueError(f"band_norm must be 'none' or 'mean', got {self.band_norm!r}")
         if self.scale not in ("mel", "linear"):
             raise ValueError(f"scale must be 'mel' or 'linear', got {self.scale!r}")
         if self.layout not in ("windows", "whole"):
@@ -82,6 +92,8 @@ class SpectrogramConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["image_size"] = list(self.image_size) if self.image_size else None
+        if d["band_norm"] == "none":
+            del d["band_norm"]  # settings from before the option keep their cache keys
         return d
 
 
@@ -107,16 +119,20 @@ def _mel_basis(sr, n_fft, n_mels, fmax):
     return _MEL_CACHE[key]
 
 
-def log_image(P: np.ndarray, *, top_db: float = 80.0, ref: float | None = None) -> np.ndarray:
+def log_image(P: np.ndarray, *, top_db: float = 80.0, ref: float | None = None, band_norm: str = "none") -> np.ndarray:
     """Power spectrogram → image in [0, 1] (dB, clipped ``top_db`` below ``ref``).
 
     ``ref`` defaults to the spectrogram's own maximum. Rows are flipped so low
-    frequencies are at the bottom, as people draw spectrograms.
+    frequencies are at the bottom, as people draw spectrograms. With
+    ``band_norm="mean"`` every row (band) is shifted so that its mean dB level
+    over time equals the image's overall mean (see :class:`SpectrogramConfig`).
     """
     ref = float(np.max(P)) if ref is None else float(ref)
     if ref <= 0:
         return np.zeros(P.shape, dtype=np.float32)[::-1].copy()
     db = 10.0 * np.log10(np.maximum(P, ref * 10.0 ** (-top_db / 10.0)) / ref)
+    if band_norm == "mean":
+        db = db - db.mean(axis=1, keepdims=True) + db.mean()
     return np.ascontiguousarray(np.clip((db + top_db) / top_db, 0.0, 1.0)[::-1], dtype=np.float32)
 
 
