@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import datetime
+import errno
 import html
 import io
 import json
@@ -47,6 +48,8 @@ import tempfile
 import threading
 import uuid
 from dataclasses import asdict, dataclass, field
+
+from .files import printable as _printable
 
 __all__ = [
     "TAG_EXTENSIONS",
@@ -209,7 +212,7 @@ def _why(err: BaseException) -> str:
     msg = str(err).splitlines()[0].strip() if str(err) else ""
     if not isinstance(err, mutagen.MutagenError) or not msg or msg == type(err).__name__:
         return "damaged or unsupported tag data"
-    return _printable(msg)
+    return _printable(msg, 200)
 
 
 def _raw(f, kind: str) -> list[str]:
@@ -631,12 +634,6 @@ def _check_tags_kept(path: str, kind: str, *, shown: str) -> None:
                                   "not tagged, so nothing is lost")
 
 
-def _printable(text: str, limit: int = 80) -> str:
-    """``text`` safe for a terminal line: control characters escaped, long values cut."""
-    out = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
-    return out if len(out) <= limit else f"{out[:limit]}… ({len(out)} characters)"
-
-
 # ----------------------------------------------------------------------------- the log
 
 
@@ -656,8 +653,11 @@ class _Log:
         self._f = None
 
     def open(self) -> None:
+        folder = os.path.dirname(os.path.abspath(self.path))
         try:
-            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+            if os.path.lexists(folder) and not os.path.isdir(folder):
+                raise NotADirectoryError(errno.ENOTDIR, "Not a directory")
+            os.makedirs(folder, exist_ok=True)
             self._f = open(self.path, "a+b")
             if self._f.seek(0, os.SEEK_END) > 0:
                 self._f.seek(-1, os.SEEK_END)
@@ -916,6 +916,8 @@ def tag_files(
         by_path[p] = Decision(p, "failed", reason=reason)
     todo = []
     for p in files:
+        if not pretend:
+            _remove_leftovers(os.path.realpath(p))  # copies a killed run left beside the file
         try:
             f, kind = _open(p)
         except TagError as err:
@@ -1058,6 +1060,8 @@ def _undo_one(rec: dict, d: Decision, *, force: bool, pretend: bool) -> None:
     from .audiohash import audio_digest
 
     path, snap = rec["file"], rec["old"]
+    if not pretend:
+        _remove_leftovers(os.path.realpath(path))
     f, kind = _open(path)
     now = d.old = _raw(f, kind)
     logged = rec.get("audio")  # logs before version 0.x have no digest: nothing to compare
@@ -1069,7 +1073,7 @@ def _undo_one(rec: dict, d: Decision, *, force: bool, pretend: bool) -> None:
     elif now == _old_raw(snap):
         d.action, d.reason = "skipped", "already as before"
     elif now != rec["written"] and not force:
-        d.action, d.reason = "skipped", (f"genre changed since tagging (now {_printable(', '.join(now)) or 'none'}); "
+        d.action, d.reason = "skipped", (f"genre changed since tagging (now {_printable(', '.join(now), 80) or 'none'}); "
                                          "--force restores it")
     elif pretend:
         d.action = "would restore"
