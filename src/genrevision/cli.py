@@ -393,8 +393,10 @@ def cmd_tag(args) -> int:
 def cmd_serve(args) -> int:
     from .serve import run_server
 
+    extra = {"allowed_hosts": args.allowed_host} if args.allowed_host else {}
     run_server(args.model, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb,
-               max_duration_s=60 * args.max_minutes, workers=args.workers, max_queue=args.max_queue)
+               max_duration_s=60 * args.max_minutes, workers=args.workers, max_queue=args.max_queue,
+               upload_timeout_s=args.upload_timeout, **extra)
     return 0
 
 
@@ -550,6 +552,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="longest audio accepted: bounds the time of one request (default: %(default)g)")
     p.add_argument("--workers", type=int, default=1, help="predictions running at once (default: %(default)s)")
     p.add_argument("--max-queue", type=int, default=8, help="requests waiting beside them; more get 503 (default: %(default)s)")
+    p.add_argument("--upload-timeout", type=float, default=20.0, metavar="S",
+                   help="seconds an upload may take, plus one per 32 KiB received; a slower one gets 408 and "
+                        "frees its place (default: %(default)g)")
+    p.add_argument("--allowed-host", action="append", default=None, metavar="NAME",
+                   help="a host name the page is reached by (repeatable); others get 400. Default: the loopback "
+                        "names when listening on loopback, else any")
     p.set_defaults(func=cmd_serve)
     return parser
 
