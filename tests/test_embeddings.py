@@ -123,7 +123,7 @@ def test_embed_out_is_checked_before_extracting_and_never_overwritten(three, cac
     locked = Path("/proc/sys")  # not writable, even for root (the tests may run as root)
     fresh = tmp_path / "fresh-cache"
     for out, says in ((existing, f"{existing}: already exists; --force (force=True) overwrites it"),
-                      (tmp_path, f"{tmp_path}: is a folder; name a file in it"),
+                      (tmp_path, f"{tmp_path}: is a folder; name a file in it (e.g. {tmp_path / 'embeddings.parquet'})"),
                       ("/nonexistent/dir/x.npz", "/nonexistent/dir/x.npz: no such folder /nonexistent/dir (create it first)"),
                       (locked / "x.npz", f"{locked / 'x.npz'}: cannot write in {locked} (permission denied)")):
         t = time.monotonic()

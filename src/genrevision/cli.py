@@ -175,7 +175,7 @@ def cmd_embed(args) -> int:
     from .embeddings import FORMATS, check_output, embed
 
     ext = os.path.splitext(args.out)[1].lower()
-    if ext not in FORMATS:
+    if ext not in FORMATS and not os.path.isdir(args.out):
         _err(f"{args.out}: --out must end in .parquet or .npz")
         return 2
     check_output(args.out, force=args.force)  # before the extraction, not after it

@@ -108,11 +108,11 @@ def check_output(path, *, force: bool = False) -> str:
     ``force``. Raises ValueError, one line naming ``path``."""
     path = os.fspath(path)
     ext = os.path.splitext(path)[1].lower()
+    if os.path.isdir(path):
+        raise ValueError(f"{path}: is a folder; name a file in it (e.g. {os.path.join(path, 'embeddings.parquet')})")
     if ext not in FORMATS:
         raise ValueError(f"{path}: embeddings are written as .npz or .parquet, not {ext or 'no extension'!r}")
     folder = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
-        raise ValueError(f"{path}: is a folder; name a file in it (e.g. {os.path.join(path, 'embeddings' + ext)})")
     if not os.path.isdir(folder):
         raise ValueError(f"{path}: no such folder {folder} (create it first)")
     if not os.access(folder, os.W_OK | os.X_OK):

@@ -103,7 +103,11 @@ def os_reason(err: OSError) -> str:
 
 def printable(text, limit: int | None = None) -> str:
     """``text`` safe for one terminal line: control characters (an ANSI escape, a newline in a file
-    name) escaped as Python writes them, and cut after ``limit`` characters (a tag value read from
+    name) escaped as Python writes them (``\\x1b``), and cut after ``limit`` characters (a tag value read from
     a user's file may be megabytes long)."""
-    out = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+    import unicodedata
+
+    # Control, format (a right-to-left override) and line-breaking characters; a surrogate escape
+    # (a file name byte that is not UTF-8) is kept: it is written back as that byte.
+    out = "".join(repr(c)[1:-1] if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") else c for c in str(text))
     return out if limit is None or len(out) <= limit else f"{out[:limit]}… ({len(out)} characters)"
