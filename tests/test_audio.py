@@ -232,3 +232,22 @@ def test_unusual_file_names(write_wav, name):
     with pytest.raises(AudioError) as ei:
         load_audio(path.with_name("missing " + name))
     assert "missing " + name in str(ei.value)
+
+
+def test_unknown_length_flac_is_one_line_not_a_huge_allocation(tmp_path, model_file):
+    """A FLAC whose STREAMINFO gives 0 samples (legal: "unknown"): libsndfile says 2^63 frames;
+    reading it tried to allocate 101 TiB. Now one line, in the API and in predict."""
+    from conftest import run_cli
+
+    path = tmp_path / "stream.flac"
+    sf.write(path, (0.1 * np.sin(np.arange(3 * 22050) / 5)).astype(np.float32), 22050)
+    data = bytearray(path.read_bytes())
+    data[8 + 13] &= 0xF0  # STREAMINFO's 36-bit total sample count
+    data[8 + 14:8 + 18] = b"\0\0\0\0"
+    path.write_bytes(bytes(data))
+    for fn in (audio_info, load_audio):
+        with pytest.raises(AudioError, match=r"stream.flac: unknown length \(its header gives no sample count"):
+            fn(path)
+    proc = run_cli("predict", path, "--model", model_file, "--quiet")
+    assert proc.returncode != 0 and "MemoryError" not in proc.stderr
+    assert f"  {path}: unknown length (its header gives no sample count" in proc.stderr

@@ -106,3 +106,37 @@ def test_mirdata_source(gtzan_root, cache, tmp_path):
     assert emb.label.tolist() == ["classical", "classical", "hiphop", "hiphop"]
     assert emb.meta["recipe"] == "paper" and emb.meta["backbone"] == "efficientnet_lite0"
     assert np.isfinite(emb.embedding).all() and emb.embedding.shape[0] == 4
+
+
+def test_embed_out_is_checked_before_extracting_and_never_overwritten(three, cache, gtzan_root, tmp_path):
+    """An existing --out is refused unless --force; a folder, a missing folder and an
+    unwritable one are refused before any extraction (the whole GTZAN set, uncached: a refusal
+    after extracting would take minutes), naming the user's path; nothing is created."""
+    import os
+    import stat
+    import time
+
+    existing = tmp_path / "mine.npz"
+    existing.write_bytes(b"the user's own file")
+    from pathlib import Path
+
+    locked = Path("/proc/sys")  # not writable, even for root (the tests may run as root)
+    fresh = tmp_path / "fresh-cache"
+    for out, says in ((existing, f"{existing}: already exists; --force (force=True) overwrites it"),
+                      (tmp_path, f"{tmp_path}: is a folder; name a file in it (e.g. {tmp_path / 'embeddings.parquet'})"),
+                      ("/nonexistent/dir/x.npz", "/nonexistent/dir/x.npz: no such folder /nonexistent/dir (create it first)"),
+                      (locked / "x.npz", f"{locked / 'x.npz'}: cannot write in {locked} (permission denied)")):
+        t = time.monotonic()
+        proc = run_cli("embed", gtzan_root, "--out", out, "--cache", fresh, "--quiet")
+        assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [f"genrevision: error: {says}"], proc.stderr
+        assert time.monotonic() - t < 30
+    assert existing.read_bytes() == b"the user's own file" and not os.path.exists("/nonexistent")
+    # The API refuses the same way; force=True overwrites, with the mode a new file gets (not 0600).
+    emb = embed(three, recipe=small_recipe(), cache=cache, jobs=0, progress=False)
+    with pytest.raises(ValueError, match="already exists"):
+        emb.save(existing)
+    emb.save(existing, force=True)
+    assert load_embeddings(existing).embedding.shape == emb.embedding.shape
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(os.stat(emb.save(tmp_path / "new.npz")).st_mode) == 0o666 & ~umask

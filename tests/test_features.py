@@ -352,3 +352,25 @@ def test_audio_error_survives_pickling():
 
     err = pickle.loads(pickle.dumps(AudioError("/music/a b.wav", "silent")))
     assert str(err) == "/music/a b.wav: silent" and err.reason == "silent"
+
+
+def test_a_script_without_main_guard_can_use_worker_pools(gtzan_root, tmp_path):
+    """`python script.py` (and `python -`) calling the library at top level, with no
+    `if __name__ == "__main__":` guard, extracts features in worker processes: the workers do not
+    run the script again (which ended in 'bootstrapping phase' errors and BrokenProcessPool)."""
+    import subprocess
+    import sys
+
+    paths = sorted(str(p) for p in (gtzan_root / "genres" / "blues").glob("*.wav"))[:2]
+    script = tmp_path / "script.py"
+    script.write_text(
+        "from genrevision.features import FeatureSettings, extract_cached\n"
+        "from genrevision.spectrogram import SpectrogramConfig\n"
+        "s = FeatureSettings(segment_seconds=6.0, spectrogram=SpectrogramConfig(max_windows=2))\n"
+        f"res = extract_cached({paths!r}, s, cache=None, jobs=2, progress=False)\n"
+        "print('extracted', len(res.features), 'failed', len(res.failures))\n")
+    for how in ([str(script)], ["-"]):
+        proc = subprocess.run([sys.executable, *how], input=script.read_text() if how == ["-"] else None,
+                              capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        assert proc.returncode == 0 and proc.stdout.strip() == "extracted 2 failed 0", (how, proc.stderr[-2000:])
+        assert "bootstrapping" not in proc.stderr and "BrokenProcessPool" not in proc.stderr

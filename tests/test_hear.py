@@ -103,3 +103,42 @@ def test_long_sound_keeps_a_fixed_hop(model, gtzan_root):
     emb, ts = hear.get_timestamp_embeddings(torch.from_numpy(y[None]), model)
     assert emb.shape[1] == ts.shape[1] == 13
     np.testing.assert_allclose(np.diff(ts[0].numpy()), model.timestamp_hop_ms, atol=1e-2)
+
+
+def test_bad_tensors_are_clear_value_errors(model):
+    good = torch.zeros(1, SR).uniform_(-1, 1)
+    for audio, says in ((torch.zeros(0, SR), "holds no sounds"),
+                        ((good * 32767).to(torch.int16), "must be a float tensor (samples in [-1, 1]), got torch.int16"),
+                        (good > 0, "got torch.bool"),
+                        (good.to(torch.complex64), "got torch.complex64"),
+                        (torch.cat([good, good.clone().index_fill_(1, torch.tensor([5]), float("nan"))]),
+                         "sound 1 holds NaN or infinite samples"),
+                        (good.clone().index_fill_(1, torch.tensor([0]), float("inf")), "sound 0 holds NaN")):
+        for fn in (hear.get_timestamp_embeddings, hear.get_scene_embeddings):
+            with pytest.raises(ValueError, match=says.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")
+                               .replace("]", r"\]")):
+                fn(audio, model)
+
+
+def test_long_sounds_are_read_in_bounded_pieces(model, gtzan_root):
+    """Memory of a 4-minute sound stays that of about a minute (it grew ~105 MB a minute when a sound
+    was read in one piece); the windows and their hop are those of one pass over the sound."""
+    import tracemalloc
+
+    y = real_excerpt(gtzan_root, "jazz/jazz.00002.wav", 30.0)
+    peaks, out = {}, {}
+    tracemalloc.start()
+    try:
+        for minutes in (1, 4):
+            sound = torch.from_numpy(np.tile(y, 2 * minutes)[None])
+            tracemalloc.reset_peak()
+            base = tracemalloc.get_traced_memory()[0]
+            out[minutes] = hear.get_timestamp_embeddings(sound, model)
+            peaks[minutes] = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    assert peaks[4] < 1.5 * peaks[1], {m: f"{p / 2**20:.0f} MiB" for m, p in peaks.items()}
+    emb, ts = out[4]
+    assert emb.shape[1] == ts.shape[1] == int((240 * SR - 129 * 512) // (129 * 512)) + 1
+    # float32 milliseconds near 240 000 are 1/64 ms apart: the hop is exact to that.
+    np.testing.assert_allclose(np.diff(ts[0].numpy().astype(np.float64)), model.timestamp_hop_ms, atol=0.04)

@@ -240,3 +240,17 @@ def test_single_track_genre_is_a_clear_error(gtzan_root, tmp_path):
     pick += [i for i, lab in enumerate(ds.labels) if lab == "metal"][:1]
     with pytest.raises(ValueError, match=r"at least 2 usable tracks; too few for 'metal' \(1\)"):
         train_model(ds.subset(pick), recipe=small_recipe(), cache=str(tmp_path / "c"), jobs=0, progress=False)
+
+
+def test_recipe_backbone_other_than_the_checked_one_is_refused_at_load(model_file, tmp_path):
+    """A consistent meta.json whose recipe reads another backbone than the one whose weights were
+    checked: refused when loading (it used to load and then fail every file on the width)."""
+    from conftest import run_cli
+
+    def swap(meta):
+        meta["recipe"]["features"]["backbone"] = "efficientnet_lite0"
+
+    bad = _rewrite(model_file, tmp_path / "swapped.model", meta_change=swap)
+    _refused(bad, "damaged (its recipe reads backbone efficientnet_lite0, its weights checksum is of efficientnet_lite2)")
+    proc = run_cli("predict", "--model", bad, model_file)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "efficientnet_lite0" in proc.stderr

@@ -374,3 +374,101 @@ def test_silent_segment_of_a_long_file_is_left_out(client, gtzan_root):
     assert [s["start"] for s in p["segments"]] == [0.0, 60.0]
     assert all(list(s["images"]) == VIEWS for s in p["segments"])
     assert p["segments"][1]["images_span"] == [60.0, pytest.approx(90.0, abs=1e-3)]
+
+
+# ----------------------------------------------------------------------------- issue #22: bounds and origins
+
+
+def test_slow_uploads_lose_their_place(model, gtzan_root, tmp_path):
+    """Slowloris: clients trickling a byte a second hold every place (1 worker, 1 waiting); after
+    upload_timeout_s they get 408 and the places are free: a real upload is answered, not 503."""
+    import threading
+
+    import httpx
+
+    app = create_app(model, workers=1, max_queue=1, upload_dir=str(tmp_path), upload_timeout_s=2)
+    data = wav_bytes(sf.read(track(gtzan_root, "classical", 7), frames=5 * SR, dtype="float32")[0])
+    head, tail, ctype = multipart("slow.wav", data)
+    answers = []
+
+    def trickle(port):
+        with open_upload(port, content_type=ctype, length=len(head) + len(data) + len(tail)) as sock:
+            sock.sendall(head)
+            try:
+                for i in range(12):  # a byte a second, for longer than the test waits
+                    sock.sendall(data[i:i + 1])
+                    time.sleep(1)
+            except OSError:  # the server answered and closed
+                pass
+            answers.append(read_response(sock))
+
+    with uvicorn_thread(app) as port:
+        slow = [threading.Thread(target=trickle, args=(port,)) for _ in range(2)]
+        for t in slow:
+            t.start()
+        deadline = time.monotonic() + 10
+        while app.state.service.in_flight < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        r = httpx.post(f"http://127.0.0.1:{port}/api/predict", files={"file": ("b.wav", data)}, timeout=30)
+        assert r.status_code == 503  # both places held ...
+        time.sleep(2.5)
+        r = httpx.post(f"http://127.0.0.1:{port}/api/predict", files={"file": ("b.wav", data)}, timeout=60)
+        assert r.status_code == 200, r.text  # ... until their time ran out, while they still trickle
+        for t in slow:
+            t.join(20)
+    assert [a[0] for a in answers] == [408, 408]
+    assert json.loads(answers[0][2])["detail"].startswith("upload too slow: ")
+
+
+def test_foreign_host_and_cross_origin_posts_are_refused(model_file, gtzan_root):
+    """`genrevision serve` on loopback answers only to loopback names (DNS rebinding) and refuses a
+    POST from another origin's page; its own page's requests work."""
+    import signal
+    import subprocess
+    import sys
+
+    import httpx
+    from serve_util import free_port
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "genrevision.cli", "serve", "--model", str(model_file), "--port",
+                             str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{url}/api/model", timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read().decode()[-2000:]
+            time.sleep(0.2)
+        r = httpx.get(f"{url}/api/model", headers={"Host": "evil.example"}, timeout=10)
+        assert r.status_code == 400 and r.json() == {"detail": "this server does not answer for host 'evil.example'"}
+        assert httpx.get(f"http://localhost:{port}/api/model", timeout=10).status_code == 200
+        data = wav_bytes(np.zeros(SR, np.float32))
+        r = httpx.post(f"{url}/api/predict", files={"file": ("a.wav", data)},
+                       headers={"Origin": "http://evil.example"}, timeout=10)
+        assert r.status_code == 403 and "cross-origin" in r.json()["detail"]
+        r = httpx.post(f"{url}/api/predict", files={"file": ("a.wav", data)},
+                       headers={"Origin": f"http://127.0.0.1:{port}"}, timeout=60)
+        assert r.status_code == 422 and "silent" in r.json()["detail"]  # past the guard: the audio's own answer
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_unknown_length_flac_is_a_one_line_422(client, gtzan_root):
+    y = sf.read(track(gtzan_root, "classical", 7), frames=3 * SR, dtype="float32")[0]
+    buf = io.BytesIO()
+    sf.write(buf, y, SR, format="FLAC")
+    data = bytearray(buf.getvalue())
+    data[8 + 13] &= 0xF0  # STREAMINFO's 36-bit sample count: 0 means "unknown" (legal)
+    data[8 + 14:8 + 18] = b"\0\0\0\0"
+    r = post(client, "stream.flac", bytes(data))
+    assert one_line_error(r, 422).startswith("stream.flac: unknown length (its header gives no sample count")

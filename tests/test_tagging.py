@@ -379,3 +379,277 @@ def test_undo_one_run(library, model_file, pcache, expected, tmp_path):
     assert d.action == "restored" and _sha(path) == after_first
     with pytest.raises(ValueError, match="no run 'nope'"):
         undo(log, run="nope")
+
+
+# ----------------------------------------------------------------------------- issue #22: the user's files are sacred
+
+_CHILD = r"""
+import sys
+from genrevision.tagging import tag_files
+files, model, cache, log, labels = sys.argv[1].split("|"), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5].split(",")
+print("ready", flush=True)
+i = int(sys.argv[6])
+while True:  # a genre 150 kB longer each time (mostly): more than the padding mutagen leaves (1 kB + 1 %), so a rewrite
+    name = f"g{i} " + "x" * (150_000 * (i % 8 + 1))
+    tag_files(files, model, mode="force", top=1, mapping={lab: name for lab in labels}, segments=1, cache=cache,
+              log=log, jobs=1, progress=False)
+    i += 1
+"""
+
+
+def _title(f):
+    return str(f.tags["TIT2"].text[0]) if hasattr(f.tags, "getall") else f.tags["TITLE"][0]
+
+
+def test_kill_9_while_writing_leaves_the_old_or_the_new_file(model_file, gtzan_root, tmp_path):
+    """Big files without padding room, a child writing tags killed with SIGKILL at a random instant
+    after one of its log lines (a file is being written):
+    every file afterwards decodes to the same samples, has its title and either no genre (old) or one
+    whole genre the child wrote (new); the leftovers of killed writes are removed; undo then
+    restores every file."""
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    lib = tmp_path / "big"
+    lib.mkdir()
+    y, _ = sf.read(genre_paths(gtzan_root, "metal")[5], dtype="float32")
+    y = np.stack([np.tile(y, 3), np.tile(y[::-1], 3)], axis=1)  # 90 s of stereo: 7.9 MB as WAV
+    files = {"a.wav": dict(format="WAV"), "b.flac": dict(format="FLAC"), "c.mp3": dict(format="MP3")}
+    for name, how in files.items():
+        sf.write(lib / name, y, SR, **how)
+        f = mutagen.File(lib / name)
+        if f.tags is None:
+            f.add_tags()
+        if name.endswith(".flac"):
+            f.tags["TITLE"] = [f"Title of {name}"]
+        else:
+            f.tags.add(mutagen.id3.TIT2(encoding=3, text=[f"Title of {name}"]))
+        f.save(padding=lambda info: 0)  # no room: a longer tag moves the audio
+    paths = [str(lib / n) for n in files]
+    samples = {p: sf.read(p, dtype="float32")[0] for p in paths}
+    digests = {p: audio_digest(p) for p in paths}
+    pcache, log = tmp_path / "answers", tmp_path / "log.jsonl"
+    labels = load_model(model_file).labels
+    tag_files(paths, model_file, segments=1, cache=str(pcache), pretend=True, progress=False, jobs=1)  # fill the cache
+    (tmp_path / "child.py").write_text(_CHILD)
+    rng = random.Random(22)
+    written_in_some_state, t_end = 0, time.monotonic() + 120
+    trials = 0
+    while trials < 20 and time.monotonic() < t_end:
+        child = subprocess.Popen([sys.executable, str(tmp_path / "child.py"), "|".join(paths), str(model_file),
+                                  str(pcache), str(log), ",".join(map(str, labels)), str(trials * 1000)],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert child.stdout.readline().strip() == "ready", child.stderr.read()
+            # The log line is appended just before a file is written: kill at a random instant after it.
+            size, skip = log.stat().st_size if log.exists() else 0, rng.randrange(3)
+            while time.monotonic() < t_end and child.poll() is None:
+                now = log.stat().st_size if log.exists() else 0
+                if now > size:
+                    size, skip = now, skip - 1
+                    if skip < 0:
+                        break
+                time.sleep(0.001)
+            time.sleep(rng.uniform(0, 0.3))
+        finally:
+            child.send_signal(signal.SIGKILL)
+            child.wait()
+        trials += 1
+        for p in paths:
+            f = mutagen.File(p)
+            assert _title(f) == f"Title of {os.path.basename(p)}", p
+            genres = read_genres(p)
+            assert genres == [] or (len(genres) == 1 and re.fullmatch(r"g\d+ x+", genres[0])), (p, genres[:1])
+            if genres:
+                i = int(genres[0].split()[0][1:])
+                assert len(genres[0]) == len(f"g{i} ") + 150_000 * (i % 8 + 1), p  # whole, not cut
+                written_in_some_state += 1
+            assert audio_digest(p) == digests[p], p
+            assert np.array_equal(sf.read(p, dtype="float32")[0], samples[p]), p
+    assert trials == 20, f"only {trials} trials in 120 s"
+    assert written_in_some_state > 0  # the kills did land after writes, not only before the first
+    # Undo: the log may end in a line cut short by a kill (reported, skipped); every file loses its genre.
+    decisions = undo(log)
+    assert all(d.action != "failed" or "skipped" in d.reason for d in decisions), decisions
+    for p in paths:
+        assert read_genres(p) == [] and _title(mutagen.File(p)) == f"Title of {os.path.basename(p)}"
+        assert np.array_equal(sf.read(p, dtype="float32")[0], samples[p]), p
+    assert sorted(os.listdir(lib)) == sorted(files)  # no copy left behind
+
+
+def _kw(pcache, log, **extra):
+    return dict(segments=SEGMENTS, top=TOP, min_prob=MIN_PROB, cache=str(pcache), progress=False, log=log, jobs=1,
+                **extra)
+
+
+def test_undo_keeps_tags_added_since(library, model_file, pcache, tmp_path):
+    """A file without a tag before the run: undo removes the genre only, a title added since stays;
+    a forged line saying had_tags=false for a file with a title and an artist removes nothing else."""
+    log = tmp_path / "log.jsonl"
+    for name in ("metal.mp3", "sub/hiphop.aiff"):
+        path = library / name
+        assert mutagen.File(path).tags is None
+        tag_files([path], model_file, **_kw(pcache, log))
+        f = mutagen.File(path)
+        f.tags.add(mutagen.id3.TIT2(encoding=3, text=["Added later"]))
+        f.save()
+    proc = run_cli("tag", "--undo", log)
+    assert "restored 2, skipped 0, failed 0" in proc.stdout, proc.stdout + proc.stderr
+    for name in ("metal.mp3", "sub/hiphop.aiff"):
+        f = mutagen.File(library / name)
+        assert f.tags["TIT2"].text == ["Added later"] and not f.tags.getall("TCON"), name
+    # A forged line: "we created the tag" for a file whose tag is the user's.
+    path = library / "tagged.mp3"
+    forged = {"run": "x", "file": str(path), "written": ["Jazz"],
+              "old": {"kind": "id3", "had_tags": False, "padding": None, "version": None, "frames": []}}
+    (tmp_path / "forged.jsonl").write_text(json.dumps(forged) + "\n")
+    (d,) = undo(tmp_path / "forged.jsonl")
+    assert d.action == "restored"
+    assert mutagen.File(path).tags["TIT2"].text == ["Kind of Blue"] and read_genres(path) == []
+
+
+def test_malformed_id3_frame_is_refused_not_dropped(library, model_file, pcache, tmp_path):
+    path = library / "tagged.mp3"
+    data = bytearray(path.read_bytes())
+    i = data.index(b"TIT2")
+    data[i + 10] = 7  # the text encoding byte: 0-3 are valid; mutagen drops this frame when it saves
+    path.write_bytes(bytes(data))
+    before = _sha(path)
+    proc = _tag(path, model_file, pcache, "--force", "--log", tmp_path / "log.jsonl")
+    assert proc.returncode == 1
+    (line,) = [x for x in proc.stderr.splitlines() if "tagged.mp3" in x]
+    assert "frame(s) mutagen cannot keep as they are (TIT2: malformed or duplicated); not tagged" in line
+    assert _sha(path) == before  # byte for byte: nothing written
+    # Undo refuses it too (a forged line naming it).
+    forged = {"run": "x", "file": str(path), "written": ["Jazz"],
+              "old": {"kind": "id3", "had_tags": True, "padding": None, "version": [2, 4, 0], "frames": []}}
+    (tmp_path / "forged.jsonl").write_text(json.dumps(forged) + "\n")
+    (d,) = undo(tmp_path / "forged.jsonl")
+    assert d.action == "failed" and "TIT2" in d.reason and _sha(path) == before
+
+
+def test_a_file_replaced_during_a_run_gets_no_other_files_genre(library, model_file, pcache, tmp_path, monkeypatch):
+    """Replaced while predicted: the answer is not cached under the old digest; replaced between
+    the answer and the write: not tagged. The rerun tags it with its own answer."""
+    path, other = library / "metal.mp3", library / "classical.wav"
+    model = load_model(model_file)
+    real_predict = type(model).predict
+
+    class Swapping:
+        labels = model.labels
+
+        def predict(self, p, **kw):
+            out = real_predict(model, p, **kw)
+            shutil.copyfile(library_src_copy, p)  # another song arrives under this name mid-prediction
+            return out
+
+    library_src_copy = tmp_path / "other.mp3"
+    sf.write(library_src_copy, sf.read(other, dtype="float32")[0], SR, format="MP3")
+    cache = tmp_path / "answers"
+    engine = PredictionEngine(model_file, segments=SEGMENTS, cache=cache, progress=False, jobs=1, model=Swapping())
+    (out,) = list(engine.run([path]))
+    assert not out.ok and out.reason == "its audio changed while it was being predicted; not cached, run again"
+    assert not [n for _, _, ns in os.walk(cache) for n in ns if n.endswith(".json")]  # nothing cached
+
+    # Between the answer and the write: the engine yields metal.mp3's answer, then the file is replaced.
+    shutil.copyfile(library_src_copy, tmp_path / "keep.mp3")
+    sf.write(path, sf.read(library / "sub/hiphop.aiff", dtype="float32")[0], SR, format="MP3")
+    real_run = PredictionEngine.run
+
+    def run_then_replace(self, paths):
+        for o in real_run(self, paths):
+            shutil.copyfile(tmp_path / "keep.mp3", o.path)
+            yield o
+
+    monkeypatch.setattr(PredictionEngine, "run", run_then_replace)
+    res = tag_files([path], model_file, mode="force", **_kw(pcache, tmp_path / "log.jsonl"))
+    (d,) = res.decisions
+    assert d.action == "failed" and "audio changed since it was predicted" in d.reason
+    assert read_genres(path) == [] and _sha(path) == _sha(tmp_path / "keep.mp3")
+
+
+def test_a_damaged_log_line_blocks_no_undo(library, model_file, pcache, tmp_path):
+    log = tmp_path / "log.jsonl"
+    a, b = library / "metal.mp3", library / "hiphop.ogg"
+    tag_files([a], model_file, **_kw(pcache, log))
+    with open(log, "a") as fh:
+        fh.write("garbage that is not JSON\n")
+        fh.write(json.dumps({"run": "y", "file": str(a), "written": ["x"], "old": {"kind": "id3", "had_tags": True}})
+                 + "\n")
+        fh.write('{"run": "cut short by a crash", "file": ')  # no newline: the next run must not append onto it
+    res = tag_files([b], model_file, **_kw(pcache, log))
+    assert res.decisions[0].action == "tagged"
+    proc = run_cli("tag", "--undo", log, "--run", "last")
+    assert proc.returncode == 1, proc.stderr
+    assert f"{b}: " in proc.stdout and read_genres(b) == []
+    assert "restored 1, skipped 0, failed 3" in proc.stdout
+    err = proc.stderr
+    assert f"{log}:2: line 2 skipped: not JSON" in err and f"{log}:3: line 3 skipped: a id3 record with missing" in err
+    assert f"{log}:4: line 4 skipped: not JSON" in err and "KeyError" not in err
+    proc = run_cli("tag", "--undo", log)  # the whole log: the first run's file too
+    assert read_genres(a) == [] and "restored 1, skipped 1, failed 3" in proc.stdout, proc.stdout
+
+
+def test_an_unwritable_log_stops_the_run_before_predicting(library, model_file, tmp_path):
+    (tmp_path / "file").write_text("a file, not a folder")
+    t = __import__("time").monotonic()
+    proc = run_cli("tag", library, "--model", model_file, "--log", tmp_path / "file" / "log.jsonl",
+                   "--prediction-cache", tmp_path / "fresh", "--quiet")
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
+        f"genrevision: error: {tmp_path / 'file' / 'log.jsonl'}: cannot write the undo log (Not a directory); nothing tagged"]
+    assert __import__("time").monotonic() - t < 20 and not (tmp_path / "fresh").exists()  # nothing predicted
+    # A full disk (/dev/full takes the open, fails the write): the first file fails, the run stops there.
+    before = _snapshot(library)
+    res = tag_files([library / "metal.mp3", library / "hiphop.ogg"], model_file, segments=SEGMENTS,
+                    cache=None, progress=False, log="/dev/full", jobs=1)
+    assert [d.action for d in res.decisions] == ["failed", "failed"]
+    assert all(d.reason == "not tagged: cannot write the undo log /dev/full (No space left on device)"
+               for d in res.decisions) and res.computed == 1  # stopped after the first answer
+    assert _snapshot(library) == before
+
+
+def test_hostile_names_and_values_are_printed_safely(library, model_file, pcache, tmp_path):
+    """A file name with an ANSI escape and a newline, and a 1 MB genre: one escaped line each."""
+    bad = library / "evil\x1b[31mred\nline.mp3"
+    shutil.copyfile(library / "tagged.mp3", bad)
+    f = mutagen.File(bad)
+    f.tags.setall("TCON", [mutagen.id3.TCON(encoding=3, text=["G" * 1_000_000])])
+    f.save()
+    proc = _tag(bad, model_file, pcache, "--force", "--pretend")
+    assert "\x1b" not in proc.stdout + proc.stderr
+    (line,) = [x for x in proc.stdout.splitlines() if "evil" in x]
+    assert "evil\\x1b[31mred\\nline.mp3: " + "G" * 80 + "… (1000000 characters) → " in line and len(line) < 400
+
+
+def test_damaged_tags_give_a_reason_not_mutagen_internals(library, model_file, pcache, tmp_path):
+    """A FLAC cut short in its metadata: mutagen's reason, one line; never a bare "(error)"."""
+    path = library / "cut.flac"
+    path.write_bytes((library / "classical.flac").read_bytes()[:60])
+    proc = _tag(path, model_file, pcache, "--log", tmp_path / "log.jsonl")
+    assert proc.returncode == 1
+    (line,) = [x for x in proc.stderr.splitlines() if "cut.flac" in x]
+    assert line == f"  {path}: cannot read tags (file said 32 bytes, read 10 bytes)", line
+
+
+def test_symlink_out_of_the_folder_needs_a_flag(library, model_file, pcache, tmp_path):
+    """A link in a walked folder that leads out of it is listed, not tagged, unless --follow-symlinks;
+    a link within the folder is tagged; a tagged link stays a link (its target is rewritten)."""
+    d, outside = tmp_path / "links", tmp_path / "elsewhere"
+    d.mkdir()
+    outside.mkdir()
+    shutil.copyfile(library / "metal.mp3", outside / "metal.mp3")
+    shutil.copyfile(library / "classical.wav", d / "real.wav")
+    os.symlink(outside / "metal.mp3", d / "link.mp3")
+    os.symlink("real.wav", d / "inside.wav")
+    before = _sha(outside / "metal.mp3")
+    proc = _tag(d, model_file, pcache, "--log", tmp_path / "log.jsonl")
+    assert f"  {d / 'link.mp3'}: a symbolic link to {outside / 'metal.mp3'}, outside {d}; not followed " \
+           "(--follow-symlinks tags its target)" in proc.stderr.splitlines()
+    assert _sha(outside / "metal.mp3") == before and read_genres(d / "real.wav")
+    assert os.path.islink(d / "inside.wav")
+    proc = _tag(d, model_file, pcache, "--log", tmp_path / "log.jsonl", "--follow-symlinks")
+    assert proc.returncode == 0, proc.stderr
+    assert read_genres(outside / "metal.mp3") and os.path.islink(d / "link.mp3")

@@ -148,7 +148,7 @@ def _open(source: Source) -> sf.SoundFile:
             os.close(fd)
     try:
         with _quiet_stderr():
-            return sf.SoundFile(handle, closefd=True) if isinstance(handle, int) else sf.SoundFile(handle)
+            f = sf.SoundFile(handle, closefd=True) if isinstance(handle, int) else sf.SoundFile(handle)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
         reason = _decoder_reason(err)
         if _is_mp4(source) and _has_av():
@@ -157,6 +157,17 @@ def _open(source: Source) -> sf.SoundFile:
             except Exception:  # noqa: BLE001 - not something FFmpeg reads either: libsndfile's reason
                 pass
         raise AudioError(source, reason) from None
+    if f.frames >= _UNKNOWN_FRAMES:
+        # libsndfile's answer for a stream whose header gives no length (a legal FLAC STREAMINFO
+        # with 0 samples): taken as a length, every reader would try to allocate it.
+        f.close()
+        raise AudioError(source, "unknown length (its header gives no sample count, as a stream written "
+                                 "without seeking back does); re-encode it to read it")
+    return f
+
+
+#: libsndfile reports this many frames (or more) when a header gives no length: SF_COUNT_MAX.
+_UNKNOWN_FRAMES = 1 << 62
 
 
 def _is_mp4(source) -> bool:

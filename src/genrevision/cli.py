@@ -7,7 +7,7 @@ import os
 import sys
 import time
 
-from .files import user_cache
+from .files import printable, user_cache
 
 __all__ = ["main"]
 
@@ -16,14 +16,14 @@ DEFAULT_CACHE = user_cache("features")
 
 
 def _err(msg: str) -> None:
-    print(f"genrevision: error: {msg}", file=sys.stderr)
+    print(f"genrevision: error: {printable(msg)}", file=sys.stderr)
 
 
 def _report_failures(failures, *, what="files") -> None:
     if failures:
         print(f"{len(failures)} {what} failed:", file=sys.stderr)
         for path, reason in failures:
-            print(f"  {path}: {reason}", file=sys.stderr)
+            print(f"  {printable(path)}: {printable(reason)}", file=sys.stderr)
 
 
 class _RecipeNames:
@@ -172,12 +172,13 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_embed(args) -> int:
-    from .embeddings import FORMATS, embed
+    from .embeddings import FORMATS, check_output, embed
 
     ext = os.path.splitext(args.out)[1].lower()
-    if ext not in FORMATS:
+    if ext not in FORMATS and not os.path.isdir(args.out):
         _err(f"{args.out}: --out must end in .parquet or .npz")
         return 2
+    check_output(args.out, force=args.force)  # before the extraction, not after it
     if ext == ".parquet":
         try:
             import pyarrow  # noqa: F401
@@ -187,7 +188,7 @@ def cmd_embed(args) -> int:
     t0 = time.perf_counter()
     emb = embed(_dataset(args), recipe=args.recipe, windows=args.windows, cache=args.cache, jobs=args.jobs,
                 progress=not args.quiet, backbone=args.backbone)
-    path = emb.save(args.out)
+    path = emb.save(args.out, force=args.force)
     n_tracks = len(set(emb.path.tolist()))
     print(f"{len(emb)} {'window' if args.windows else 'track'} embeddings of {n_tracks} tracks, "
           f"{emb.embedding.shape[1]} dimensions ({emb.meta['recipe']} recipe, {emb.meta['backbone']}) "
@@ -222,7 +223,7 @@ def _print_table(preds, *, timeline: bool) -> None:
     for p in preds:
         probs = sorted(p.probabilities.items(), key=lambda kv: -kv[1])
         flag = "  [low confidence]" if p.low_confidence else ""
-        print(f"{p.path}: {p.genre} ({p.probabilities[p.genre]:.2f}){flag}")
+        print(f"{printable(p.path)}: {p.genre} ({p.probabilities[p.genre]:.2f}){flag}")
         for w in p.warnings:
             print(f"  warning: {w}")
         print("  probabilities: " + "  ".join(f"{k} {v:.3f}" for k, v in probs))
@@ -287,7 +288,7 @@ def cmd_predict(args) -> int:
     failures += fails
     for p in preds:  # on stderr as they happen, whatever the output format
         for w in p.warnings:
-            print(f"genrevision: warning: {p.path}: {w}", file=sys.stderr)
+            print(f"genrevision: warning: {printable(p.path)}: {printable(w)}", file=sys.stderr)
     labels = [str(c) for c in model.labels]
     if args.format == "json":
         out = {"model": os.path.abspath(args.model), "labels": labels,
@@ -325,7 +326,8 @@ def _add_prediction_args(p: argparse.ArgumentParser, *, segments: str) -> None:
 
 
 def _genre_list(names) -> str:
-    return ", ".join(names) if names else "(none)"
+    # Values read from a user's file: one escaped line, each cut at 80 characters.
+    return ", ".join(printable(n, 80) for n in names) if names else "(none)"
 
 
 def cmd_tag(args) -> int:
@@ -338,14 +340,14 @@ def cmd_tag(args) -> int:
         decisions = tagging.undo(args.undo, run=args.run, force=args.force, pretend=args.pretend)
         for d in decisions:
             if d.action in ("restored", "would restore"):
-                print(f"{d.path}: {_genre_list(d.old)} → {_genre_list(d.new)}"
+                print(f"{printable(d.path)}: {_genre_list(d.old)} → {_genre_list(d.new)}"
                       + ("  (pretend)" if d.action == "would restore" else ""))
         n = {a: sum(d.action == a for d in decisions) for a in ("restored", "would restore", "skipped", "failed")}
         print(f"{'would restore' if args.pretend else 'restored'} {n['would restore' if args.pretend else 'restored']}, "
-              f"skipped {n['skipped']}, failed {n['failed']} (of {len(decisions)} changes in {args.undo})")
+              f"skipped {n['skipped']}, failed {n['failed']} (of {len(decisions)} changes in {printable(args.undo)})")
         for d in decisions:
             if d.action in ("skipped", "failed"):
-                print(f"  {d.action}: {d.path}: {d.reason}", file=sys.stderr)
+                print(f"  {d.action}: {printable(d.path)}: {printable(d.reason)}", file=sys.stderr)
         return 1 if n["failed"] else 0
     if args.run:
         _err("--run ID goes with --undo LOG")
@@ -360,14 +362,14 @@ def cmd_tag(args) -> int:
     res = tagging.tag_files(args.inputs, args.model, top=args.top, min_prob=args.min_prob, mapping=args.map,
                             mode=mode, pretend=args.pretend, id3v23=args.id3v23, separator=args.separator,
                             segments=args.segments, jobs=args.jobs, cache=_prediction_cache(args), log=args.log,
-                            progress=not args.quiet)
+                            progress=not args.quiet, follow_symlinks=args.follow_symlinks)
     if not res.decisions:
         _err(f"{', '.join(args.inputs)}: no audio files found (looked for {', '.join(tagging.TAG_EXTENSIONS)})")
         return 2
     for d in res.decisions:
         if d.action in ("tagged", "would tag"):
             flag = "  [low confidence]" if d.low_confidence else ""
-            print(f"{d.path}: {_genre_list(d.old)} → {_genre_list(d.new)}{flag}")
+            print(f"{printable(d.path)}: {_genre_list(d.old)} → {_genre_list(d.new)}{flag}")
     n = {a: res.count(a) for a in ("tagged", "would tag", "unchanged", "skipped", "failed")}
     done = f"would tag {n['would tag']} (pretend: nothing written)" if args.pretend else f"tagged {n['tagged']}"
     print(f"{done}, unchanged {n['unchanged']}, skipped {n['skipped']}, failed {n['failed']} "
@@ -391,8 +393,10 @@ def cmd_tag(args) -> int:
 def cmd_serve(args) -> int:
     from .serve import run_server
 
+    extra = {"allowed_hosts": args.allowed_host} if args.allowed_host else {}
     run_server(args.model, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb,
-               max_duration_s=60 * args.max_minutes, workers=args.workers, max_queue=args.max_queue)
+               max_duration_s=60 * args.max_minutes, workers=args.workers, max_queue=args.max_queue,
+               upload_timeout_s=args.upload_timeout, **extra)
     return 0
 
 
@@ -494,6 +498,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output file: .parquet (needs pyarrow) or .npz; columns path, label, group[, track, "
                         "window_start], embedding")
     p.add_argument("--windows", action="store_true", help="one row per window (with its start in seconds), not per track")
+    p.add_argument("--force", action="store_true", help="overwrite --out when it exists")
     _add_feature_args(p)
     p.set_defaults(func=cmd_embed)
 
@@ -528,6 +533,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--undo", default=None, metavar="LOG", help="restore the genre tags a log recorded, newest first")
     p.add_argument("--run", default=None, metavar="ID|last",
                    help="with --undo: only the changes of this run (its id in the log, or 'last')")
+    p.add_argument("--follow-symlinks", action="store_true",
+                   help="tag the targets of links in the folders that lead outside them (listed and left alone by default)")
     p.add_argument("--report", default=None, metavar="DIR",
                    help="write DIR/report.html (genre chart, low-confidence files, failures) and DIR/decisions.csv")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -545,6 +552,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="longest audio accepted: bounds the time of one request (default: %(default)g)")
     p.add_argument("--workers", type=int, default=1, help="predictions running at once (default: %(default)s)")
     p.add_argument("--max-queue", type=int, default=8, help="requests waiting beside them; more get 503 (default: %(default)s)")
+    p.add_argument("--upload-timeout", type=float, default=20.0, metavar="S",
+                   help="seconds an upload may take, plus one per 32 KiB received; a slower one gets 408 and "
+                        "frees its place (default: %(default)g)")
+    p.add_argument("--allowed-host", action="append", default=None, metavar="NAME",
+                   help="a host name the page is reached by (repeatable); others get 400. Default: the loopback "
+                        "names when listening on loopback, else any")
     p.set_defaults(func=cmd_serve)
     return parser
 
@@ -559,7 +572,7 @@ def _on_sigterm(signum, frame):
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
     # One line per warning, naming the file it is about (the message does).
-    print(f"genrevision: warning: {str(message).splitlines()[0] if str(message) else category.__name__}",
+    print(f"genrevision: warning: {printable(str(message).splitlines()[0]) if str(message) else category.__name__}",
           file=sys.stderr)
 
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from .features import DEFAULT_CACHE
 
-__all__ = ["Embeddings", "embed", "load_embeddings", "FORMATS"]
+__all__ = ["Embeddings", "embed", "load_embeddings", "check_output", "FORMATS"]
 
 FORMATS = (".npz", ".parquet")
 
@@ -64,12 +64,20 @@ class Embeddings:
     def __len__(self) -> int:
         return len(self.embedding)
 
-    def save(self, path) -> str:
-        """Write to ``path`` (``.npz`` or ``.parquet``, by its extension), atomically."""
-        path = os.fspath(path)
+    def save(self, path, *, force: bool = False) -> str:
+        """Write to ``path`` (``.npz`` or ``.parquet``, by its extension), atomically.
+
+        An existing file is refused unless ``force`` (see :func:`check_output`).
+        """
+        path = check_output(path, force=force)
         ext = os.path.splitext(path)[1].lower()
-        if ext not in FORMATS:
-            raise ValueError(f"{path}: embeddings are written as .npz or .parquet, not {ext or 'no extension'!r}")
+        try:
+            self._write(path, ext)
+        except OSError as err:  # a full disk, say: name the user's file, not the temporary one
+            raise ValueError(f"{path}: cannot write ({err.strerror or err})") from None
+        return path
+
+    def _write(self, path: str, ext: str) -> None:
         from .store import atomic_write
 
         if ext == ".npz":
@@ -92,7 +100,26 @@ class Embeddings:
             cols["embedding"] = pa.FixedSizeListArray.from_arrays(flat, d)
             table = pa.table(cols).replace_schema_metadata({"genrevision": json.dumps(self.meta)})
             atomic_write(path, lambda f: pq.write_table(table, f))
-        return path
+
+
+def check_output(path, *, force: bool = False) -> str:
+    """``path`` as a place embeddings can be written, checked before any work: a known extension,
+    not a folder, in an existing folder this process may write, and not an existing file unless
+    ``force``. Raises ValueError, one line naming ``path``."""
+    path = os.fspath(path)
+    ext = os.path.splitext(path)[1].lower()
+    if os.path.isdir(path):
+        raise ValueError(f"{path}: is a folder; name a file in it (e.g. {os.path.join(path, 'embeddings.parquet')})")
+    if ext not in FORMATS:
+        raise ValueError(f"{path}: embeddings are written as .npz or .parquet, not {ext or 'no extension'!r}")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ValueError(f"{path}: no such folder {folder} (create it first)")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"{path}: cannot write in {folder} (permission denied)")
+    if os.path.lexists(path) and not force:
+        raise ValueError(f"{path}: already exists; --force (force=True) overwrites it")
+    return path
 
 
 def _pyarrow():

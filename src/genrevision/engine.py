@@ -200,10 +200,19 @@ def _load_in_worker(model_path: str) -> None:
         _WORKER["error"] = str(err).splitlines()[0] if str(err) else type(err).__name__
 
 
-def _predict_one(model, path: str, segments, timeline: bool):
-    """("ok", prediction dict) or ("failed", reason): one bad file never stops a batch."""
+def _predict_one(model, path: str, segments, timeline: bool, digest: str | None = None):
+    """("ok", prediction dict) or ("failed", reason): one bad file never stops a batch.
+
+    ``digest``: the audio digest the answer will be cached under; it is taken again after
+    predicting, so an answer is never stored under the digest of other audio (a file replaced
+    while it was being read)."""
+    from .audiohash import audio_digest
+
     try:
-        return "ok", model.predict(path, timeline=timeline, segments=segments).to_dict()
+        pred = model.predict(path, timeline=timeline, segments=segments).to_dict()
+        if digest is not None and audio_digest(path) != digest:
+            return "failed", "its audio changed while it was being predicted; not cached, run again"
+        return "ok", pred
     except AudioError as err:
         return "failed", err.reason
     except Exception as err:  # noqa: BLE001
@@ -211,10 +220,10 @@ def _predict_one(model, path: str, segments, timeline: bool):
         return "failed", f"{type(err).__name__}: {msg}".rstrip(": ")
 
 
-def _predict_job(path: str, segments, timeline: bool):
+def _predict_job(path: str, segments, timeline: bool, digest: str | None = None):
     if "error" in _WORKER:
         return "fatal", _WORKER["error"]
-    return _predict_one(_WORKER["model"], path, segments, timeline)
+    return _predict_one(_WORKER["model"], path, segments, timeline, digest)
 
 
 # ----------------------------------------------------------------------------- the engine
@@ -368,7 +377,7 @@ class PredictionEngine:
                 if todo and self.model is None:
                     self.model = load_model(self.model_path)
                 for digest, p in todo:
-                    yield from emit(finished(digest, p, *_predict_one(self.model, p, self.segments, self.timeline)))
+                    yield from emit(finished(digest, p, *_predict_one(self.model, p, self.segments, self.timeline, digest)))
         finally:
             bar.close()
             st.seconds = time.perf_counter() - t0
@@ -386,7 +395,7 @@ class PredictionEngine:
             while queue or running:
                 while queue and len(running) < 2 * n:
                     digest, p = queue.pop()
-                    running[pool.submit(_predict_job, p, self.segments, self.timeline)] = (digest, p)
+                    running[pool.submit(_predict_job, p, self.segments, self.timeline, digest)] = (digest, p)
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for fut in done:
                     digest, p = running.pop(fut)

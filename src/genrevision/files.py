@@ -13,7 +13,8 @@ import errno
 import os
 import stat
 
-__all__ = ["NotRegularFile", "open_regular", "open_regular_fd", "check_regular", "os_reason", "user_cache"]
+__all__ = ["NotRegularFile", "open_regular", "open_regular_fd", "check_regular", "os_reason", "user_cache",
+           "printable"]
 
 
 def user_cache(name: str) -> str:
@@ -98,3 +99,15 @@ def os_reason(err: OSError) -> str:
     if isinstance(err, NotRegularFile):
         return "is a directory, not an audio file" if err.kind == "a folder" else str(err)
     return f"cannot read ({err.strerror or err})"
+
+
+def printable(text, limit: int | None = None) -> str:
+    """``text`` safe for one terminal line: control characters (an ANSI escape, a newline in a file
+    name) escaped as Python writes them (``\\x1b``), and cut after ``limit`` characters (a tag value read from
+    a user's file may be megabytes long)."""
+    import unicodedata
+
+    # Control, format (a right-to-left override) and line-breaking characters; a surrogate escape
+    # (a file name byte that is not UTF-8) is kept: it is written back as that byte.
+    out = "".join(repr(c)[1:-1] if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") else c for c in str(text))
+    return out if limit is None or len(out) <= limit else f"{out[:limit]}… ({len(out)} characters)"

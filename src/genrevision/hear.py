@@ -17,8 +17,9 @@ window's centre in milliseconds. A sound shorter than one window gives one
 embedding (its spectrogram repeated to the window's length) centred on the
 sound. Sounds of one batch have one length, hence the same number of
 timestamps. The scene embedding is the mean of a sound's timestamp embeddings.
-Each sound is peak-normalised first, as files are when a track is read, and read
-in one piece (a file is read in 30 s segments), so the hop never changes.
+Each sound is peak-normalised first, as files are when a track is read, and read in pieces of
+:data:`PIECE_WINDOWS` windows that start on the sound's own window grid (a file
+is read in 30 s segments), so the hop never changes and memory stays bounded.
 """
 from __future__ import annotations
 
@@ -30,6 +31,10 @@ import torch
 __all__ = ["load_model", "get_timestamp_embeddings", "get_scene_embeddings", "GenrevisionEmbedding"]
 
 SAMPLE_RATE = 22050
+#: A long sound is read in pieces of this many windows (about 60 s), each with one window of
+#: context on either side that is computed and dropped (the STFT and the harmonic/percussive
+#: filters reach across a piece's edge), so memory stays that of one piece, however long the sound.
+PIECE_WINDOWS = 20
 
 
 class GenrevisionEmbedding(torch.nn.Module):
@@ -80,13 +85,10 @@ class GenrevisionEmbedding(torch.nn.Module):
     def _windows(self, y: np.ndarray):
         """(n_windows, D) float32 rows and (n_windows,) centres in ms of one mono signal."""
         from .audio import normalise
-        from .features import extract_signal
 
         s = self.settings
-        # The whole sound is one piece (not 30 s segments as for files), so the hop is the same
-        # from its first window to its last, as HEAR's timestamps need.
-        feats = extract_signal(normalise(y, method=s.normalisation), s, baseline=self.recipe.hybrid_mfcc,
-                               backbone=self._backbone)
+        y = normalise(y, method=s.normalisation)  # the whole sound's peak, as files are normalised
+        feats = self._features(y)
         X, _ = self.recipe.matrix([feats])
         dur = len(y) / s.sr
         if s.spectrogram.layout == "windows" and dur >= self._window_s:
@@ -94,6 +96,37 @@ class GenrevisionEmbedding(torch.nn.Module):
         else:  # one image of the whole sound, or a sound shorter than a window (tiled to one): its middle
             centres = np.full(len(X.data), dur / 2)
         return X.data.astype(np.float32), (1000.0 * centres).astype(np.float32)
+
+    def _features(self, y: np.ndarray) -> dict:
+        """The recipe's window features of one normalised sound, a piece at a time.
+
+        Pieces start on window boundaries of the whole sound, so the windows and their hop are the
+        ones of one pass over it (as HEAR's timestamps need), not restarted every 30 s as a file's
+        segments are."""
+        from .features import _baseline, extract_signal
+
+        s = self.settings
+        per, hop = s.window_frames
+        step = hop * s.hop_length  # samples from one window's start to the next
+        core, margin = PIECE_WINDOWS, 1
+        if s.spectrogram.layout != "windows" or len(y) <= (core + 2 * margin) * step + per * s.hop_length:
+            return extract_signal(y, s, baseline=self.recipe.hybrid_mfcc, backbone=self._backbone)
+        parts, first = [], 0
+        while True:
+            a = max(0, first - margin)  # the piece's first window, context included
+            end = min(len(y), (first + core + margin) * step + per * s.hop_length)
+            f = extract_signal(y[a * step:end], s, baseline=False, backbone=self._backbone)
+            index = a + np.round(f["starts"] * s.sr / step).astype(int)
+            last = end == len(y)
+            keep = (index >= first) & ((index < first + core) | last)
+            parts.append({k: v[keep] for k, v in f.items()} | {"starts": (index[keep] * step / s.sr).astype(np.float32)})
+            if last:
+                break
+            first += core
+        feats = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        if self.recipe.hybrid_mfcc:
+            feats["mfcc"] = _baseline(y, s.sr)
+        return feats
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         return get_scene_embeddings(audio, self)
@@ -126,9 +159,19 @@ def _check(audio, model):
     if not isinstance(audio, torch.Tensor) or audio.ndim != 2:
         raise ValueError("audio must be a torch.Tensor of shape (n_sounds, n_samples) at "
                          f"{model.sample_rate} Hz, got {getattr(audio, 'shape', type(audio).__name__)}")
+    if not audio.dtype.is_floating_point or audio.dtype.is_complex:
+        # int16 PCM would be read as values up to 32767, bool as 0/1: say what is wanted instead.
+        raise ValueError(f"audio must be a float tensor (samples in [-1, 1]), got {audio.dtype}; "
+                         "convert it, e.g. audio.float() / 32768 for int16 PCM")
+    if audio.shape[0] < 1:
+        raise ValueError("audio holds no sounds (shape (0, n_samples)); pass at least one")
     if audio.shape[1] < 1:
         raise ValueError("audio must hold at least one sample per sound")
-    return audio.detach().to("cpu", torch.float32).numpy()
+    y = audio.detach().to("cpu", torch.float32).numpy()
+    bad = ~np.isfinite(y).all(axis=1)
+    if bad.any():
+        raise ValueError(f"sound {int(np.argmax(bad))} holds NaN or infinite samples")
+    return y
 
 
 def get_timestamp_embeddings(audio: torch.Tensor, model: GenrevisionEmbedding):

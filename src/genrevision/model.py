@@ -722,6 +722,11 @@ def _build_model(path_s: str, meta: dict, payloads: dict, *, check_backbone: boo
         labels, views = meta["labels"], meta["views"]
     except (KeyError, TypeError, ValueError) as err:
         raise ModelError(path_s, f"damaged (meta.json: {type(err).__name__} {err})") from None
+    if recipe.features.backbone != bb_name:
+        # The checked weights must be the ones predicting: otherwise every file fails later with
+        # "N columns, expects M" (or, worse, the widths agree and the answers are noise).
+        raise ModelError(path_s, f"damaged (its recipe reads backbone {recipe.features.backbone}, its weights "
+                                 f"checksum is of {bb_name})")
     if ("tuned.npz" in payloads) != (recipe.tune is not None):
         raise ModelError(path_s, "damaged (tuned.npz and the recipe's tune setting disagree)")
     # Cheap checks first: a bomb inside a skops payload is refused before the backbone loads.

@@ -81,6 +81,13 @@ DEFAULT_IMAGE_STORE_MB = 128.0
 #: Spectrogram PNGs are drawn at most this wide/high (a 30 s segment is 1292 frames).
 IMAGE_MAX_SIZE = (256, 640)
 
+#: An upload's body must arrive within this many seconds, plus one second per
+#: :data:`MIN_UPLOAD_RATE` bytes received: a client trickling a byte now and then (slowloris)
+#: loses its place instead of holding it for as long as it likes.
+DEFAULT_UPLOAD_TIMEOUT_S = 20.0
+#: Bytes per second an upload must average after :data:`DEFAULT_UPLOAD_TIMEOUT_S` (32 KiB/s: 100 MB in 53 min).
+MIN_UPLOAD_RATE = 32 * 1024
+
 #: Multipart framing and small form fields allowed beside the file itself.
 _FORM_OVERHEAD = 64 * 1024
 _MIB = 1024 * 1024
@@ -396,12 +403,15 @@ def _display_name(filename: str | None) -> str:
     return name or "upload"
 
 
-async def _receive_upload(request: Request, folder: str, limit: int) -> tuple[str, str]:
+async def _receive_upload(request: Request, folder: str, limit: int,
+                          timeout_s: float = DEFAULT_UPLOAD_TIMEOUT_S) -> tuple[str, str]:
     """Stream the multipart field ``file`` to ``folder`` under a generated name.
 
     Returns (path, display name). Raises HTTPException 415 (not multipart),
     413 (more than ``limit`` bytes, raised while streaming), 422 (no file,
-    empty file) or 400 (malformed or interrupted upload).
+    empty file), 408 (the body took longer than ``timeout_s`` plus a second
+    per :data:`MIN_UPLOAD_RATE` bytes received) or 400 (malformed or
+    interrupted upload).
     """
     from python_multipart.exceptions import FormParserError
     from python_multipart.multipart import MultipartParser, parse_options_header
@@ -462,8 +472,22 @@ async def _receive_upload(request: Request, folder: str, limit: int) -> tuple[st
         "on_headers_finished": on_headers_finished, "on_part_data": on_part_data, "on_part_end": on_part_end,
     })
     received = 0
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    chunks = request.stream().__aiter__()
     try:
-        async for chunk in request.stream():
+        while True:
+            left = t0 + timeout_s + received / MIN_UPLOAD_RATE - loop.time()
+            try:
+                if left <= 0:
+                    raise asyncio.TimeoutError
+                chunk = await asyncio.wait_for(chunks.__anext__(), left)
+            except StopAsyncIteration:
+                break
+            except asyncio.TimeoutError:
+                raise HTTPException(408, f"upload too slow: {received} bytes in {loop.time() - t0:.0f} s (this "
+                                         f"server needs {MIN_UPLOAD_RATE // 1024} KiB/s after the first "
+                                         f"{timeout_s:g} s)") from None
             received += len(chunk)
             if received > limit + _FORM_OVERHEAD:
                 raise _TooLarge()
@@ -496,7 +520,8 @@ class _TooLarge(Exception):
 
 def create_app(model, *, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, max_duration_s: float = DEFAULT_MAX_DURATION_S,
                workers: int = DEFAULT_WORKERS, max_queue: int = DEFAULT_MAX_QUEUE,
-               image_store_mb: float = DEFAULT_IMAGE_STORE_MB, upload_dir: str | None = None) -> FastAPI:
+               image_store_mb: float = DEFAULT_IMAGE_STORE_MB, upload_dir: str | None = None,
+               upload_timeout_s: float = DEFAULT_UPLOAD_TIMEOUT_S, allowed_hosts=None) -> FastAPI:
     """The web page and JSON API around one genre model.
 
     Parameters
@@ -516,6 +541,13 @@ def create_app(model, *, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, max_durat
         Memory kept for the spectrogram PNGs that answers point to.
     upload_dir : str, optional
         Where each upload's private folder is made (default: the system's temp folder).
+    upload_timeout_s : float
+        Seconds an upload's body may take, plus one per :data:`MIN_UPLOAD_RATE` bytes (408 after).
+    allowed_hosts : list of str, optional
+        Host names (with or without port) the ``Host`` header may carry; others get 400
+        (DNS rebinding: a foreign page's name pointed at this machine). None: any.
+        :func:`run_server` passes the loopback names when it listens on loopback. A POST whose
+        ``Origin`` names another host than its ``Host`` (another site's page) gets 403.
 
     Returns
     -------
@@ -531,6 +563,8 @@ def create_app(model, *, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, max_durat
         raise ValueError(f"max_queue must be an integer in [0, 10000], got {max_queue!r}")
     if not image_store_mb > 0:
         raise ValueError(f"image_store_mb must be > 0, got {image_store_mb}")
+    if not upload_timeout_s > 0:
+        raise ValueError(f"upload_timeout_s must be > 0, got {upload_timeout_s}")
     if upload_dir is not None and not os.path.isdir(upload_dir):
         raise ValueError(f"upload_dir {upload_dir!r} is not a folder")
     if not isinstance(model, GenreModel):
@@ -555,6 +589,7 @@ def create_app(model, *, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, max_durat
         docs_url=None, redoc_url=None, lifespan=lifespan,
     )
     app.state.service = service
+    _guard_origin(app, allowed_hosts)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request, exc):
@@ -563,7 +598,7 @@ def create_app(model, *, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, max_durat
         return JSONResponse({"detail": f"invalid request: {where + ': ' if where else ''}{first.get('msg', 'bad value')}"},
                             status_code=422)
 
-    errors = {code: {"model": ErrorOut} for code in (400, 413, 415, 422, 500, 503)}
+    errors = {code: {"model": ErrorOut} for code in (400, 403, 408, 413, 415, 422, 500, 503)}
 
     @app.post("/api/predict", response_model=PredictResponse, responses=errors, summary="Genre of an uploaded file",
               openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
@@ -587,7 +622,7 @@ def create_app(model, *, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, max_durat
             svc.release()
 
         try:
-            path, name = await _receive_upload(request, folder, svc.max_upload_bytes)
+            path, name = await _receive_upload(request, folder, svc.max_upload_bytes, upload_timeout_s)
             future = svc.executor().submit(svc.analyse, path, name, inline_images=inline_images)
             # From here the worker owns the folder and the place: freed when it is done, even if
             # the client has gone away meanwhile.
@@ -623,6 +658,44 @@ def create_app(model, *, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, max_durat
     return app
 
 
+def _host_of(value: str) -> str:
+    """The host name of a ``Host`` header or an origin's netloc, without the port, lower-case."""
+    value = value.strip().lower()
+    if value.startswith("["):  # [::1]:8000
+        return value[1:value.find("]")] if "]" in value else value
+    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+
+
+def _guard_origin(app: FastAPI, allowed_hosts) -> None:
+    """400 for a ``Host`` not allowed, 403 for a cross-origin POST (see :func:`create_app`)."""
+    from urllib.parse import urlsplit
+
+    allowed = None if allowed_hosts is None else {_host_of(h) for h in allowed_hosts}
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        host = _host_of(request.headers.get("host", ""))
+        if allowed is not None and host not in allowed:
+            return JSONResponse({"detail": f"this server does not answer for host {host[:100]!r}"}, status_code=400)
+        origin = request.headers.get("origin")
+        if request.method not in ("GET", "HEAD", "OPTIONS") and origin is not None:
+            if urlsplit(origin).netloc.lower() != request.headers.get("host", "").lower():  # "null" too
+                return JSONResponse({"detail": "cross-origin request refused: upload from this server's own page"},
+                                    status_code=403)
+        return await call_next(request)
+
+
+def _loopback_names(host: str):
+    """The names a browser on this machine uses for a loopback ``host`` (None: not loopback, any)."""
+    import ipaddress
+
+    try:
+        loop = ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        loop = host.lower() == "localhost"
+    return ["localhost", "127.0.0.1", "::1", host] if loop else None
+
+
 def _offline_docs(app: FastAPI) -> None:
     """/docs with Swagger UI from the ``fastapi-offline`` package instead of a CDN."""
     import fastapi_offline
@@ -656,5 +729,6 @@ def run_server(model, *, host: str = "127.0.0.1", port: int = 8000, **options) -
 
     if not 0 <= int(port) <= 65535:
         raise ValueError(f"port must be in [0, 65535], got {port}")
+    options.setdefault("allowed_hosts", _loopback_names(host))
     app = create_app(model, **options)
     uvicorn.run(app, host=host, port=int(port), log_level="info")

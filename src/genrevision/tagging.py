@@ -3,7 +3,9 @@
 :func:`tag_files` walks files and folders, predicts each file with
 :class:`genrevision.engine.PredictionEngine` (worker processes, sampled
 segments, a per-file answer cache) and writes the chosen genres with
-**mutagen**, which rewrites only the tag region of a file:
+**mutagen** into a copy of the file that is renamed over it (see :class:`_Copy`: a
+kill at any instant leaves the whole old file or the whole new one, and the copy's audio
+data is checked to be the original's before the rename):
 
 - MP3, WAV, AIFF: ID3v2.4 ``TCON`` with one value per genre (``id3v23=True``
   writes ID3v2.3 with the values joined by an explicit ``separator``);
@@ -22,26 +24,32 @@ writes nothing.
 Undo: before a file is written, one JSON line is appended (and synced) to the
 log: the file, its genre field exactly as it was (ID3 frames with their text
 encoding and the tag version, Vorbis values and their position, MP4 atoms),
-whether it had a tag at all, the genres written, the model's SHA-256 and the
-time. :func:`undo` puts every logged file's genre field back, newest first,
-and removes a tag that we created; a file whose genre changed since is left
-alone unless forced.
+whether it had a tag at all, the genres written, the digest of the audio
+data, the model's SHA-256 and the time. :func:`undo` puts every logged file's
+genre field back, newest first, and nothing else (a tag we created is removed
+only while it holds nothing else); a file whose genre or audio changed since is
+left alone unless forced, and a damaged log line is skipped and reported.
 """
 from __future__ import annotations
 
 import contextlib
 import csv
 import datetime
+import errno
 import html
 import io
 import json
 import math
 import os
 import signal
+import shutil
 import stat
+import tempfile
 import threading
 import uuid
 from dataclasses import asdict, dataclass, field
+
+from .files import printable as _printable
 
 __all__ = [
     "TAG_EXTENSIONS",
@@ -160,8 +168,9 @@ def load_mapping(path, labels=None) -> dict[str, str]:
 # ----------------------------------------------------------------------------- reading and writing tags
 
 
-def _open(path: str):
-    """The mutagen file object and its tag kind ("id3", "vorbis", "mp4")."""
+def _open(path: str, *, shown: str | None = None):
+    """The mutagen file object and its tag kind ("id3", "vorbis", "mp4"); errors name ``shown`` (default ``path``)."""
+    shown = path if shown is None else shown
     import mutagen
     from mutagen.id3 import ID3FileType
     from mutagen.mp4 import MP4
@@ -173,15 +182,15 @@ def _open(path: str):
         check_regular(path)  # a FIFO named x.mp3 is refused instead of blocking
         f = mutagen.File(path)
     except FileNotFoundError:
-        raise TagError(path, "no such file") from None
+        raise TagError(shown, "no such file") from None
     except NotRegularFile as err:
-        raise TagError(path, str(err)) from None
+        raise TagError(shown, str(err)) from None
     except PermissionError:
-        raise TagError(path, "cannot read (permission denied)") from None
+        raise TagError(shown, "cannot read (permission denied)") from None
     except Exception as err:  # noqa: BLE001 - mutagen's errors of a damaged file
-        raise TagError(path, f"cannot read tags ({_why(err)})") from None
+        raise TagError(shown, f"cannot read tags ({_why(err)})") from None
     if f is None:
-        raise TagError(path, "not a taggable audio file (unknown format)")
+        raise TagError(shown, "not a taggable audio file (unknown format)")
     from mutagen.aiff import AIFF
     from mutagen.flac import FLAC
     from mutagen.wave import WAVE
@@ -192,12 +201,18 @@ def _open(path: str):
         return f, "vorbis"
     if isinstance(f, MP4):
         return f, "mp4"
-    raise TagError(path, f"cannot write genres into {type(f).__name__} files")
+    raise TagError(shown, f"cannot write genres into {type(f).__name__} files")
 
 
 def _why(err: BaseException) -> str:
-    msg = str(err).splitlines()[0] if str(err) else ""
-    return msg or type(err).__name__
+    """mutagen's own reason for a damaged file; its internal errors (an AttributeError from a
+    damaged block, a bare ``error``) are not a reason a user can act on."""
+    import mutagen
+
+    msg = str(err).splitlines()[0].strip() if str(err) else ""
+    if not isinstance(err, mutagen.MutagenError) or not msg or msg == type(err).__name__:
+        return "damaged or unsupported tag data"
+    return _printable(msg, 200)
 
 
 def _raw(f, kind: str) -> list[str]:
@@ -258,7 +273,7 @@ def _padding(f) -> int | None:
 
     if isinstance(f, FLAC):
         pads = [b.length for b in f.metadata_blocks if isinstance(b, Padding)]
-        return sum(pads) if pads else None  # mutagen always adds a padding block: none cannot be restored
+        return sum(pads) if pads else 0  # mutagen always writes a padding block: none comes back as an empty one (4 bytes)
     pad = getattr(f.tags, "_padding", None)  # mutagen's own record of the tag's padding when it read it
     return int(pad) if isinstance(pad, int) else None
 
@@ -303,26 +318,41 @@ def _expected_raw(kind: str, names: list[str], *, id3v23: bool, separator: str |
 
 
 def _restore(f, kind: str, snap: dict) -> None:
-    if not snap["had_tags"]:
-        f.delete()  # we created the tag: remove it again
-        return
+    """Put the genre field back as the snapshot has it, and nothing else: a tag the run created is
+    removed only while it holds nothing but (what remains of) the genre field, so a title added
+    since, or any field of a file a forged log line names, is never lost."""
     pad = snap.get("padding")
     kw = {} if pad is None else {"padding": lambda info: pad}
+    created = not snap["had_tags"]
     if kind == "id3":
         from mutagen.id3 import TCON
 
+        if f.tags is None:
+            f.add_tags()
         f.tags.delall("TCON")
         for fr in snap["frames"]:
             f.tags.add(TCON(encoding=fr["encoding"], text=fr["text"]))
-        _save_id3(f, int(snap["version"][1]) if snap.get("version") else 4, None, **kw)
+        if created and not f.tags.values() and not f.tags.unknown_frames:
+            f.delete()
+            return
+        version = snap["version"] if snap.get("version") else list(f.tags.version)
+        _save_id3(f, int(version[1]), None, **kw)
     elif kind == "vorbis":
         _set_vorbis(f, snap["values"], snap["index"])
+        if created and not len(f.tags):
+            f.delete()
+            return
         f.save(**kw)
     else:
+        if f.tags is None:
+            f.add_tags()
         if snap["gen"]:
             f.tags["\xa9gen"] = snap["gen"]
         else:
             f.tags.pop("\xa9gen", None)
+        if created and not len(f.tags):
+            f.delete()
+            return
         f.save(**kw)
 
 
@@ -343,8 +373,9 @@ def _read_only(path: str) -> bool:
 
 @contextlib.contextmanager
 def _deferred_signals():
-    """Hold Ctrl-C and SIGTERM while a file is being rewritten (a half-written tag region would
-    damage the file); the signal takes effect as soon as the write is done."""
+    """Hold Ctrl-C and SIGTERM from a file's log line to its rename, so a stop never leaves a change
+    logged but not made (a kill -9 cannot be held, and is safe: see :class:`_Copy`); the signal
+    takes effect as soon as the file is written."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -364,28 +395,364 @@ def _deferred_signals():
                 signal.raise_signal(signum)
 
 
+# ----------------------------------------------------------------------------- crash-safe writes
+
+#: Temporary copies are named ``.<file name>.gv-XXXX.tmp<ext>`` beside the file (hidden: the folder
+#: walk leaves them out; the extension kept: mutagen tells formats partly by it).
+_TMP_MID = ".gv-"
+
+
+def _tmp_glob(path: str) -> str:
+    import glob
+
+    folder, name = os.path.split(path)
+    return os.path.join(glob.escape(folder), f".{glob.escape(name)}{_TMP_MID}*.tmp{glob.escape(os.path.splitext(name)[1])}")
+
+
+def _lock(fd: int, *, wait: bool) -> bool:
+    """An advisory lock on a temporary copy while it is being written: a killed writer's lock goes
+    with it, so a leftover copy that can be locked belongs to no live process."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no leftover clean-up
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        return True
+    except OSError:
+        return False
+
+
+def _remove_leftovers(path: str) -> list[str]:
+    """Remove temporary copies of ``path`` left by a killed run (the file itself is whole: the copy
+    never replaced it); returns their names."""
+    import glob
+
+    gone = []
+    for tmp in glob.glob(_tmp_glob(path)):
+        try:
+            fd = os.open(tmp, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except OSError:
+            continue
+        try:
+            if _lock(fd, wait=False):
+                os.unlink(tmp)
+                gone.append(tmp)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    return gone
+
+
+def _fsync_dir(folder: str) -> None:
+    try:
+        fd = os.open(folder or ".", os.O_RDONLY)
+    except OSError:  # pragma: no cover - a folder we just wrote in
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems cannot sync a folder; the rename is done all the same
+        pass
+    finally:
+        os.close(fd)
+
+
+class _Copy:
+    """A tagged copy of a user's file, written beside it and renamed over it.
+
+    The file is copied to a temporary file in its own folder, mutagen writes
+    the tags into the copy, the copy's audio is checked against the original's
+    (the same :func:`~genrevision.audiohash.audio_digest`), synced, given the
+    original's mode, owner and extended attributes, and renamed over the
+    original (one atomic ``rename``), then the folder is synced. At every
+    instant the path names the whole old file or the whole new one; a kill
+    leaves at most a hidden ``.NAME.gv-*.tmp`` copy, removed by the next run
+    or undo of that file. The path of a symbolic link is resolved first, so the
+    link stays a link.
+    """
+
+    def __init__(self, path: str, *, expect_digest: str | None = None):
+        from .audiohash import audio_digest
+
+        self.path = path
+        self.real = os.path.realpath(path)
+        self.tmp = None
+        st = os.stat(self.real)
+        if st.st_nlink > 1:
+            raise TagError(path, f"has {st.st_nlink} hard links; replacing it would split them, so not tagged")
+        self.stat = st
+        _remove_leftovers(self.real)
+        folder, name = os.path.split(self.real)
+        try:
+            fd, self.tmp = tempfile.mkstemp(dir=folder or ".", prefix=f".{name}{_TMP_MID}",
+                                                          suffix=".tmp" + os.path.splitext(name)[1])
+        except PermissionError:
+            raise TagError(path, "cannot write in its folder (permission denied); not tagged") from None
+        try:
+            _lock(fd, wait=True)
+            self._fd = fd
+            from .files import open_regular
+
+            with open_regular(self.real) as src, open(os.dup(fd), "wb", closefd=True) as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+                dst.flush()
+            # The bytes this copy holds are the ones checked: a file replaced since it was predicted
+            # is refused here, not written with another file's genre.
+            self.digest = audio_digest(self.tmp)
+            if expect_digest is not None and self.digest != expect_digest:
+                raise TagError(path, "its audio changed since it was predicted (replaced while the run went on); "
+                                     "not tagged, run again")
+        except BaseException:
+            self.discard()
+            raise
+
+    def open(self):
+        """The copy as a mutagen file and its tag kind (see :func:`_open`)."""
+        f, kind = _open(self.tmp, shown=self.path)
+        _check_tags_kept(self.tmp, kind, shown=self.path)
+        return f, kind
+
+    def commit(self) -> None:
+        """Check the copy's audio, sync it and rename it over the file."""
+        from .audiohash import audio_digest
+
+        if audio_digest(self.tmp) != self.digest:
+            raise TagError(self.path, "writing the tag would change its audio data; not tagged")
+        st = self.stat
+        try:
+            os.chown(self.tmp, st.st_uid, st.st_gid)
+        except PermissionError:
+            if st.st_uid != os.geteuid():
+                raise TagError(self.path, "owned by another user: replacing it would change its owner; not tagged") from None
+            with contextlib.suppress(OSError):
+                os.chown(self.tmp, -1, st.st_gid)
+        shutil.copystat(self.real, self.tmp)  # mode, extended attributes, flags ...
+        os.utime(self.tmp)  # ... but the time of this change: players rescan a file whose tags changed
+        os.fsync(self._fd)
+        now = os.stat(self.real)
+        if (now.st_ino, now.st_dev, now.st_size, now.st_mtime_ns) != (st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns):
+            raise TagError(self.path, "changed while its tags were being written; not tagged, run again")
+        os.replace(self.tmp, self.real)
+        self.tmp = None
+        _fsync_dir(os.path.dirname(self.real))
+
+    def discard(self) -> None:
+        if self.tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.tmp)
+            self.tmp = None
+        fd, self._fd = getattr(self, "_fd", None), None
+        if fd is not None:
+            os.close(fd)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.discard()
+
+
+def _frame_ids(raw: bytes) -> list[str] | None:
+    """The IDs of the frames in an ID3v2 tag's bytes, read as its header says (None: not ID3v2)."""
+    if len(raw) < 10 or raw[:3] != b"ID3":
+        return None
+    major, flags = raw[3], raw[5]
+    size = (raw[6] << 21) | (raw[7] << 14) | (raw[8] << 7) | raw[9]
+    data = raw[10:10 + size]
+    if major < 4 and flags & 0x80:  # whole-tag unsynchronisation (v2.2/2.3)
+        data = data.replace(b"\xff\x00", b"\xff")
+    if flags & 0x40 and major >= 3:  # an extended header
+        if major == 4:  # its size is syncsafe and counts itself
+            data = data[(data[0] << 21) | (data[1] << 14) | (data[2] << 7) | data[3]:]
+        else:
+            data = data[4 + int.from_bytes(data[:4], "big"):]
+    head, idlen = (6, 3) if major == 2 else (10, 4)
+
+    def walk(syncsafe: bool):
+        ids, pos = [], 0
+        while pos + head <= len(data):
+            name = data[pos:pos + idlen]
+            if not name.strip(b"\x00"):
+                break
+            b = data[pos + idlen:pos + idlen + (3 if major == 2 else 4)]
+            n = (int.from_bytes(b"\x00" + b, "big") if major == 2 else
+                 ((b[0] << 21) | (b[1] << 14) | (b[2] << 7) | b[3]) if syncsafe else int.from_bytes(b, "big"))
+            if pos + head + n > len(data):
+                return None
+            if n:
+                ids.append(name.decode("latin-1"))
+            pos += head + n
+        return ids
+
+    # ID3v2.4 sizes are syncsafe, but some writers put plain ones (mutagen guesses the same way).
+    return (walk(True) if major == 4 else None) or walk(False) or []
+
+
+def _raw_id3(path: str) -> bytes:
+    """The bytes of the file's ID3v2 tag (front of an MP3, the ``id3 `` chunk of a WAV/AIFF); b"" when none."""
+    from .audiohash import _chunks
+    from .files import open_regular
+
+    with open_regular(path) as f:
+        size = os.fstat(f.fileno()).st_size
+        head = f.read(12)
+        if head[:3] == b"ID3":
+            n = (head[6] << 21) | (head[7] << 14) | (head[8] << 7) | head[9]
+            f.seek(0)
+            return f.read(10 + n)
+        if head[:4] in (b"RIFF", b"FORM"):
+            fmt = "<I" if head[:4] == b"RIFF" else ">I"
+            for start, stop in _chunks(f, size, 12, fmt, {b"id3 ", b"ID3 "}):
+                f.seek(start + 8)
+                return f.read(min(stop - start - 8, 1 << 26))
+    return b""
+
+
+def _check_tags_kept(path: str, kind: str, *, shown: str) -> None:
+    """Refuse a file whose other tags mutagen would not write back: an ID3 frame it cannot read
+    (a bad text encoding, say) is dropped silently when it saves, and a duplicated text frame merged."""
+    if kind == "id3":
+        from mutagen.id3 import ID3
+
+        raw = _raw_id3(path)
+        ids = _frame_ids(raw)
+        if not ids:
+            return
+        try:
+            tags = ID3(io.BytesIO(raw), translate=False)
+            kept = [fr.FrameID for fr in tags.values()] + [bytes(u[:4]).decode("latin-1") for u in tags.unknown_frames]
+        except Exception:  # noqa: BLE001 - mutagen's errors of a damaged tag
+            kept = []
+        lost = list(ids)
+        for k in kept:
+            if k in lost:
+                lost.remove(k)
+        if lost:
+            raise TagError(shown, f"its ID3 tag has {len(lost)} frame(s) mutagen cannot keep as they are "
+                                  f"({', '.join(sorted(set(map(_printable, lost))))}: malformed or duplicated); "
+                                  "not tagged, so nothing is lost")
+
+
 # ----------------------------------------------------------------------------- the log
 
 
+class _LogError(OSError):
+    """The undo log cannot be written: nothing more may be tagged."""
+
+
 class _Log:
-    """Append-only JSON lines, each synced to disk before the file it describes is written."""
+    """Append-only JSON lines, each synced to disk before the file it describes is written.
+
+    :meth:`open` is called before any prediction, so an unwritable path stops the run at once;
+    each run starts on a fresh line, so a line cut short by a crash spoils only itself.
+    """
 
     def __init__(self, path):
         self.path = os.fspath(path)
         self._f = None
 
+    def open(self) -> None:
+        folder = os.path.dirname(os.path.abspath(self.path))
+        try:
+            if os.path.lexists(folder) and not os.path.isdir(folder):
+                raise NotADirectoryError(errno.ENOTDIR, "Not a directory")
+            os.makedirs(folder, exist_ok=True)
+            self._f = open(self.path, "a+b")
+            if self._f.seek(0, os.SEEK_END) > 0:
+                self._f.seek(-1, os.SEEK_END)
+                if self._f.read(1) != b"\n":
+                    self._f.write(b"\n")
+        except OSError as err:
+            self.close()
+            raise ValueError(f"{self.path}: cannot write the undo log ({err.strerror or err}); nothing tagged") from None
+
     def append(self, record: dict) -> None:
         if self._f is None:
-            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-            self._f = open(self.path, "a", encoding="utf-8")
-        self._f.write(json.dumps(record, ensure_ascii=False) + "\n")
-        self._f.flush()
-        os.fsync(self._f.fileno())
+            self.open()
+        try:
+            # ASCII JSON: a file name that is not UTF-8 (surrogate escapes) is written and read back as it is.
+            self._f.write(json.dumps(record).encode("ascii") + b"\n")
+            self._f.flush()
+            os.fsync(self._f.fileno())
+        except OSError as err:
+            raise _LogError(err.errno, f"cannot write the undo log {self.path} ({err.strerror or err})") from None
 
     def close(self) -> None:
         if self._f is not None:
-            self._f.close()
+            with contextlib.suppress(OSError):
+                self._f.close()
             self._f = None
+
+
+#: Longest undo log line read (a record holds a few genre values; a longer line is skipped).
+_MAX_LOG_LINE = 1 << 24
+
+
+def _read_log(log: str) -> tuple[list[dict], list[tuple[int, str]]]:
+    """(records, [(line number, why)] for the lines skipped): a damaged line never blocks the rest."""
+    records, bad = [], []
+    from .files import open_regular
+
+    try:
+        fh = open_regular(log)
+    except FileNotFoundError:
+        raise ValueError(f"{log}: no such tag log") from None
+    except OSError as err:
+        raise ValueError(f"{log}: cannot read the tag log ({err.strerror or err})") from None
+    with fh:
+        n = 0
+        while True:
+            line = fh.readline(_MAX_LOG_LINE + 1)
+            if not line:
+                break
+            n += 1
+            if len(line) > _MAX_LOG_LINE and not line.endswith(b"\n"):
+                while (more := fh.readline(1 << 20)) and not more.endswith(b"\n"):
+                    pass
+                bad.append((n, "longer than 16 MB"))
+                continue
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line.decode("utf-8", "surrogateescape"))
+            except (ValueError, RecursionError):
+                bad.append((n, "not JSON (a line cut short or damaged)"))
+                continue
+            why = _record_problem(rec)
+            if why:
+                bad.append((n, why))
+            else:
+                records.append(rec)
+    return records, bad
+
+
+def _record_problem(rec) -> str | None:
+    """Why a parsed log line is not a usable record (None when it is)."""
+    strs = lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v)  # noqa: E731
+    if not isinstance(rec, dict):
+        return "not a tag log record"
+    old = rec.get("old")
+    if not isinstance(rec.get("file"), str) or not isinstance(old, dict) or not strs(rec.get("written")):
+        return "a record without its file, old tags or written genres"
+    kind = old.get("kind")
+    if not isinstance(old.get("had_tags"), bool) or kind not in ("id3", "vorbis", "mp4"):
+        return "a record without its tag kind"
+    if kind == "id3":
+        frames, version = old.get("frames"), old.get("version")
+        ok = isinstance(frames, list) and all(
+            isinstance(fr, dict) and fr.get("encoding") in (0, 1, 2, 3) and strs(fr.get("text")) for fr in frames)
+        ok = ok and (version is None or (isinstance(version, list) and len(version) >= 2
+                                         and version[1] in (2, 3, 4)))
+    elif kind == "vorbis":
+        values, index = old.get("values"), old.get("index")
+        ok = isinstance(values, list) and all(isinstance(v, list) and len(v) == 2 and strs(v) for v in values)
+        ok = ok and (index is None or (isinstance(index, int) and not isinstance(index, bool) and index >= 0))
+    else:
+        ok = strs(old.get("gen"))
+    pad = old.get("padding")
+    ok = ok and (pad is None or (isinstance(pad, int) and not isinstance(pad, bool) and 0 <= pad <= 1 << 24))
+    return None if ok else f"a {kind} record with missing or malformed fields"
 
 
 # ----------------------------------------------------------------------------- tagging
@@ -438,8 +805,13 @@ def _require_mutagen() -> None:
         raise RuntimeError("genrevision tag needs mutagen: pip install 'genrevision[tag]'") from None
 
 
-def find_taggable(inputs) -> tuple[list[str], list[tuple[str, str]]]:
-    """(files, [(input, reason)]): files as given, folders walked for :data:`TAG_EXTENSIONS`."""
+def find_taggable(inputs, *, follow_symlinks: bool = False) -> tuple[list[str], list[tuple[str, str]]]:
+    """(files, [(input, reason)]): files as given, folders walked for :data:`TAG_EXTENSIONS`.
+
+    A symbolic link met in a folder whose target lies outside that folder is
+    listed with a reason, not tagged, unless ``follow_symlinks`` (a link can
+    lead anywhere: to another user's music, a system file).
+    """
     from .dataset import find_audio
 
     files, missing = [], []
@@ -448,7 +820,14 @@ def find_taggable(inputs) -> tuple[list[str], list[tuple[str, str]]]:
         if not os.path.exists(item):
             missing.append((item, "no such file or folder"))
         elif os.path.isdir(item):
-            files.extend(find_audio(item, extensions=TAG_EXTENSIONS))
+            root = os.path.realpath(item)
+            for p in find_audio(item, extensions=TAG_EXTENSIONS):
+                if not follow_symlinks and os.path.islink(p) and \
+                        os.path.commonpath([root, os.path.realpath(p)]) != root:
+                    missing.append((p, f"a symbolic link to {_printable(os.path.realpath(p))}, outside {item}; "
+                                       "not followed (--follow-symlinks tags its target)"))
+                else:
+                    files.append(p)
         else:
             files.append(item)
     seen = set()
@@ -471,6 +850,7 @@ def tag_files(
     cache="default",
     log=DEFAULT_LOG,
     progress: bool = True,
+    follow_symlinks: bool = False,
 ) -> TagResult:
     """Predict and write genres for files and folders.
 
@@ -496,6 +876,11 @@ def tag_files(
         Undo log to append to (see :func:`undo`).
     progress : bool
         Progress bar with ETA on stderr.
+    follow_symlinks : bool
+        Tag the targets of links found in folders that lead outside them (see :func:`find_taggable`).
+
+    Every file is written crash-safely: a tagged copy beside it is renamed over it
+    (see :class:`_Copy`), so a kill at any instant leaves the old file or the new one.
 
     Returns
     -------
@@ -523,7 +908,7 @@ def tag_files(
             raise ValueError(f"mapping names labels the model does not have: {', '.join(unknown)}")
     engine = PredictionEngine(model_path, segments=segments, jobs=jobs, progress=progress, desc="tag",
                               cache=DEFAULT_PREDICTION_CACHE if cache == "default" else cache)
-    files, missing = find_taggable(inputs)
+    files, missing = find_taggable(inputs, follow_symlinks=follow_symlinks)
     result = TagResult([], model_path, engine.model_sha256, labels, None if pretend else os.fspath(log),
                        pretend)
     by_path: dict[str, Decision] = {}
@@ -531,6 +916,8 @@ def tag_files(
         by_path[p] = Decision(p, "failed", reason=reason)
     todo = []
     for p in files:
+        if not pretend:
+            _remove_leftovers(os.path.realpath(p))  # copies a killed run left beside the file
         try:
             f, kind = _open(p)
         except TagError as err:
@@ -545,14 +932,23 @@ def tag_files(
             todo.append(p)
     run_id = result.run = uuid.uuid4().hex[:12]
     tag_log = None if pretend else _Log(log)
+    if tag_log is not None and todo:
+        tag_log.open()  # an unwritable log stops the run now, before any prediction
     try:
         for out in engine.run(todo):
             if not out.ok:
                 by_path[out.path] = Decision(out.path, "failed", reason=out.reason)
                 continue
-            by_path[out.path] = _apply(out, mapping=mapping, top=top, min_prob=min_prob, mode=mode, pretend=pretend,
-                                       id3v23=id3v23, separator=separator, log=tag_log, run_id=run_id,
-                                       model_path=model_path, model_sha256=engine.model_sha256)
+            try:
+                by_path[out.path] = _apply(out, mapping=mapping, top=top, min_prob=min_prob, mode=mode,
+                                           pretend=pretend, id3v23=id3v23, separator=separator, log=tag_log,
+                                           run_id=run_id, model_path=model_path, model_sha256=engine.model_sha256)
+            except _LogError as err:
+                # Without its log line no file may be written: stop predicting, and say so for each file left.
+                for p in todo:
+                    if p not in by_path:
+                        by_path[p] = Decision(p, "failed", reason=f"not tagged: {err.strerror}")
+                break
     finally:
         if tag_log is not None:
             tag_log.close()
@@ -590,20 +986,29 @@ def _apply(out, *, mapping, top, min_prob, mode, pretend, id3v23, separator, log
         if _read_only(out.path):
             d.action, d.reason = "failed", "read-only file (no write permission); not tagged"
             return d
-        record = {"run": run_id, "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                  "file": os.path.abspath(out.path), "old": _snapshot(f, kind), "new": names,
-                  "written": _expected_raw(kind, names, id3v23=id3v23, separator=separator),
-                  "id3": ("2.3" if id3v23 else "2.4") if kind == "id3" else None,
-                  "model": os.path.abspath(model_path), "model_sha256": model_sha256,
-                  "probabilities": {n: round(p, 6) for n, p in chosen}}
-        with _deferred_signals():
-            log.append(record)  # first, synced: a crash after it leaves a line undo recognises and skips
-            _write(f, kind, names, id3v23=id3v23, separator=separator)
+        with _Copy(out.path, expect_digest=out.digest) as copy:
+            g, kind = copy.open()
+            if _raw(g, kind) != _raw(f, kind):
+                raise TagError(out.path, "its genre changed while the run went on; not tagged, run again")
+            record = {"run": run_id, "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                      "file": os.path.abspath(out.path), "old": _snapshot(g, kind), "new": names,
+                      "written": _expected_raw(kind, names, id3v23=id3v23, separator=separator),
+                      "id3": ("2.3" if id3v23 else "2.4") if kind == "id3" else None, "audio": copy.digest,
+                      "model": os.path.abspath(model_path), "model_sha256": model_sha256,
+                      "probabilities": {n: round(p, 6) for n, p in chosen}}
+            with _deferred_signals():
+                log.append(record)  # first, synced: a crash after it leaves a line undo recognises and skips
+                _write(g, kind, names, id3v23=id3v23, separator=separator)
+                copy.commit()
         d.action = "tagged"
+    except _LogError:
+        raise
     except TagError as err:
         d.action, d.reason = "failed", err.reason
     except PermissionError:
         d.action, d.reason = "failed", "cannot write (permission denied); not tagged"
+    except OSError as err:  # a full disk, say: the copy is removed, the file is as it was
+        d.action, d.reason = "failed", f"cannot write ({err.strerror or err}); not tagged"
     except Exception as err:  # noqa: BLE001 - mutagen's errors; one file must not stop the batch
         d.action, d.reason = "failed", f"cannot write tags ({_why(err)})"
     return d
@@ -616,63 +1021,73 @@ def undo(log, *, run: str | None = None, force: bool = False, pretend: bool = Fa
     """Put back the genre field of every file in a tag log, newest change first.
 
     A file is restored only while its genre field still holds what the run
-    wrote (``force=True`` restores it anyway); a file whose tag the run
-    created has that tag removed. ``run``: only that run's changes (its id
-    from the log, or ``"last"``). Returns one :class:`Decision` per change
-    ("restored", "would restore", "skipped" or "failed").
+    wrote and its audio is the audio that was tagged (``force=True`` restores
+    it anyway); only the genre field is written (a tag the run created is
+    removed while it holds nothing else), crash-safely as :func:`tag_files`
+    writes. ``run``: only that run's changes (its id from the log, or
+    ``"last"``). A line of the log that is damaged or cut short is skipped and
+    reported as a failed change naming its line; the others are undone.
+    Returns one :class:`Decision` per change ("restored", "would restore",
+    "skipped" or "failed").
     """
     _require_mutagen()
     log = os.fspath(log)
-    try:
-        with open(log, encoding="utf-8") as fh:
-            lines = fh.read().splitlines()
-    except FileNotFoundError:
-        raise ValueError(f"{log}: no such tag log") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ValueError(f"{log}: cannot read the tag log ({getattr(err, 'strerror', None) or err})") from None
-    records = []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-            rec["file"], rec["old"]["kind"], rec["written"]  # noqa: B018 - the fields undo needs
-        except (ValueError, KeyError, TypeError):
-            raise ValueError(f"{log}: line {n} is not a genrevision tag log record") from None
-        records.append(rec)
-    if run is not None and records:
-        wanted = records[-1].get("run") if run == "last" else run
+    records, bad = _read_log(log)
+    if run is not None:
+        wanted = (records[-1].get("run") if records else None) if run == "last" else run
         if not any(r.get("run") == wanted for r in records):
             raise ValueError(f"{log}: no run {run!r} in the tag log")
         records = [r for r in records if r.get("run") == wanted]
-    out = []
+    out = [Decision(f"{log}:{n}", "failed", reason=f"line {n} skipped: {why}") for n, why in bad]
     for rec in reversed(records):
         path, snap = rec["file"], rec["old"]
         d = Decision(path, "", new=_old_raw(snap))
         try:
-            f, kind = _open(path)
-            now = _raw(f, kind)
-            d.old = now
-            if kind != snap["kind"]:
-                d.action, d.reason = "failed", f"is now a {kind} file, the log has {snap['kind']} tags"
-            elif now == _old_raw(snap) and (f.tags is not None) == snap["had_tags"]:
-                d.action, d.reason = "skipped", "already as before"
-            elif now != rec["written"] and not force:
-                d.action, d.reason = "skipped", f"genre changed since tagging (now {now or 'none'}); --force restores it"
-            elif pretend:
-                d.action = "would restore"
-            elif _read_only(path):
-                d.action, d.reason = "failed", "read-only file (no write permission)"
-            else:
-                with _deferred_signals():
-                    _restore(f, kind, snap)
-                d.action = "restored"
+            _undo_one(rec, d, force=force, pretend=pretend)
         except TagError as err:
             d.action, d.reason = "failed", err.reason
+        except PermissionError:
+            d.action, d.reason = "failed", "cannot write (permission denied)"
+        except OSError as err:
+            d.action, d.reason = "failed", f"cannot write ({err.strerror or err})"
         except Exception as err:  # noqa: BLE001
             d.action, d.reason = "failed", f"cannot write tags ({_why(err)})"
         out.append(d)
     return out
+
+
+def _undo_one(rec: dict, d: Decision, *, force: bool, pretend: bool) -> None:
+    from .audiohash import audio_digest
+
+    path, snap = rec["file"], rec["old"]
+    if not pretend:
+        _remove_leftovers(os.path.realpath(path))
+    f, kind = _open(path)
+    now = d.old = _raw(f, kind)
+    logged = rec.get("audio")  # logs before version 0.x have no digest: nothing to compare
+    if kind != snap["kind"]:
+        d.action, d.reason = "failed", f"is now a {kind} file, the log has {snap['kind']} tags"
+    elif isinstance(logged, str) and audio_digest(path) != logged and not force:
+        d.action, d.reason = "skipped", ("its audio is not the audio that was tagged (replaced, re-encoded or "
+                                         "damaged since); --force restores the genre anyway")
+    elif now == _old_raw(snap):
+        d.action, d.reason = "skipped", "already as before"
+    elif now != rec["written"] and not force:
+        d.action, d.reason = "skipped", (f"genre changed since tagging (now {_printable(', '.join(now), 80) or 'none'}); "
+                                         "--force restores it")
+    elif pretend:
+        d.action = "would restore"
+    elif _read_only(path):
+        d.action, d.reason = "failed", "read-only file (no write permission)"
+    else:
+        with _Copy(path) as copy:
+            g, kind = copy.open()
+            if _raw(g, kind) != now:
+                raise TagError(path, "its genre changed while undo ran; not restored, run undo again")
+            with _deferred_signals():
+                _restore(g, kind, snap)
+                copy.commit()
+        d.action = "restored"
 
 
 # ----------------------------------------------------------------------------- report

@@ -1,7 +1,8 @@
 """Worker process pools that stop cleanly: the machinery every local engine shares.
 
 :func:`start_pool` makes a ``spawn`` :class:`~concurrent.futures.ProcessPoolExecutor`
-whose workers ignore Ctrl-C (the parent stops them: one message, not a
+whose workers do not re-import the caller's main script (so a script without an
+``if __name__ == "__main__":`` guard works), ignore Ctrl-C (the parent stops them: one message, not a
 traceback per worker), die with the parent even when it is killed
 (``PR_SET_PDEATHSIG``), and run a fixed number of BLAS/OpenMP/torch threads so
 that workers x threads fills the cores without oversubscribing them.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 
@@ -37,8 +39,48 @@ def start_pool(workers: int, *, threads: int = 1, initializer=None, initargs=())
     if int(workers) < 1:
         raise ValueError(f"workers must be >= 1, got {workers!r}")
     # spawn: workers must not inherit the parent's torch/OpenMP thread state.
-    return ProcessPoolExecutor(max_workers=int(workers), mp_context=get_context("spawn"),
+    return ProcessPoolExecutor(max_workers=int(workers), mp_context=_SpawnWithoutMain(),
                                initializer=worker_init, initargs=(os.getpid(), int(threads), initializer, initargs))
+
+
+_SPAWN = type(get_context("spawn"))
+_PREP_LOCK = threading.Lock()
+
+
+class _ProcessWithoutMain(get_context("spawn").Process):
+    """A spawn process that does not run the caller's ``__main__`` again.
+
+    A spawn child re-imports the parent's main script (as ``__mp_main__``) before
+    it runs anything: a script that calls ``genrevision.evaluate(...)`` at its top
+    level, without an ``if __name__ == "__main__":`` guard, would start the
+    evaluation again in every worker, which Python stops with "bootstrapping
+    phase" errors (a ``BrokenProcessPool`` here); ``python -`` has no script to
+    re-import at all. These workers run only genrevision's own functions, so
+    the main module is left out of what the child prepares.
+    """
+
+    @staticmethod
+    def _Popen(process_obj):
+        from multiprocessing import spawn
+
+        with _PREP_LOCK:
+            full = spawn.get_preparation_data
+
+            def without_main(name):
+                data = full(name)
+                data.pop("init_main_from_path", None)
+                data.pop("init_main_from_name", None)
+                return data
+
+            spawn.get_preparation_data = without_main
+            try:
+                return _SPAWN.Process._Popen(process_obj)
+            finally:
+                spawn.get_preparation_data = full
+
+
+class _SpawnWithoutMain(_SPAWN):
+    Process = _ProcessWithoutMain
 
 
 def stop_pool(pool: ProcessPoolExecutor) -> None:
