@@ -57,9 +57,10 @@ def test_train_save_load_predict_held_out(model_file, gtzan_root):
         assert set(pred.probabilities) == set(GENRES)
         assert sum(pred.probabilities.values()) == pytest.approx(1.0)
         assert pred.probabilities[genre] == max(pred.probabilities.values())
-        # The default joins O|H|P into one classifier; per-view heads still report each view's guess.
-        assert model.recipe.view_names() == ("original+harmonic+percussive",)
-        assert list(pred.views) == ["original", "harmonic", "percussive"]
+        # The default joins O|H|P into one classifier (fused with the MFCC view); per-view heads still
+        # report each image view's guess.
+        assert model.recipe.view_names() == ("original+harmonic+percussive", "mfcc")
+        assert list(pred.views) == ["original", "harmonic", "percussive", "mfcc"]
         assert all(v in GENRES for v in pred.views.values())
         assert pred.views["original"] == genre, pred.views
         assert 29.9 < pred.duration < 30.1 and pred.segments == []
@@ -82,7 +83,8 @@ def test_meta_is_complete(model_file):
     assert meta["backbone"]["name"] == "efficientnet_lite2" and len(meta["backbone"]["weights_sha256"]) == 64
     assert meta["labels"] == sorted(GENRES) and meta["n_train"] == 12
     assert set(meta["versions"]) >= {"genrevision", "numpy", "sklearn", "torch"}
-    assert meta["fusion_weights"] == pytest.approx({"original+harmonic+percussive": 1.0})  # one joined view
+    # One joined image view and the MFCC view, fused 50/50.
+    assert meta["fusion_weights"] == pytest.approx({"original+harmonic+percussive": 0.5, "mfcc": 0.5})
     for key in ("pooling", "layers", "hybrid_mfcc", "name"):
         assert key in meta["recipe"]
 

@@ -51,7 +51,7 @@ def test_predict_json_and_csv(model_file, music_dir):
     (p,) = doc["predictions"]
     assert p["path"] == str(f) and p["genre"] == "classical"
     assert sum(p["probabilities"].values()) == pytest.approx(1.0) and set(p["probabilities"]) == set(GENRES)
-    assert list(p["views"]) == ["original", "harmonic", "percussive"] and doc["failures"] == []
+    assert list(p["views"]) == ["original", "harmonic", "percussive", "mfcc"] and doc["failures"] == []
     assert p["views"]["original"] == "classical"
     (seg,) = p["segments"]  # a 30 s file is one segment
     assert seg["start"] == 0.0 and seg["genre"] == "classical"

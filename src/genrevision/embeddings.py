@@ -7,7 +7,8 @@
     emb.save("gtzan.parquet")          # or .npz
     emb = load_embeddings("gtzan.parquet")
 
-Per track, the vector is what the recipe's classifier reads for that track:
+Per track, the vector is the image features the recipe's classifier reads for
+that track (a hybrid recipe's MFCC view, as in the default, is left out):
 the pooled row of a pooled recipe (``paper``: the mean over the track's
 segment images), the mean of the window rows of a windowed recipe
 (``default``). Per window (``windows=True``): the rows a windowed head
@@ -200,10 +201,13 @@ def embed(data, *, recipe="default", windows: bool = False, cache: str | None = 
     labels = np.asarray(ds.labels)[keep].astype(str)
     groups = (np.asarray(ds.groups)[keep] if ds.groups is not None else np.full(len(keep), "")).astype(str)
     feats = [res.features[p] for p in paths]
-    rows, _ = replace(rec, pooling="windows").matrix(feats)  # every window's row, views side by side
+    # Every window's row, the CNN views side by side; a hybrid recipe's MFCC view is a per-track
+    # summary its classifier adds, not an image feature, so it is left out (as in the HEAR model).
+    image_views = replace(rec, pooling="windows", hybrid_mfcc=False)
+    rows, _ = image_views.matrix(feats)
     meta = {"recipe": rec.name, "backbone": rec.features.backbone, "dim": int(rows.shape[1]),
             "level": "window" if windows else "track", "genrevision": __version__,
-            "views": list(rec.view_names()), "features": rec.features.to_dict()}
+            "views": list(image_views.view_names()), "features": rec.features.to_dict()}
     if windows:
         track = rows.track_index
         starts = np.concatenate([np.asarray(f["starts"], np.float32)[: n] for f, n in zip(feats, rows.lengths)])

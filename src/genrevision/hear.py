@@ -12,7 +12,8 @@ compare genrevision's spectrogram-image features with other representations::
 What a timestamp embedding is: each sound is cut into the recipe's windows (129
 STFT frames, about 3 s, hop the same for the default: the model's ``timestamp_hop_ms``) and each window's
 CNN features of the three views (original, harmonic, percussive) are put side
-by side, exactly the rows the recipe's classifier reads; its timestamp is the
+by side, exactly the image rows the recipe's classifier reads (a hybrid recipe's
+per-sound MFCC view, as in the default, is left out); its timestamp is the
 window's centre in milliseconds. A sound shorter than one window gives one
 embedding (its spectrogram repeated to the window's length) centred on the
 sound. Sounds of one batch have one length, hence the same number of
@@ -66,7 +67,9 @@ class GenrevisionEmbedding(torch.nn.Module):
             raise ValueError(f"recipe {recipe.name!r} fine-tunes the network on labelled tracks: its features come "
                              "from a trained model; pass the model file to genrevision.hear.load_model")
         self._backbone = backbone
-        self.recipe = replace(recipe, pooling="windows")
+        # The CNN views' window features only: a hybrid recipe's MFCC view summarises a whole
+        # sound (no timestamps) and would need the whole sound in memory at once.
+        self.recipe = replace(recipe, pooling="windows", hybrid_mfcc=False)
         self.settings = recipe.features
         if self.settings.sr != SAMPLE_RATE:
             raise ValueError(f"HEAR models here run at {SAMPLE_RATE} Hz; recipe {recipe.name!r} uses {self.settings.sr}")

@@ -402,7 +402,7 @@ class GenreModel:
         found, total, view_sums, weight_sum = [], 0.0, {}, 0.0
         for seg, y in decode_segments(path_s, settings, plan):
             seg_len = y.size / settings.sr
-            f, v = self._probas(extract_signal(y, settings, backbone=bb, baseline=False))
+            f, v = self._probas(extract_signal(y, settings, backbone=bb, baseline=self.recipe.hybrid_mfcc))
             found.append((float(seg.start), round(float(seg.start) + seg_len, 3), self._top(f), self._as_dict(f)))
             total = total + f * seg_len
             for name, p in v.items():
