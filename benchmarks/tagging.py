@@ -4,7 +4,7 @@ Plain script (not a test)::
 
     python benchmarks/tagging.py                 # 40 songs of 3-5 minutes
     python benchmarks/tagging.py --songs 8 --json out.json
-    python benchmarks/tagging.py --model models/gtzan-mini.model   # songs from every track instead
+    python benchmarks/tagging.py --model models/gtzan-shared.model   # songs from every track instead
 
 Trains the default recipe on every other track of each genre (features
 from the shared feature cache: seconds) and builds a library of full-length

@@ -507,12 +507,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("tag", help="write predicted genres into the files' tags (ID3, Vorbis comments, MP4); undoable",
                        formatter_class=fmt, epilog=_examples(
-                           "make model   # models/gtzan-mini.model, trained on the shared tracks",
-                           "genrevision tag ~/Music --model models/gtzan-mini.model --pretend",
-                           "genrevision tag ~/Music --model models/gtzan-mini.model --map genres.json --report tag-report",
+                           "make model   # models/gtzan-shared.model, trained on the shared tracks",
+                           "genrevision tag ~/Music --model models/gtzan-shared.model --pretend",
+                           "genrevision tag ~/Music --model models/gtzan-shared.model --map genres.json --report tag-report",
                            "genrevision tag --undo ~/.local/share/genrevision/tag-log.jsonl --run last"))
     p.add_argument("inputs", nargs="*", metavar="FILE_OR_FOLDER", help="audio files or folders (walked recursively)")
-    p.add_argument("--model", default=None, metavar="FILE", help="model file (e.g. models/gtzan-mini.model from 'make model')")
+    p.add_argument("--model", default=None, metavar="FILE", help="model file (e.g. models/gtzan-shared.model from 'make model')")
     p.add_argument("--top", type=int, default=DEFAULT_TOP, metavar="K", help="at most K genres per file (default: %(default)s)")
     p.add_argument("--min-prob", type=float, default=DEFAULT_MIN_PROB, metavar="P",
                    help="genres after the best need probability >= P; the best is always written (default: %(default)s)")
