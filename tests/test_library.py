@@ -9,6 +9,7 @@ from the shared manifests, some files untagged, three deliberately mislabelled, 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import json
 import os
@@ -37,7 +38,8 @@ SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "s
 if not os.path.isdir(SHARED):
     SHARED = "/work/shared/data"
 FORMATS = ("mp3", "flac", "ogg", "m4a")
-SECONDS = 7
+SECONDS = 10
+PRECISION = 0.75
 
 
 def _artists() -> dict:
@@ -62,26 +64,26 @@ TRACKS = [
     ("jazz.00033", "Jazz", "Jazz"), ("jazz.00034", "jazz", "Jazz"), ("jazz.00035", ("id3v1", 8), "Jazz"),
     ("jazz.00073", ("gnre", 9), "Jazz"), ("jazz.00074", "Jazz/Swing", "Jazz"), ("jazz.00075", "JAZZ", "Jazz"),
     ("jazz.00083", "Jazz", "Jazz"), ("jazz.00086", "jazz", "Jazz"),
-    # Rock: Queen, Simply Red, Simple Minds, Survivor.
-    ("rock.00016", "Rock", "Rock"), ("rock.00017", ("id3v1", 17), "Rock"), ("rock.00071", "rock", "Rock"),
-    ("rock.00072", ("gnre", 18), "Rock"), ("rock.00049", "Rock, Pop", "Rock"), ("rock.00051", "Rock", "Rock"),
-    ("rock.00079", "ROCK", "Rock"), ("rock.00080", "rock", "Rock"),
+    # Metal: Falconer, Gamma Ray, Iron Maiden, Anthrax, Dark Tranquillity, an unknown artist (no artist tag), Coroner.
+    ("metal.00000", "Metal", "Metal"), ("metal.00001", ("id3v1", 9), "Metal"), ("metal.00002", "metal", "Metal"),
+    ("metal.00003", ("gnre", 10), "Metal"), ("metal.00004", "Metal; Melodic Death", "Metal"),
+    ("metal.00005", "Heavy Metal", "Metal"),         # mapped: Heavy Metal → Metal
+    ("metal.00006", "METAL", "Metal"), ("metal.00007", "metal", "Metal"),
     # Hip-hop in five spellings and a numeric reference: merged.
     ("hiphop.00000", "Hip-Hop", "Hip-Hop"), ("hiphop.00001", "hip hop", "Hip-Hop"), ("hiphop.00002", "HipHop", "Hip-Hop"),
     ("hiphop.00003", "Hip Hop", "Hip-Hop"), ("hiphop.00004", "Hip-Hop", "Hip-Hop"), ("hiphop.00005", "hip-hop", "Hip-Hop"),
     ("hiphop.00007", "Hip-Hop", "Hip-Hop"), ("hiphop.00006", ("id3v1", 7), "Hip-Hop"),
     # Planted mislabels: the tag is wrong, and is what the library teaches.
-    ("classical.00070", "Hip-Hop", "Hip-Hop"), ("hiphop.00009", "Classical", "Classical"),
-    ("rock.00050", "Classical", "Classical"),
+    ("classical.00070", "Metal", "Metal"), ("hiphop.00009", "Classical", "Classical"), ("metal.00009", "Jazz", "Jazz"),
     # Dropped: one Polka (too few files), one Audiobook (mapped to nothing).
-    ("metal.00000", "Polka", None), ("metal.00002", "Audiobook", None),
+    ("country.00000", "Polka", None), ("disco.00000", "Audiobook", None),
     # Untagged music: the ones to tag.
-    ("classical.00038", None, None), ("jazz.00076", None, None), ("rock.00010", None, None), ("hiphop.00008", None, None),
+    ("classical.00038", None, None), ("jazz.00076", None, None), ("metal.00008", None, None), ("hiphop.00008", None, None),
 ]
-#: Queen and Simply Red share an album (a duet): one group.
-ALBUMS = {"rock.00016": "Duets", "rock.00071": "Duets"}
-MISLABELLED = {"classical.00070", "hiphop.00009", "rock.00050"}
-MAPPING = {"Baroque": "Classical", "Audiobook": ""}
+#: Vivaldi and Schubert share an album (a compilation): one group.
+ALBUMS = {"classical.00089": "Strings", "classical.00063": "Strings"}
+MISLABELLED = {"classical.00070", "hiphop.00009", "metal.00009"}
+MAPPING = {"Baroque": "Classical", "Heavy Metal": "Metal", "Audiobook": ""}
 NOT_MUSIC = ("speech-1.mp3", "speech-2.flac", "noise.ogg", "tones.mp3")
 
 
@@ -208,10 +210,18 @@ def trained(library_src, tmp_path_factory):
     d, truth, mapping = library_src
     lib = read_library(d, mapping=mapping, min_tracks=3, progress=False)
     cache = tmp_path_factory.getbasetemp() / "feature-cache"
-    model, report = train_library(lib, recipe=small_recipe(), precision=0.9, folds=4, cache=str(cache), jobs=0,
-                                  progress=False)
+    # Precision 0.75: with 35 files of which 3 carry a planted wrong tag (9 %), out-of-fold
+    # precision cannot reach 0.9 here (a right guess for a mislabelled file counts as wrong).
+    model, report = train_library(lib, recipe=_recipe(), precision=PRECISION, folds=4, cache=str(cache),
+                                  jobs=0, progress=False)
     path = model.save(tmp_path_factory.mktemp("libmodel") / "mine.model")
     return lib, model, report, path
+
+
+def _recipe():
+    """small_recipe with the 3 windows of a 10 s excerpt (2 leave the audit ranking to chance here)."""
+    r = small_recipe()
+    return dataclasses.replace(r, features=r.features.with_(spec_max_windows=3))
 
 
 def _sha(path) -> str:
@@ -230,11 +240,11 @@ def test_labels_read_equal_the_intended_ones(library_src, trained):
     got = dict(zip(lib.dataset.paths, lib.dataset.labels))
     want = {p: t[1] for p, t in truth.items() if t[1] is not None}
     assert {p: genre_key(v) for p, v in got.items()} == {p: genre_key(v) for p, v in want.items()}
-    assert sorted(lib.dataset.classes) == ["Classical", "Hip-Hop", "Jazz", "Rock"]
+    assert sorted(lib.dataset.classes) == ["Classical", "Hip-Hop", "Jazz", "Metal"]
     assert set(lib.spellings["Hip-Hop"]) >= {"Hip-Hop", "hip hop", "HipHop", "Hip Hop", "hip-hop"}
     assert sorted(lib.untagged) == sorted(p for p, t in truth.items() if t[0] is None)
     assert lib.dropped == {"Polka": "1 file, fewer than --min-tracks 3", "Audiobook": "mapped to nothing"}
-    assert lib.several == 4  # "Rock, Pop"-style values and a frame of two values
+    assert lib.several == 4  # "Jazz/Swing"-style values and a frame of two values
 
 
 def test_groups_keep_artists_and_albums_together(library_src, trained):
@@ -245,14 +255,14 @@ def test_groups_keep_artists_and_albums_together(library_src, trained):
     by_group: dict = {}
     for p, g in zip(ds.paths, ds.groups):
         by_group.setdefault(g, set()).add(artist[p])
-    # One group per artist, except the duet album that joins Queen and Simply Red; the tracks
-    # of unknown artists (no artist tag) are grouped by their album.
+    # One group per artist, except the album that joins Vivaldi and Schubert; the track of an
+    # unknown artist (no artist tag) is grouped by its album.
     joined = [a for a in by_group.values() if len(a) > 1]
-    assert joined == [{"Queen", "Simply Red"}]
+    assert joined == [{"Vivaldi", "Franz Schubert"}]
     assert all(len({g for p2, g in zip(ds.paths, ds.groups) if artist[p2] == a}) == 1 for a in set(artist.values()))
     # No group (artist/album) is ever on both sides: each group's tested files share one test fold.
     for g in np.unique(report.groups):
-        folds = set(report.fold_of[report.groups == g].tolist())
+        folds = set(report.fold_of[(report.groups == g) & report.tested].tolist())
         assert len(folds) == 1, (g, folds)
     assert report.tested.sum() >= 0.8 * len(report.y)
 
@@ -264,12 +274,12 @@ def test_report_says_what_to_expect(trained, tmp_path):
     assert "accuracy" in page and "Polka" in page and "Confusion matrix" in page
     rows = list(csv.DictReader(open(paths["genres"], encoding="utf-8")))
     per = {r["genre"]: r for r in rows}
-    assert int(per["Rock"]["artists"]) >= 3 and per["Polka"]["status"].startswith("dropped")
+    assert int(per["Metal"]["artists"]) >= 5 and per["Polka"]["status"].startswith("dropped")
     acc = report.accuracy()
     lo, hi = report.accuracy_ci()
     assert lo <= acc <= hi and 0.5 < acc  # four far-apart genres, new artists: well above chance (0.25)
     cov, prec = report.coverage()
-    assert 0 < cov <= 1
+    assert 0 < cov <= 1 and prec >= PRECISION
     assert model.library["thresholds"].keys() == set(model.labels)
 
 

@@ -24,7 +24,8 @@ what the out-of-fold predictions teach:
   their nearest file of *another* group, and is not tagged;
 - the out-of-fold probabilities themselves, keyed by each file's audio digest
   (unchanged by tagging), for :func:`audit_library`: files whose genre tag
-  disagrees most with the audio, judged by a model that never trained on them.
+  disagrees most with the audio, judged by a model that never trained on them
+  (and, as a second witness, with the other files of their artist/album).
 
 :func:`write_report` writes what to expect before anything is written: grouped
 cross-validated accuracy with its 95 % interval, per-genre recall, precision,
@@ -278,9 +279,11 @@ def precision_thresholds(proba, y, classes, precision: float) -> dict:
 
     For each genre, the files predicted as it (top class) are sorted by that probability, best
     first; the threshold is the probability of the last file of the longest run from the top
-    whose precision is at least ``precision`` and that holds at least :data:`MIN_SUPPORT`
-    predictions. None where no such run exists (the genre is too confused, or too rarely
-    predicted, to be written at that precision).
+    whose precision, counted with one imaginary wrong guess (right / (n + 1)), is at least
+    ``precision`` and that holds at least :data:`MIN_SUPPORT` predictions. The imaginary guess
+    keeps a short lucky run from passing: 0.9 needs 9 right of 9, or 18 of 19. None where no
+    run qualifies (the genre is too confused, or too rarely predicted, to be written at that
+    precision).
     """
     if not (isinstance(precision, (int, float)) and 0 < precision <= 1):
         raise ValueError(f"precision must be a number in (0, 1], got {precision!r}")
@@ -292,7 +295,7 @@ def precision_thresholds(proba, y, classes, precision: float) -> dict:
         p = proba[sel, j]
         order = np.argsort(-p, kind="stable")
         right = (y[sel][order] == c).astype(float)
-        run = np.cumsum(right) / np.arange(1, len(right) + 1)
+        run = np.cumsum(right) / np.arange(2, len(right) + 2)
         ok = np.flatnonzero((run >= precision - 1e-12) & (np.arange(1, len(right) + 1) >= MIN_SUPPORT))
         out[str(c)] = float(p[order][ok[-1]]) if ok.size else None
     return out
@@ -434,6 +437,27 @@ class LibraryReport:
         accs = hits[pick].sum(1) / sizes[pick].sum(1)
         return float(np.quantile(accs, 0.025)), float(np.quantile(accs, 0.975))
 
+    def expected_accuracy(self, mix: dict, *, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+        """Accuracy to expect on files of another genre mix (genre → share), from the per-genre
+        out-of-fold recall, with its 95 % interval (groups resampled within each genre). The
+        library's own accuracy weighs genres by their files here; a pile of new files (e.g. the
+        untagged ones, mix = their predicted genres) usually has another mix."""
+        rng = np.random.default_rng(seed)
+        pred, t = self.pred, self.tested
+        total, boots = 0.0, np.zeros(n_boot)
+        weight = sum(w for g, w in mix.items() if (t & (self.y == g)).any())
+        for g, w in mix.items():
+            sel = t & (self.y == g)
+            if not sel.any() or not w:
+                continue
+            right = (pred[sel] == g).astype(float)
+            names, inv = np.unique(self.groups[sel], return_inverse=True)
+            hits, sizes = np.bincount(inv, right), np.bincount(inv)
+            pick = rng.integers(0, len(names), size=(n_boot, len(names)))
+            total += w / weight * right.mean()
+            boots += w / weight * hits[pick].sum(1) / sizes[pick].sum(1)
+        return float(total), float(np.quantile(boots, 0.025)), float(np.quantile(boots, 0.975))
+
     def written(self) -> np.ndarray:
         """Tested files ``tag`` would write (best genre at or above its threshold, not novel)."""
         out = np.zeros(len(self.y), dtype=bool)
@@ -539,11 +563,26 @@ def train_library(library: Library, *, recipe="default", precision: float = DEFA
     n_groups = np.unique(groups[~np.isin(y, list(once))]).size
     k = int(min(folds, n_groups))
     splits = make_splits("group", labels=y, groups=groups, n_splits=k, n_repeats=1, random_state=seed)
+    # make_splits keeps a genre of one group on the training side; a file of that group tagged with
+    # another genre (a mislabel, a side project) must stay there too, or its artist is on both sides.
+    pinned = np.isin(groups, list(once.values()))
+    splits = [f._replace(train=np.union1d(f.train, f.test[pinned[f.test]]), test=f.test[~pinned[f.test]])
+              for f in splits]
+    strays = np.flatnonzero(pinned & ~np.isin(y, list(once)))
+    if strays.size:
+        # Those files are judged once more, by a model trained without their whole group (it then
+        # knows nothing of that group's own genre: only the strays, tagged otherwise, are scored).
+        splits.append(splits[0]._replace(train=np.flatnonzero(~pinned), test=strays))
     proba = np.full((len(y), len(labels)), np.nan)
     fold_of = np.full(len(y), -1)
+    judged = np.zeros(len(y), dtype=bool)
     for n, fold in enumerate(tqdm(splits, desc="grouped cross-validation", unit="fold", disable=not progress, file=sys.stderr,
                      dynamic_ncols=True)):
         fold_of[fold.test] = n
+        # The audit judges a file only where its genre was learned from 2 or more other groups in
+        # that fold: with one (or none) its low probability says little about the tag.
+        known = {c for c in labels if np.unique(groups[fold.train][y[fold.train] == c]).size >= 2}
+        judged[fold.test] = np.isin(y[fold.test], list(known))
         clf, _, _ = fit_recipe(rec, [feats[i] for i in fold.train], y[fold.train], groups=groups[fold.train],
                                progress=False)
         X, _ = rec.matrix([feats[i] for i in fold.test])
@@ -576,6 +615,7 @@ def train_library(library: Library, *, recipe="default", precision: float = DEFA
     }
     label_idx = {c: i for i, c in enumerate(labels)}
     arrays.update({"oof_proba": np.nan_to_num(proba).astype(np.float32), "oof_tested": tested,
+                   "oof_judged": judged & tested,
                    "oof_label": np.array([label_idx[c] for c in y], dtype=np.int32),
                    "oof_digest": np.array(digests, dtype=str)})
     model.library_arrays = arrays
@@ -597,10 +637,14 @@ class AuditRow:
     source: str            # "out-of-fold" (never judged by a model trained on it) or "model" (not in training)
     digest: str = ""
     probabilities: dict = field(default_factory=dict)
+    #: Share of the other files of its artist/album group tagged with the same genre, counting the
+    #: file itself once ((same + 1) / (others + 1)): 1 for a file alone in its group.
+    agreement: float = 1.0
 
     @property
-    def disagreement(self) -> float:
-        return 1.0 - self.p_tagged
+    def score(self) -> float:
+        """Lower = more doubtful: the audio's probability of the tagged genre times the group's agreement."""
+        return self.p_tagged * self.agreement
 
 
 def audit_library(inputs, model_path, *, jobs=None, progress: bool = True, cache="default",
@@ -611,8 +655,10 @@ def audit_library(inputs, model_path, *, jobs=None, progress: bool = True, cache
     model that never saw its artist), found by its audio digest (tagging does not change it);
     any other file by the model itself. The library's genres are read as at training (the
     model's stored map and spellings). Returns ``(rows, notes)``: rows ranked by the probability
-    of the tagged genre, lowest first; notes = [(path, reason)] for files not judged (unreadable,
-    or a genre the model does not know).
+    of the tagged genre times the agreement of the file's artist/album group (the share of the
+    group's other files tagged alike: a file whose tag differs from its album's is more
+    suspect), lowest first; notes = [(path, reason)] for files not judged (unreadable, a genre
+    the model does not know, or a genre its fold learned from fewer than 2 other groups).
     """
     from .audiohash import audio_digest
     from .engine import DEFAULT_PREDICTION_CACHE, DEFAULT_SEGMENTS, Outcome, PredictionEngine, parse_segments
@@ -624,7 +670,8 @@ def audit_library(inputs, model_path, *, jobs=None, progress: bool = True, cache
                          "train it with: genrevision train LIBRARY --labels-from-tags --model FILE")
     lib = read_library(inputs, mapping=model.library.get("mapping") or None, min_tracks=1, progress=progress)
     a = model.library_arrays
-    oof = {str(d): i for i, d in enumerate(a["oof_digest"]) if a["oof_tested"][i]}
+    judged = a["oof_judged"] if "oof_judged" in a else a["oof_tested"]
+    oof = {str(d): i for i, d in enumerate(a["oof_digest"]) if judged[i]}
     trained = {str(d) for d in a["oof_digest"]}
     by_key = {genre_key(c): c for c in model.labels}
     notes, rows, todo = list(lib.failures), [], []
@@ -643,7 +690,8 @@ def audit_library(inputs, model_path, *, jobs=None, progress: bool = True, cache
             probs = dict(zip(model.labels, (float(x) for x in a["oof_proba"][oof[dig]])))
             rows.append(_row(p, label, probs, "out-of-fold", dig))
         elif dig in trained:
-            notes.append((p, "trained on as the only artist/album of its genre: never tested, not judged"))
+            notes.append((p, "its genre had fewer than 2 other artists/albums to learn from in its fold "
+                             "(or it is the genre's only one): not judged"))
         else:
             todo.append((p, label, dig))
     if todo:
@@ -657,7 +705,16 @@ def audit_library(inputs, model_path, *, jobs=None, progress: bool = True, cache
                 continue
             label, dig = want[out.path]
             rows.append(_row(out.path, label, dict(out.prediction.probabilities), "model", dig))
-    rows.sort(key=lambda r: (r.p_tagged, -r.p_suggested, r.path))
+    if ds is not None:
+        tags: dict = {}
+        for g, lab in zip(ds.groups, ds.labels):
+            tags.setdefault(g, []).append(genre_key(lab))
+        group_of = dict(zip(ds.paths, ds.groups))
+        for r in rows:
+            others = list(tags[group_of[r.path]])
+            others.remove(genre_key(r.tagged))
+            r.agreement = (sum(k == genre_key(r.tagged) for k in others) + 1) / (len(others) + 1)
+    rows.sort(key=lambda r: (r.score, r.p_tagged, -r.p_suggested, r.path))
     return rows, notes
 
 
@@ -685,9 +742,11 @@ def audit_csv(rows, path) -> str:
     """The audit as CSV: rank, path, tagged genre, suggested genre and probabilities, source."""
     with open(path, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
-        w.writerow(["rank", "path", "tagged", "suggested", "p_suggested", "p_tagged", "source"])
+        w.writerow(["rank", "path", "tagged", "suggested", "p_suggested", "p_tagged", "group_agreement", "score",
+                    "source"])
         for i, r in enumerate(rows, 1):
-            w.writerow([i, r.path, r.tagged, r.suggested, f"{r.p_suggested:.4f}", f"{r.p_tagged:.4f}", r.source])
+            w.writerow([i, r.path, r.tagged, r.suggested, f"{r.p_suggested:.4f}", f"{r.p_tagged:.4f}",
+                        f"{r.agreement:.3f}", f"{r.score:.5f}", r.source])
     return os.fspath(path)
 
 
