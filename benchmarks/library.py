@@ -189,6 +189,15 @@ def main(argv=None) -> int:
           f"[{exp_t:.1%} ({tlo:.1%}-{thi:.1%}) over their true mix]")
     print(f"written at precision {args.precision}: {len(written)} files ({cov:.1%}), {prec:.1%} right "
           f"(cross-validation expected coverage {report.coverage()[0]:.1%}, precision {report.coverage()[1]:.1%})")
+    recall = {r["genre"]: r["recall"] for r in report.per_genre()}
+    held: dict = {}
+    for d in music:
+        g = next(c for c in report.labels if key(c) == key(truth[d.path]))
+        h = held.setdefault(g, [0, 0])
+        h[0] += key(d.genre) == key(truth[d.path])
+        h[1] += 1
+    print("per genre, held-out right/files vs cross-validated recall: " + ", ".join(
+        f"{g} {a}/{b} vs {100 * recall[g]:.0f} %" for g, (a, b) in sorted(held.items())))
     by_genre: dict = {}
     for d in written:
         r = by_genre.setdefault(d.genre, [0, 0])
@@ -214,7 +223,7 @@ def main(argv=None) -> int:
             json.dump({"files": len(paths), "untagged": len(drop), "mislabelled": len(wrong_genre),
                        "cv_accuracy": report.accuracy(), "cv_ci95": [lo, hi], "untagged_accuracy": forced,
                        "cv_expected_predicted_mix": [exp, elo, ehi], "cv_expected_true_mix": [exp_t, tlo, thi],
-                       "written_per_genre": by_genre,
+                       "written_per_genre": by_genre, "held_out_per_genre": held,
                        "precision_target": args.precision, "written_precision": prec, "coverage": cov,
                        "cv_coverage": report.coverage()[0], "cv_precision": report.coverage()[1],
                        "not_music": {os.path.basename(d.path): d.action for d in other},

@@ -342,13 +342,20 @@ def test_precision_changes_the_thresholds_and_old_models_cannot_abstain(trained,
 
 def test_cli_train_audit(library_src, tmp_path):
     """The loop from the command line: train on the tags with a report, audit to CSV."""
-    d, _, mapping = library_src
-    out = run_cli("train", d, "--labels-from-tags", "--map", mapping, "--min-tracks", "3", "--folds", "3",
+    d, truth, mapping = library_src
+    # Two genres of it (the named recipe extracts features afresh: fewer files, less time).
+    lib = tmp_path / "lib"
+    for p, (_, label, _, _) in truth.items():
+        if label in ("Classical", "Metal"):
+            dst = lib / os.path.relpath(p, d)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(p, dst)
+    out = run_cli("train", lib, "--labels-from-tags", "--map", mapping, "--min-tracks", "3", "--folds", "3",
                   "--model", tmp_path / "m.model", "--report", tmp_path / "rep", "--quiet",
                   "--cache", str(tmp_path / "fc"), timeout=900)
     assert out.returncode == 0, out.stderr
-    assert "spellings merged" in out.stdout and "dropped Polka" in out.stdout and "grouped 3-fold" in out.stdout
+    assert "spellings merged" in out.stdout and "grouped 3-fold" in out.stdout
     assert (tmp_path / "rep" / "report.html").exists()
-    out = run_cli("audit", d, "--model", tmp_path / "m.model", "--csv", tmp_path / "a.csv", "--top", "3", "--quiet")
+    out = run_cli("audit", lib, "--model", tmp_path / "m.model", "--csv", tmp_path / "a.csv", "--top", "3", "--quiet")
     assert out.returncode == 0, out.stderr
     assert "audited" in out.stdout and (tmp_path / "a.csv").exists()
