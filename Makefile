@@ -13,9 +13,11 @@ BIN      = $(VENV)/bin
 VVENV   ?= $(VENV)-vision
 VBIN     = $(VVENV)/bin
 CHROMIUM ?= /usr/bin/chromium
+# tests/test_library.py speaks its "not music" files with espeak-ng.
+ESPEAK  ?= /usr/bin/espeak-ng
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup chromium evaluate model test test-core test-vision clean
+.PHONY: setup chromium espeak evaluate model test test-core test-vision clean
 
 $(BIN)/genrevision: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -32,6 +34,12 @@ setup: $(BIN)/genrevision
 # Debian's headless Chromium for the web page's browser test (Playwright drives it; it downloads
 # no browser of its own). Installed once: nothing to do when $(CHROMIUM) exists.
 chromium: $(CHROMIUM)
+
+espeak: $(ESPEAK)
+
+$(ESPEAK):
+	$(SUDO) apt-get update -q
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q espeak-ng
 
 $(CHROMIUM):
 	$(SUDO) apt-get update -q
@@ -66,7 +74,7 @@ $(MODEL): $(MODEL_DATA) $(shell find ../shared/data/gtzan-mini ../shared/data/gt
 
 test: test-core test-vision
 
-test-core: setup chromium
+test-core: setup chromium espeak
 	$(BIN)/python -m pytest -q
 
 test-vision: $(VBIN)/.vision-stamp

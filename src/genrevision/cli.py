@@ -200,6 +200,12 @@ def cmd_embed(args) -> int:
 def cmd_train(args) -> int:
     from .model import train_model
 
+    if args.labels_from_tags:
+        return _train_library(args)
+    for opt in ("map", "report"):
+        if getattr(args, opt):
+            _err(f"--{opt} goes with --labels-from-tags (learning from the genres in a library's tags)")
+            return 2
     t0 = time.perf_counter()
     model = train_model(_dataset(args), recipe=args.recipe, weights="paper" if args.paper_weights else None,
                         cache=args.cache, jobs=args.jobs, progress=not args.quiet)
@@ -211,6 +217,64 @@ def cmd_train(args) -> int:
           f"({', '.join(model.labels)}) in {dt:.1f} s → {path}")
     print(f"fusion weights: {wtxt}")
     _report_failures(model.failures)
+    return 0
+
+
+def _train_library(args) -> int:
+    from . import library
+
+    if args.data is None or args.mirdata or args.paper_weights:
+        _err("--labels-from-tags needs a LIBRARY folder (or files) and takes no --mirdata or --paper-weights")
+        return 2
+    t0 = time.perf_counter()
+    lib = library.read_library(args.data, mapping=args.map, min_tracks=args.min_tracks, progress=not args.quiet)
+    ds = lib.dataset
+    print(f"{printable(args.data)}: {len(ds) if ds is not None else 0} files with a genre, {len(lib.untagged)} without, "
+          f"{lib.several} with several (the first is used), {len(lib.failures)} unreadable")
+    for name, spell in sorted(lib.spellings.items()):
+        arts = lib.artists().get(name, 0)
+        print(f"  {printable(name)}: {int((ds.labels == name).sum())} files, {arts} artist/album group"
+              f"{'s' * (arts != 1)}" + (f"; spellings merged: {', '.join(map(printable, spell))}" if len(spell) > 1 else ""))
+    for g, why in sorted(lib.dropped.items()):
+        print(f"  dropped {printable(g)}: {why}")
+    model, report = library.train_library(lib, recipe=args.recipe, precision=args.precision, folds=args.folds,
+                                          cache=args.cache, jobs=args.jobs, progress=not args.quiet)
+    path = model.save(args.model)
+    for line in report.summary_lines():
+        print(line)
+    print(f"trained {model.recipe.name} model on {model.n_train} files of {len(model.labels)} genres "
+          f"in {time.perf_counter() - t0:.1f} s → {path}")
+    if args.report:
+        paths = library.write_report(report, args.report)
+        print(f"report: {paths['html']} (per genre: {paths['genres']})")
+    _report_failures(lib.failures + list(model.failures))
+    return 0
+
+
+def cmd_audit(args) -> int:
+    from . import library
+
+    rows, notes = library.audit_library(args.inputs, args.model, jobs=args.jobs, progress=not args.quiet,
+                                        cache=_prediction_cache(args), segments=args.segments)
+    show = rows[:args.top] if args.top else rows
+    for i, r in enumerate(show, 1):
+        print(f"{i:4d}. {printable(r.path)}: tagged {printable(r.tagged, 80)} ({r.p_tagged:.2f}), sounds like "
+              f"{printable(r.suggested, 80)} ({r.p_suggested:.2f}) [{r.source}]")
+    print(f"audited {len(rows)} tagged files ({sum(r.source == 'out-of-fold' for r in rows)} out-of-fold, "
+          f"{sum(r.source == 'model' for r in rows)} by the model: not trained on them); {len(notes)} not judged")
+    if args.csv:
+        print(f"ranked list: {library.audit_csv(rows, args.csv)}")
+    if args.write:
+        res = library.write_audit(rows, args.model, limit=args.write, pretend=args.pretend, log=args.log)
+        for d in res.decisions:
+            if d.action in ("tagged", "would tag"):
+                print(f"{printable(d.path)}: {_genre_list(d.old)} → {_genre_list(d.new)}")
+        n = res.count("would tag" if args.pretend else "tagged")
+        print(f"{'would retag' if args.pretend else 'retagged'} {n} of the {args.write} most doubtful files"
+              + ("" if args.pretend or not n else f"; undo with: genrevision tag --undo {res.log} --run {res.run}"))
+        _report_failures([(d.path, d.reason) for d in res.decisions if d.action == "failed"])
+    for path, why in notes:
+        print(f"  not judged: {printable(path)}: {printable(why)}", file=sys.stderr)
     return 0
 
 
@@ -362,7 +426,8 @@ def cmd_tag(args) -> int:
     res = tagging.tag_files(args.inputs, args.model, top=args.top, min_prob=args.min_prob, mapping=args.map,
                             mode=mode, pretend=args.pretend, id3v23=args.id3v23, separator=args.separator,
                             segments=args.segments, jobs=args.jobs, cache=_prediction_cache(args), log=args.log,
-                            progress=not args.quiet, follow_symlinks=args.follow_symlinks)
+                            progress=not args.quiet, follow_symlinks=args.follow_symlinks,
+                            precision=args.precision, abstain=False if args.no_abstain else None)
     if not res.decisions:
         _err(f"{', '.join(args.inputs)}: no audio files found (looked for {', '.join(tagging.TAG_EXTENSIONS)})")
         return 2
@@ -370,9 +435,13 @@ def cmd_tag(args) -> int:
         if d.action in ("tagged", "would tag"):
             flag = "  [low confidence]" if d.low_confidence else ""
             print(f"{printable(d.path)}: {_genre_list(d.old)} → {_genre_list(d.new)}{flag}")
-    n = {a: res.count(a) for a in ("tagged", "would tag", "unchanged", "skipped", "failed")}
+    n = {a: res.count(a) for a in ("tagged", "would tag", "unchanged", "skipped", "failed", "not sure")}
+    for d in res.decisions:
+        if d.action == "not sure":
+            print(f"{printable(d.path)}: not sure: {printable(d.reason)}")
     done = f"would tag {n['would tag']} (pretend: nothing written)" if args.pretend else f"tagged {n['tagged']}"
-    print(f"{done}, unchanged {n['unchanged']}, skipped {n['skipped']}, failed {n['failed']} "
+    sure = f", not sure {n['not sure']}" if n["not sure"] else ""
+    print(f"{done}{sure}, unchanged {n['unchanged']}, skipped {n['skipped']}, failed {n['failed']} "
           f"(of {len(res.decisions)} files; {res.computed} predicted, {res.cached} from the cache, "
           f"{res.seconds:.1f} s)")
     reasons: dict = {}
@@ -473,6 +542,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="feature cache folder (default: %(default)s)")
     p.add_argument("--jobs", type=int, default=None, help="worker processes for decoding/HPSS (default: cores - 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    from .library import DEFAULT_FOLDS, DEFAULT_PRECISION, MIN_TRACKS
+
+    lib = p.add_argument_group("learning from a library's own genre tags")
+    lib.add_argument("--labels-from-tags", action="store_true",
+                     help="DATA is your music library: learn from the genres already in its files' tags, grouped "
+                          "by album artist/artist/album; cross-validate first, store abstention thresholds")
+    lib.add_argument("--map", default=None, metavar="FILE",
+                     help="JSON or CSV 'genre,name': your names for the tags' genres (many → one; an empty name drops it)")
+    lib.add_argument("--min-tracks", type=int, default=MIN_TRACKS, metavar="N",
+                     help="genres with fewer files are dropped, and said so (default: %(default)s)")
+    lib.add_argument("--precision", type=float, default=DEFAULT_PRECISION, metavar="P",
+                     help="target precision of the genres tag will write (default: %(default)s)")
+    lib.add_argument("--folds", type=int, default=DEFAULT_FOLDS, metavar="K",
+                     help="artist/album-grouped cross-validation folds (default: %(default)s)")
+    lib.add_argument("--report", default=None, metavar="DIR",
+                     help="write DIR/report.html (per-genre accuracy, confusion matrix, coverage) and CSVs")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("predict", help="genre of audio files (and of every audio file in folders) with a saved model",
@@ -537,9 +622,31 @@ def build_parser() -> argparse.ArgumentParser:
                    help="tag the targets of links in the folders that lead outside them (listed and left alone by default)")
     p.add_argument("--report", default=None, metavar="DIR",
                    help="write DIR/report.html (genre chart, low-confidence files, failures) and DIR/decisions.csv")
+    p.add_argument("--precision", type=float, default=None, metavar="P",
+                   help="(models trained with --labels-from-tags) write a genre only where its out-of-fold precision "
+                        "reaches P; others are listed as 'not sure' (default: the precision it was trained for)")
+    p.add_argument("--no-abstain", action="store_true",
+                   help="(models trained with --labels-from-tags) write the best genre even when not sure")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_prediction_args(p, segments=str(DEFAULT_SEGMENTS))
     p.set_defaults(func=cmd_tag)
+
+    p = sub.add_parser("audit", help="files whose genre tag disagrees most with their audio (out-of-fold), ranked",
+                       formatter_class=fmt, epilog=_examples(
+                           "genrevision train ~/Music --labels-from-tags --model mine.model --report report",
+                           "genrevision audit ~/Music --model mine.model --top 20 --csv audit.csv",
+                           "genrevision audit ~/Music --model mine.model --write 10   # undo: genrevision tag --undo LOG"))
+    p.add_argument("inputs", nargs="+", metavar="FILE_OR_FOLDER", help="the library (folders walked recursively)")
+    p.add_argument("--model", required=True, metavar="FILE", help="a model trained with --labels-from-tags")
+    p.add_argument("--top", type=int, default=20, metavar="N", help="print the N most doubtful (0: all; default: %(default)s)")
+    p.add_argument("--csv", default=None, metavar="FILE", help="write the whole ranked list as CSV")
+    p.add_argument("--write", type=int, default=0, metavar="N",
+                   help="replace the genre of the N most doubtful files by the suggested one (undo log; default: none)")
+    p.add_argument("--pretend", action="store_true", help="with --write: say what would change, write nothing")
+    p.add_argument("--log", default=DEFAULT_LOG, metavar="FILE", help="undo log (default: %(default)s)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_prediction_args(p, segments=str(DEFAULT_SEGMENTS))
+    p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser("serve", help="a web page and JSON API: drop a song, see its spectrograms, get its genre",
                        formatter_class=fmt, epilog=_examples(

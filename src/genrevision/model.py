@@ -23,6 +23,12 @@ File format (a zip, never a pickle)::
                       the network, plain arrays with a checksum each
                       (:func:`genrevision.tuning.save_tuned`, no pickle);
                       its sha256 is in meta.json
+    library.npz       (models trained on a library's own tags, see
+                      :mod:`genrevision.library`) the out-of-fold
+                      probabilities the abstention thresholds and the audit
+                      come from, and the reference the out-of-distribution
+                      check measures against; plain arrays, no pickle; its
+                      sha256 is in meta.json, its settings in meta["library"]
 
 :func:`load_model` checks the zip CRCs, the payload checksum, the format
 version and the backbone weights, and loads the classifier with skops using
@@ -94,7 +100,7 @@ _MAX_SKOPS_MEMBERS = 10_000
 
 #: Zip members holding fitted estimators → the meta.json key of their SHA-256.
 _SHA_KEY = {"classifier.skops": "classifier_sha256", "views.skops": "view_classifier_sha256",
-            "tuned.npz": "tuned_sha256"}
+            "tuned.npz": "tuned_sha256", "library.npz": "library_sha256"}
 
 _DEFAULT_CACHE = user_cache("features")
 
@@ -137,6 +143,9 @@ class Prediction:
     segments: list = field(default_factory=list)
     duration: float = 0.0
     warnings: list = field(default_factory=list)
+    #: How unlike the model's training library the audio is (see :func:`genrevision.library.novelty`);
+    #: None for a model without a library reference.
+    novelty: float | None = None
 
     @property
     def low_confidence(self) -> bool:
@@ -154,6 +163,8 @@ class Prediction:
             "segments": [
                 {"start": s, "end": e, "genre": g, "probabilities": p} for s, e, g, p in self.segments
             ],
+            # Only models trained on a library's tags have it: other answers keep their old shape.
+            **({"novelty": self.novelty} if self.novelty is not None else {}),
         }
 
     @classmethod
@@ -161,7 +172,8 @@ class Prediction:
         """The inverse of :meth:`to_dict` (``low_confidence`` follows from the warnings)."""
         return cls(path=d["path"], genre=d["genre"], probabilities=dict(d["probabilities"]), views=dict(d["views"]),
                    segments=[(s["start"], s["end"], s["genre"], dict(s["probabilities"])) for s in d.get("segments", [])],
-                   duration=d.get("duration", 0.0), warnings=list(d.get("warnings", [])))
+                   duration=d.get("duration", 0.0), warnings=list(d.get("warnings", [])),
+                   novelty=d.get("novelty") if isinstance(d.get("novelty"), (int, float)) else None)
 
 
 # ----------------------------------------------------------------------------- recipes <-> JSON
@@ -222,7 +234,8 @@ class GenreModel:
 
     def __init__(self, *, recipe, classifier, labels, views, backbone_sha256: str,
                  n_train: int, versions: dict | None = None, failures=None, source: str | None = None,
-                 view_classifier=None, training_audio: dict | None = None, tuner=None):
+                 view_classifier=None, training_audio: dict | None = None, tuner=None,
+                 library: dict | None = None, library_arrays: dict | None = None):
         self.recipe = recipe
         #: The fitted :class:`~genrevision.tuning.FineTuner` of a recipe with ``tune``
         #: (its tail replaces the network's last stage(s) for every prediction), else None.
@@ -243,6 +256,11 @@ class GenreModel:
         #: What the training audio was (sample rates, bit depth, band; see
         #: :func:`genrevision.audio.training_audio`); inputs below it are flagged.
         self.training_audio = dict(training_audio or {})
+        #: Models trained on a library's tags (:func:`genrevision.library.train_library`): the
+        #: abstention thresholds and out-of-distribution settings (JSON, in meta.json) and their
+        #: arrays (out-of-fold probabilities, novelty reference; library.npz). None otherwise.
+        self.library = library
+        self.library_arrays = library_arrays
 
     # -- what it is ----------------------------------------------------------
 
@@ -285,6 +303,7 @@ class GenreModel:
             "n_train": self.n_train,
             "versions": self.versions,
             "training_audio": self.training_audio,
+            **({"library": self.library} if self.library is not None else {}),
         }
 
     # -- saving ----------------------------------------------------------------
@@ -310,6 +329,13 @@ class GenreModel:
             save_tuned(self.tuner, buf)
             payloads["tuned.npz"] = buf.getvalue()
             meta[_SHA_KEY["tuned.npz"]] = hashlib.sha256(payloads["tuned.npz"]).hexdigest()
+        if (self.library is None) != (self.library_arrays is None):
+            raise ModelError(path, "cannot save: library settings and library arrays go together")
+        if self.library_arrays is not None:
+            buf = io.BytesIO()
+            np.savez(buf, **{k: np.asarray(v) for k, v in self.library_arrays.items()})
+            payloads["library.npz"] = buf.getvalue()
+            meta[_SHA_KEY["library.npz"]] = hashlib.sha256(payloads["library.npz"]).hexdigest()
         for member, est in members.items():
             payloads[member] = sio.dumps(est)
             unknown = sorted(set(sio.get_untrusted_types(data=payloads[member])) - set(ALLOWED_TYPES))
@@ -399,10 +425,13 @@ class GenreModel:
         settings = self.settings
         plan = plan_segments(duration, settings, max_segments=segments)
         bb = self._backbone()
-        found, total, view_sums, weight_sum = [], 0.0, {}, 0.0
+        found, total, view_sums, weight_sum, seg_feats = [], 0.0, {}, 0.0, []
         for seg, y in decode_segments(path_s, settings, plan):
             seg_len = y.size / settings.sr
-            f, v = self._probas(extract_signal(y, settings, backbone=bb, baseline=self.recipe.hybrid_mfcc))
+            feats = extract_signal(y, settings, backbone=bb, baseline=self.recipe.hybrid_mfcc)
+            if self.library_arrays is not None:
+                seg_feats.append(feats)
+            f, v = self._probas(feats)
             found.append((float(seg.start), round(float(seg.start) + seg_len, 3), self._top(f), self._as_dict(f)))
             total = total + f * seg_len
             for name, p in v.items():
@@ -417,7 +446,17 @@ class GenreModel:
             views={k: self._top(p / weight_sum) for k, p in view_sums.items()},
             segments=found if (timeline or len(plan) > 1) else [],
             duration=round(duration, 3),
+            novelty=self.novelty(seg_feats) if seg_feats else None,
         )
+
+    def novelty(self, features: list[dict]) -> float | None:
+        """How unlike this model's training library the windows of ``features`` (per-segment or
+        per-track feature dicts of one file) are; None for a model without a library reference."""
+        if self.library_arrays is None:
+            return None
+        from .library import novelty
+
+        return novelty(features, self.library, self.library_arrays)
 
     def input_warnings(self, path) -> list[str]:
         """Why ``path`` is poorer audio than this model was trained on (empty when it is not)."""
@@ -735,6 +774,16 @@ def _build_model(path_s: str, meta: dict, payloads: dict, *, check_backbone: boo
             _check_skops_payload(path_s, payloads[member], what)
     if "tuned.npz" in payloads:
         _check_skops_payload(path_s, payloads["tuned.npz"], "tuned network", kind="npz")
+    library, library_arrays = meta.get("library"), None
+    if ("library.npz" in payloads) != isinstance(library, dict):
+        raise ModelError(path_s, "damaged (library.npz and meta.json's library settings disagree)")
+    if "library.npz" in payloads:
+        _check_skops_payload(path_s, payloads["library.npz"], "library arrays", kind="npz")
+        try:
+            with np.load(io.BytesIO(payloads["library.npz"]), allow_pickle=False) as z:
+                library_arrays = {k: z[k] for k in z.files}
+        except Exception as err:  # noqa: BLE001 - a damaged npz
+            raise ModelError(path_s, f"damaged (library.npz unreadable: {type(err).__name__})") from None
     if check_backbone:
         from .backbone import get_backbone
 
@@ -763,7 +812,7 @@ def _build_model(path_s: str, meta: dict, payloads: dict, *, check_backbone: boo
     return GenreModel(recipe=recipe, classifier=clf, labels=labels, views=views, backbone_sha256=bb_sha,
                       n_train=meta.get("n_train", 0), versions=meta.get("versions"), source=path_s,
                       view_classifier=view_clf, training_audio=audio if isinstance(audio, dict) else None,
-                      tuner=tuner)
+                      tuner=tuner, library=library, library_arrays=library_arrays)
 
 
 def meta_checksum(meta: dict) -> str:

@@ -21,6 +21,12 @@ its own genres first). A read-only file (no write permission bit, even for
 root) is reported and left alone; ``pretend=True`` computes everything and
 writes nothing.
 
+Abstaining: a model trained on a library's own tags (:mod:`genrevision.library`)
+carries per-genre probability thresholds chosen on out-of-fold predictions for a
+target precision, and an out-of-distribution check; with it a file whose best
+genre is below its threshold, or whose audio is unlike the training library,
+is left alone as "not sure" (``precision=`` picks another target).
+
 Undo: before a file is written, one JSON line is appended (and synced) to the
 log: the file, its genre field exactly as it was (ID3 frames with their text
 encoding and the tag version, Vorbis values and their position, MP4 atoms),
@@ -62,8 +68,10 @@ __all__ = [
     "choose_genres",
     "load_mapping",
     "read_genres",
+    "read_tag_fields",
     "find_taggable",
     "tag_files",
+    "write_predictions",
     "undo",
     "write_report",
 ]
@@ -120,12 +128,13 @@ def choose_genres(probabilities: dict, *, top: int = DEFAULT_TOP, min_prob: floa
     return [ranked[0]] + [(n, p) for n, p in ranked[1:int(top)] if p >= min_prob]
 
 
-def load_mapping(path, labels=None) -> dict[str, str]:
+def load_mapping(path, labels=None, *, allow_empty: bool = False) -> dict[str, str]:
     """A label → name mapping from a JSON object or a two-column CSV (``label,name``; a header is optional).
 
     Several labels may map to one name. Raises ValueError naming the file for
-    a malformed file, an empty name, or (when ``labels`` is given) a label the
-    model does not have.
+    a malformed file, an empty name (unless ``allow_empty``: the training map of
+    :func:`genrevision.library.read_library`, where a genre mapped to nothing is
+    dropped), or (when ``labels`` is given) a label the model does not have.
     """
     path = os.fspath(path)
     from .files import open_regular
@@ -155,7 +164,7 @@ def load_mapping(path, labels=None) -> dict[str, str]:
                              f"row {bad[0]} has {len(rows[bad[0] - 1])} columns")
         mapping = {r[0].strip(): r[1].strip() for r in rows}
     empty = [k for k, v in mapping.items() if not v]
-    if empty:
+    if empty and not allow_empty:
         raise ValueError(f"{path}: empty genre name for {', '.join(empty)}")
     if labels is not None:
         unknown = sorted(set(mapping) - {str(x) for x in labels})
@@ -247,6 +256,30 @@ def read_genres(path) -> list[str]:
     """The genres a file already has (empty list when none). Raises :class:`TagError`."""
     f, kind = _open(os.fspath(path))
     return _genres(f, kind)
+
+
+#: Where each tag kind keeps the fields :func:`read_tag_fields` returns (ID3 frame, Vorbis keys, MP4 atom).
+_FIELDS = {"album_artist": ("TPE2", ("albumartist", "album artist", "album_artist"), "aART"),
+           "artist": ("TPE1", ("artist",), "\xa9ART"),
+           "album": ("TALB", ("album",), "\xa9alb")}
+
+
+def read_tag_fields(path) -> dict:
+    """A file's genres (as :func:`read_genres`) and its first album artist, artist and album
+    ("" when absent), the fields a library is grouped by. Raises :class:`TagError`."""
+    f, kind = _open(os.fspath(path))
+    out = {"genres": _genres(f, kind)}
+    for name, (frame, keys, atom) in _FIELDS.items():
+        values = []
+        if f.tags is not None:
+            if kind == "id3":
+                values = [t for fr in f.tags.getall(frame) for t in fr.text]
+            elif kind == "vorbis":
+                values = [v for k, v in f.tags if k.lower() in keys]
+            else:
+                values = [v for v in f.tags.get(atom, []) if isinstance(v, str)]
+        out[name] = next((str(v).strip() for v in values if str(v).strip()), "")
+    return out
 
 
 def _snapshot(f, kind: str) -> dict:
@@ -763,8 +796,9 @@ class Decision:
     """What happened to one file.
 
     ``action``: "tagged", "would tag" (pretend), "unchanged" (already has exactly
-    these genres), "skipped" (kept its genre) or "failed"; ``reason`` says why
-    for the last three.
+    these genres), "skipped" (kept its genre), "not sure" (the model abstained:
+    below its genre's threshold, or unlike the training library) or "failed";
+    ``reason`` says why for the last four.
     """
 
     path: str
@@ -778,6 +812,7 @@ class Decision:
     low_confidence: bool = False
     warnings: list = field(default_factory=list)
     cached: bool = False
+    novelty: float | None = None
 
 
 @dataclass
@@ -851,6 +886,8 @@ def tag_files(
     log=DEFAULT_LOG,
     progress: bool = True,
     follow_symlinks: bool = False,
+    precision: float | None = None,
+    abstain: bool | None = None,
 ) -> TagResult:
     """Predict and write genres for files and folders.
 
@@ -878,6 +915,13 @@ def tag_files(
         Progress bar with ETA on stderr.
     follow_symlinks : bool
         Tag the targets of links found in folders that lead outside them (see :func:`find_taggable`).
+    precision : float in (0, 1], optional
+        A model trained on a library's tags (:func:`genrevision.library.train_library`): write
+        a genre only where its out-of-fold precision reaches this (None: the precision the
+        model was trained for). An error for other models.
+    abstain : bool, optional
+        Leave files the model is not sure about untagged, as "not sure" (default: True for a
+        model trained on a library's tags; other models cannot abstain).
 
     Every file is written crash-safely: a tagged copy beside it is renamed over it
     (see :class:`_Copy`), so a kill at any instant leaves the old file or the new one.
@@ -899,7 +943,13 @@ def tag_files(
     choose_genres({"x": 1.0}, top=top, min_prob=min_prob)  # parameter errors now, not after predicting
     segments = DEFAULT_SEGMENTS if segments is None else parse_segments(segments)
     model_path = os.fspath(model_path)
-    labels = [str(x) for x in read_meta(model_path)["labels"]]
+    meta = read_meta(model_path)
+    labels = [str(x) for x in meta["labels"]]
+    sure = None
+    if abstain or (abstain is None and "library" in meta) or precision is not None:
+        from .library import abstention
+
+        sure = abstention(model_path, precision=precision)  # a clear error for a model without a library
     if isinstance(mapping, (str, os.PathLike)):
         mapping = load_mapping(mapping, labels)
     elif mapping:
@@ -930,19 +980,66 @@ def tag_files(
             by_path[p] = Decision(p, "failed", old=old, reason="read-only file (no write permission); not tagged")
         else:
             todo.append(p)
-    run_id = result.run = uuid.uuid4().hex[:12]
-    tag_log = None if pretend else _Log(log)
-    if tag_log is not None and todo:
-        tag_log.open()  # an unwritable log stops the run now, before any prediction
     try:
-        for out in engine.run(todo):
+        _write_all(engine.run(todo) if todo else iter(()), todo, by_path, result, mapping=mapping, top=top,
+                   min_prob=min_prob, mode=mode, pretend=pretend, id3v23=id3v23, separator=separator, log=log,
+                   model_sha256=engine.model_sha256, sure=sure)
+    finally:
+        st = engine.stats
+        result.computed, result.cached, result.seconds, result.workers = st.computed, st.cached, st.seconds, st.workers
+        order = [p for p, _ in missing] + files
+        result.decisions = [by_path[p] for p in order if p in by_path]
+    return result
+
+
+def write_predictions(outcomes, model_path, *, mode: str = "force", top: int = 1, min_prob: float = DEFAULT_MIN_PROB,
+                      mapping: dict | None = None, pretend: bool = False, id3v23: bool = False,
+                      separator: str | None = None, log=DEFAULT_LOG) -> TagResult:
+    """Write genres already decided elsewhere (e.g. the audit's out-of-fold suggestions) exactly as
+    :func:`tag_files` writes them: crash-safe copies, an undo log line before each file.
+
+    ``outcomes``: :class:`genrevision.engine.Outcome` objects whose ``prediction`` holds the
+    probabilities to choose from (:func:`choose_genres`) and whose ``digest`` is the audio digest
+    they were computed for (a file whose audio changed since is refused). Returns a TagResult.
+    """
+    from .engine import model_digest
+
+    _require_mutagen()
+    if mode not in _MODES:
+        raise ValueError(f"mode must be one of {', '.join(_MODES)}, got {mode!r}")
+    choose_genres({"x": 1.0}, top=top, min_prob=min_prob)
+    outcomes = list(outcomes)
+    model_path = os.fspath(model_path)
+    from .model import read_meta
+
+    labels = [str(x) for x in read_meta(model_path)["labels"]]
+    result = TagResult([], model_path, model_digest(model_path), labels, None if pretend else os.fspath(log), pretend)
+    by_path: dict[str, Decision] = {}
+    todo = [o.path for o in outcomes]
+    try:
+        _write_all(iter(outcomes), todo, by_path, result, mapping=mapping, top=top, min_prob=min_prob, mode=mode,
+                   pretend=pretend, id3v23=id3v23, separator=separator, log=log, model_sha256=result.model_sha256,
+                   sure=None)
+    finally:
+        result.decisions = [by_path[p] for p in todo if p in by_path]
+    return result
+
+
+def _write_all(outcomes, todo, by_path, result, *, log, model_sha256, **kw) -> None:
+    """_apply every outcome under one run id and one undo log (opened before the first answer,
+    so an unwritable log stops the run before anything is predicted or written)."""
+    run_id = result.run = uuid.uuid4().hex[:12]
+    tag_log = None if kw["pretend"] else _Log(log)
+    if tag_log is not None and todo:
+        tag_log.open()
+    try:
+        for out in outcomes:
             if not out.ok:
                 by_path[out.path] = Decision(out.path, "failed", reason=out.reason)
                 continue
             try:
-                by_path[out.path] = _apply(out, mapping=mapping, top=top, min_prob=min_prob, mode=mode,
-                                           pretend=pretend, id3v23=id3v23, separator=separator, log=tag_log,
-                                           run_id=run_id, model_path=model_path, model_sha256=engine.model_sha256)
+                by_path[out.path] = _apply(out, log=tag_log, run_id=run_id, model_path=result.model,
+                                           model_sha256=model_sha256, **kw)
             except _LogError as err:
                 # Without its log line no file may be written: stop predicting, and say so for each file left.
                 for p in todo:
@@ -952,19 +1049,21 @@ def tag_files(
     finally:
         if tag_log is not None:
             tag_log.close()
-        st = engine.stats
-        result.computed, result.cached, result.seconds, result.workers = st.computed, st.cached, st.seconds, st.workers
-        order = [p for p, _ in missing] + files
-        result.decisions = [by_path[p] for p in order if p in by_path]
-    return result
 
 
 def _apply(out, *, mapping, top, min_prob, mode, pretend, id3v23, separator, log, run_id, model_path,
-           model_sha256) -> Decision:
+           model_sha256, sure=None) -> Decision:
     pred = out.prediction
     chosen = choose_genres(pred.probabilities, top=top, min_prob=min_prob, mapping=mapping)
     d = Decision(out.path, "", genre=chosen[0][0], probability=chosen[0][1], probabilities=dict(pred.probabilities),
-                 low_confidence=pred.low_confidence, warnings=list(pred.warnings), cached=out.cached)
+                 low_confidence=pred.low_confidence, warnings=list(pred.warnings), cached=out.cached,
+                 novelty=getattr(pred, "novelty", None))
+    doubt = sure(pred) if sure is not None else None
+    if doubt:
+        d.action, d.reason = "not sure", doubt
+        with contextlib.suppress(TagError):
+            d.old = read_genres(out.path)
+        return d
     try:
         # Read again now: the file may have changed while it was being predicted.
         f, kind = _open(out.path)
