@@ -26,7 +26,7 @@ import soundfile as sf
 import soxr
 
 from conftest import run_cli
-from test_model import SR, small_recipe
+from test_model import SR
 
 from genrevision.audiohash import audio_digest
 from genrevision.library import (abstention, audit_library, genre_key, read_library, split_genres, train_library,
@@ -219,8 +219,11 @@ def trained(library_src, tmp_path_factory):
 
 
 def _recipe():
-    """small_recipe with the 3 windows of a 10 s excerpt (2 leave the audit ranking to chance here)."""
-    r = small_recipe()
+    """The library recipe (train --labels-from-tags) on the 3 windows of a 10 s excerpt (2 leave the audit
+    ranking to chance here)."""
+    from genrevision.recipes import get_recipe
+
+    r = get_recipe("library")
     return dataclasses.replace(r, features=r.features.with_(spec_max_windows=3))
 
 

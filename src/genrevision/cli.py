@@ -207,7 +207,7 @@ def cmd_train(args) -> int:
             _err(f"--{opt} goes with --labels-from-tags (learning from the genres in a library's tags)")
             return 2
     t0 = time.perf_counter()
-    model = train_model(_dataset(args), recipe=args.recipe, weights="paper" if args.paper_weights else None,
+    model = train_model(_dataset(args), recipe=args.recipe or "default", weights="paper" if args.paper_weights else None,
                         cache=args.cache, jobs=args.jobs, progress=not args.quiet)
     path = model.save(args.model)
     dt = time.perf_counter() - t0
@@ -237,7 +237,9 @@ def _train_library(args) -> int:
               f"{'s' * (arts != 1)}" + (f"; spellings merged: {', '.join(map(printable, spell))}" if len(spell) > 1 else ""))
     for g, why in sorted(lib.dropped.items()):
         print(f"  dropped {printable(g)}: {why}")
-    model, report = library.train_library(lib, recipe=args.recipe, precision=args.precision, folds=args.folds,
+    # A library model keeps the recording's spectrum in its images (recipe "library"): its "not sure"
+    # check needs it; "--recipe default" is only taken when asked for.
+    model, report = library.train_library(lib, recipe=args.recipe or "library", precision=args.precision, folds=args.folds,
                                           cache=args.cache, jobs=args.jobs, progress=not args.quiet)
     path = model.save(args.model)
     for line in report.summary_lines():
@@ -534,8 +536,9 @@ def build_parser() -> argparse.ArgumentParser:
                            "genrevision train tracks.csv --model paper.model --recipe paper --paper-weights"))
     _add_data_args(p, required=True)
     p.add_argument("--model", required=True, metavar="FILE", help="model file to write (e.g. genres.model)")
-    p.add_argument("--recipe", default="default", choices=_RecipeNames(), metavar="RECIPE",
-                   help="named configuration of features and classifiers: %(choices)s (default: %(default)s)")
+    p.add_argument("--recipe", default=None, choices=_RecipeNames(), metavar="RECIPE",
+                   help="named configuration of features and classifiers: %(choices)s (default: default; "
+                        "library with --labels-from-tags)")
     p.add_argument("--paper-weights", action="store_true",
                    help="fuse views with the paper's fixed weights 0.5/0.1/0.4 instead of the recipe's")
     p.add_argument("--cache", default=os.environ.get("GENREVISION_CACHE", DEFAULT_CACHE),

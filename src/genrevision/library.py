@@ -530,7 +530,7 @@ class LibraryReport:
         return lines
 
 
-def train_library(library: Library, *, recipe="default", precision: float = DEFAULT_PRECISION,
+def train_library(library: Library, *, recipe="library", precision: float = DEFAULT_PRECISION,
                   folds: int = DEFAULT_FOLDS, cache=_FEATURE_CACHE, jobs=None, progress: bool = True,
                   seed: int = 0):
     """Measure a recipe on a library (grouped cross-validation), then fit it on every labelled file.
@@ -598,7 +598,7 @@ def train_library(library: Library, *, recipe="default", precision: float = DEFA
         proba[np.ix_(fold.test, cols)] = p  # a genre absent from a fold's training side gets 0 there
     tested = ~np.isnan(proba).any(1)
     model = train_model(ds, recipe=rec, cache=cache, jobs=jobs, progress=progress)
-    views = [v for v in rec.features.view_names]
+    views = list(rec.features.view_names)  # the image views: they tell speech and noise from music
     vectors = np.stack([_pooled([f], views) for f in feats])
     arrays, nearest = _reference(vectors, groups, seed)
     limit = float(np.quantile(nearest[np.isfinite(nearest)], NOVELTY_QUANTILE)) if np.isfinite(nearest).any() else 1.0

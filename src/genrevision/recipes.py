@@ -255,6 +255,15 @@ DEFAULT = replace(
                 "log-likelihoods per track, fused 50/50 with the same head on MFCC + spectral statistics",
 )
 
+# For a model learned from a user's library (genrevision train --labels-from-tags): the default
+# without the per-band mean removal. Its "not sure" check compares a file's image features with the
+# library's, and flattened bands make noise look like music (tests/test_library.py: white noise fell
+# below the novelty threshold with band_norm="mean", clearly above it without).
+LIBRARY = replace(DEFAULT, name="library", features=FROZEN_WINDOWS.features,
+                  description="the default recipe without the per-band mean removal (the images keep the recording's "
+                              "spectrum, which the library model's novelty check needs)")
+
+
 def _tuner_defaults(**changes) -> dict:
     # Every FineTuner parameter spelled out: the recipe (in model files and fold-file keys) then says
     # exactly how it was tuned, even if FineTuner's defaults change later.
@@ -274,7 +283,7 @@ TUNED = replace(
                 "network's window features",
 )
 
-RECIPES = {r.name: r for r in (PAPER, DEFAULT, TUNED)}
+RECIPES = {r.name: r for r in (PAPER, DEFAULT, TUNED, LIBRARY)}
 
 
 def get_recipe(name: str) -> Recipe:
