@@ -9,7 +9,7 @@ spellings), then:
   artist stay tagged: removing them would leave a genre nothing teaches);
 - writes a wrong genre into 5 % of the still-tagged files (the planted mislabels);
 - adds two spoken-word files (espeak-ng) and white noise, untagged;
-- trains on the tags (``read_library`` + ``train_library``, default recipe, artist-grouped
+- trains on the tags (``read_library`` + ``train_library``, the "library" recipe, artist-grouped
   5-fold cross-validation), tags the untagged files with abstention at ``--precision``, and
   audits the tagged ones.
 
