@@ -175,6 +175,14 @@ def _baseline_fold(Xb, y, fold, groups=None):
 # ----------------------------------------------------------------------------- finished folds on disk
 
 
+def baseline_front_end(settings) -> dict:
+    """The feature settings the MFCC baseline vector depends on: decoding and which segments are read."""
+    spec = settings.spectrogram
+    return {"sr": settings.sr, "normalisation": settings.normalisation, "segment_seconds": settings.segment_seconds,
+            "hop_length": settings.hop_length, "layout": spec.layout, "window_seconds": spec.window_seconds,
+            "window_hop_seconds": spec.window_hop_seconds, "max_windows": spec.max_windows}
+
+
 def _key(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -534,7 +542,7 @@ def evaluate(data, *, protocol: str = "cv", recipes=("default", "paper"), folds:
     t0 = time.perf_counter()
     ds = data if isinstance(data, Dataset) else load_dataset(os.fspath(data))
 
-    feats, acts, failures, timing = {}, {}, list(ds.problems), {}
+    feats, acts, failures, timing, digests = {}, {}, list(ds.problems), {}, {}
     for r in recs:
         t = time.perf_counter()
         res = extract_cached(ds.paths, r.features, cache=cache, jobs=jobs, progress=progress)
@@ -543,6 +551,7 @@ def evaluate(data, *, protocol: str = "cv", recipes=("default", "paper"), folds:
                           # Speed of the tracks computed in this run (None when all came from the cache).
                           "tracks_per_s": res.computed / dt if res.computed and not res.cached else None}
         feats[r.name] = res.features
+        digests.update(res.digests)
         failures += [f for f in res.failures if f not in failures]
         if r.tune is not None:
             from .tuning import recipe_activations
@@ -674,8 +683,10 @@ def evaluate(data, *, protocol: str = "cv", recipes=("default", "paper"), folds:
     # Engineered baseline on the same folds (its MFCC vector is the same in every recipe's features).
     Xb = np.stack([feats[recs[0].name][p]["mfcc"] for p in ds.paths])
     t = time.perf_counter()
-    # Keyed by the baseline's own inputs: any recipe's run on the same audio and folds reuses its folds.
-    key = _key({**base_key, "baseline": "mfcc+spectral, ViewSVM", "X": hashlib.sha256(Xb.tobytes()).hexdigest()})
+    # Keyed by the baseline's own inputs (the audio's bytes and how it is decoded), not by the
+    # vectors: those differ by rounding between a cold run and one reading the float16 cache.
+    key = _key({**base_key, "baseline": "mfcc+spectral, ViewSVM",
+                "audio": [digests.get(p) for p in ds.paths], "front_end": baseline_front_end(recs[0].features)})
     entry, fitted = evaluate_baseline(Xb, y, fold_list, jobs=fold_jobs, progress=progress, folder=folder, key=key,
                                       groups=groups)
     fit_timing["baseline"] = {"seconds": time.perf_counter() - t, "folds_fitted": fitted,

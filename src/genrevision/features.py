@@ -437,6 +437,8 @@ class ExtractionResult:
     cached: int = 0
     #: Paths whose features were computed but could not be stored (a read-only or full cache).
     unstored: list[str] = field(default_factory=list)
+    #: SHA-1 of each readable path's bytes (what the cache is keyed by).
+    digests: dict[str, str] = field(default_factory=dict)
 
 
 def _failure_reason(path: str, err: BaseException) -> str:
@@ -560,6 +562,7 @@ def extract_dataset(
                 result.cached -= 1
                 todo.append(p)
 
+    result.digests = dict(digests)
     bar = tqdm(total=len(paths), initial=len(paths) - len(todo), desc="extract", unit="track",
                disable=not progress, file=sys.stderr, dynamic_ncols=True)
     pending: list[tuple[str, dict, np.ndarray, np.ndarray]] = []
