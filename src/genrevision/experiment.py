@@ -175,12 +175,16 @@ def _baseline_fold(Xb, y, fold, groups=None):
 # ----------------------------------------------------------------------------- finished folds on disk
 
 
-def baseline_front_end(settings) -> dict:
-    """The feature settings the MFCC baseline vector depends on: decoding and which segments are read."""
-    spec = settings.spectrogram
-    return {"sr": settings.sr, "normalisation": settings.normalisation, "segment_seconds": settings.segment_seconds,
-            "hop_length": settings.hop_length, "layout": spec.layout, "window_seconds": spec.window_seconds,
-            "window_hop_seconds": spec.window_hop_seconds, "max_windows": spec.max_windows}
+def baseline_front_end(settings, paths) -> dict:
+    """What the MFCC baseline vectors of ``paths`` depend on besides the audio's bytes: the decoding
+    and the segments of each file that are read (so recipes reading the same audio share it)."""
+    from .audio import audio_info
+    from .features import plan_segments
+
+    plans = [[[s.start, s.duration, s.to_end]
+              for s in plan_segments(audio_info(p).duration, settings, max_windows=settings.spectrogram.max_windows)]
+             for p in paths]
+    return {"sr": settings.sr, "normalisation": settings.normalisation, "segments": plans}
 
 
 def _key(obj) -> str:
@@ -529,7 +533,7 @@ def evaluate(data, *, protocol: str = "cv", recipes=("default", "paper"), folds:
     EvaluationResult
     """
     from .dataset import Dataset, load_dataset
-    from .features import extract_cached
+    from .features import extract_cached_many
 
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
@@ -543,13 +547,19 @@ def evaluate(data, *, protocol: str = "cv", recipes=("default", "paper"), folds:
     ds = data if isinstance(data, Dataset) else load_dataset(os.fspath(data))
 
     feats, acts, failures, timing, digests = {}, {}, list(ds.problems), {}, {}
+    # One pass over the files for every recipe: each file is decoded and separated once (per
+    # front end), each recipe gets its own images, CNN features and cache entries.
+    distinct = list(dict.fromkeys(r.features for r in recs))
+    t = time.perf_counter()
+    passed = dict(zip(distinct, extract_cached_many(ds.paths, distinct, cache=cache, jobs=jobs, progress=progress)))
+    dt = time.perf_counter() - t
+    decoded = len({p for res in passed.values() for p in res.computed_paths})
     for r in recs:
-        t = time.perf_counter()
-        res = extract_cached(ds.paths, r.features, cache=cache, jobs=jobs, progress=progress)
-        dt = time.perf_counter() - t
+        res = passed[r.features]
         timing[r.name] = {"seconds": dt, "computed": res.computed, "cached": res.cached,
-                          # Speed of the tracks computed in this run (None when all came from the cache).
-                          "tracks_per_s": res.computed / dt if res.computed and not res.cached else None}
+                          # Files decoded per second in the pass (None when all came from the cache).
+                          "tracks_per_s": decoded / dt if decoded and not res.cached else None,
+                          **({"shared_pass": [x.name for x in recs]} if len(recs) > 1 else {})}
         feats[r.name] = res.features
         digests.update(res.digests)
         failures += [f for f in res.failures if f not in failures]
@@ -686,7 +696,7 @@ def evaluate(data, *, protocol: str = "cv", recipes=("default", "paper"), folds:
     # Keyed by the baseline's own inputs (the audio's bytes and how it is decoded), not by the
     # vectors: those differ by rounding between a cold run and one reading the float16 cache.
     key = _key({**base_key, "baseline": "mfcc+spectral, ViewSVM",
-                "audio": [digests.get(p) for p in ds.paths], "front_end": baseline_front_end(recs[0].features)})
+                "audio": [digests.get(p) for p in ds.paths], "front_end": baseline_front_end(recs[0].features, ds.paths)})
     entry, fitted = evaluate_baseline(Xb, y, fold_list, jobs=fold_jobs, progress=progress, folder=folder, key=key,
                                       groups=groups)
     fit_timing["baseline"] = {"seconds": time.perf_counter() - t, "folds_fitted": fitted,
