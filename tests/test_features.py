@@ -406,3 +406,14 @@ def test_several_settings_one_pass_equal_separate_runs(real_paths, bad_files, sm
         for k, arr in ref.features[real_paths[0]].items():
             np.testing.assert_allclose(res.features[real_paths[0]][k], arr, rtol=1e-4, atol=1e-4)
     assert len({FeatureStore(cache, st.to_dict()).key for st in settings}) == 3
+
+
+def test_worker_count_follows_the_measured_costs():
+    from genrevision.features import _workers_for
+
+    # Decode/HPSS twice the CNN's cost (8 s MP3s at 48 kHz, one recipe): every core prepares tracks.
+    assert _workers_for(0.31, 0.16, 2) == 2
+    # As costly as the CNN (two recipes' networks): one core is left to the CNN.
+    assert _workers_for(0.36, 0.36, 2) == 1
+    assert _workers_for(0.1, 0.9, 16) == 2 and _workers_for(0.9, 0.1, 16) == 15
+    assert _workers_for(0.0, 0.0, 4) == 3 and _workers_for(1.0, 0.0, 1) == 1

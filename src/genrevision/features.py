@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 import warnings
 from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import asdict, dataclass, field, replace
@@ -489,12 +490,38 @@ class ExtractionResult:
     digests: dict[str, str] = field(default_factory=dict)
     #: Paths whose features were computed in this run (not read from the cache).
     computed_paths: list[str] = field(default_factory=list)
+    #: Worker processes used (0: all in this process).
+    workers: int = 0
+    #: With the default ``jobs``: the measured seconds per track of each half and the workers chosen.
+    probe: dict = field(default_factory=dict)
 
 
 def _failure_reason(path: str, err: BaseException) -> str:
     if isinstance(err, AudioError):
         return err.reason
     return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}".rstrip(": ")
+
+
+#: Tracks to compute before the worker count is measured instead of taken as cores - 1.
+_PROBE_MIN_TRACKS = 16
+
+
+def _workers_for(prepare_s: float, cnn_s: float, cores: int) -> int:
+    """Worker processes for decoding/HPSS/images so that both halves keep the cores busy.
+
+    ``prepare_s``/``cnn_s``: one track's cost of each half, measured one after the
+    other in this process. The workers get the cores in proportion to their share
+    of the work, rounded up (the CNN here takes what they leave; an idle worker
+    waits on the CNN and costs nothing): decode/HPSS-bound tracks (8 s MP3s at
+    48 kHz, one recipe) get every core, CNN-bound ones (several recipes' networks
+    on short tracks) keep one core for the CNN.
+    """
+    total = prepare_s + cnn_s
+    if not total > 0:
+        return max(1, cores - 1)
+    import math
+
+    return int(min(cores, max(1, math.ceil(cores * prepare_s / total - 1e-9))))
 
 
 def _prepare_job(path: str, settings_dicts: list, save_images: str | None):
@@ -554,9 +581,14 @@ def extract_dataset(
         Cache; each finished track is written at once, so an interrupted run
         resumes where it stopped.
     jobs : int, optional
-        Worker processes for decoding/HPSS/spectrograms (default: CPU count - 1,
-        at least 1; ``0`` = all in this process). The CNN runs here, batching
-        the images of several tracks.
+        Worker processes for decoding/HPSS/spectrograms (``0`` = all in this
+        process). The CNN runs here, batching the images of several tracks.
+        Default: with 16 tracks or more to compute, the cost of each half is
+        measured on the first two tracks and the workers get the cores in
+        proportion to their half's share (all cores for decode/HPSS-bound
+        audio, CPU count - 1 when the CNN is as costly, see
+        :func:`_workers_for`; ``ExtractionResult.probe`` says what was
+        measured); fewer tracks: CPU count - 1, at least 1.
     batch_images : int
         Images per CNN batch.
     progress : bool
@@ -714,6 +746,32 @@ def extract_many(
         return [settings_list[k] for k in needs[p]]
 
     n_jobs = max(1, (os.cpu_count() or 2) - 1) if jobs is None else int(jobs)
+    if jobs is None and len(todo) >= _PROBE_MIN_TRACKS and (os.cpu_count() or 1) > 1:
+        # How many workers: measured on the first tracks, not guessed (see _workers_for).
+        probe = {}
+        try:
+            for i, p in enumerate(todo[:2]):
+                t = time.perf_counter()
+                try:
+                    prepared = prepare_tracks(p, settings_for(p), save_images=save_images if 0 in needs[p] else None)
+                except Exception as err:  # noqa: BLE001
+                    fail(p, err)
+                    continue
+                t1 = time.perf_counter()
+                accept(p, prepared)
+                flush_all()
+                if i == 1:  # the first track also loads the networks
+                    probe = {"prepare_s": t1 - t, "cnn_s": time.perf_counter() - t1}
+        except BaseException as err:
+            _flush_on_interrupt(err, flush_all, bar)
+            raise
+        todo = todo[2:]
+        if probe:
+            n_jobs = _workers_for(probe["prepare_s"], probe["cnn_s"], os.cpu_count() or 1)
+            for r in results:
+                r.probe = {**probe, "workers": n_jobs}
+    for r in results:
+        r.workers = n_jobs if n_jobs > 0 and len(todo) > 1 else 0
     if n_jobs <= 0 or len(todo) <= 1:
         try:
             for p in todo:
