@@ -559,6 +559,7 @@ def evaluate(data, *, protocol: str = "cv", recipes=("default", "paper"), folds:
         timing[r.name] = {"seconds": dt, "computed": res.computed, "cached": res.cached,
                           # Files decoded per second in the pass (None when all came from the cache).
                           "tracks_per_s": decoded / dt if decoded and not res.cached else None,
+                          "workers": res.workers, **({"probe": res.probe} if res.probe else {}),
                           **({"shared_pass": [x.name for x in recs]} if len(recs) > 1 else {})}
         feats[r.name] = res.features
         digests.update(res.digests)
