@@ -509,8 +509,8 @@ _PROBE_MIN_TRACKS = 16
 def _workers_for(prepare_s: float, cnn_s: float, cores: int) -> int:
     """Worker processes for decoding/HPSS/images so that both halves keep the cores busy.
 
-    ``prepare_s``/``cnn_s``: one track's cost of each half, measured one after the
-    other in this process. The workers get the cores in proportion to their share
+    ``prepare_s``/``cnn_s``: one track's CPU seconds in each half, measured one
+    after the other in this process. The workers get the cores in proportion to their share
     of the work, rounded up (the CNN here takes what they leave; an idle worker
     waits on the CNN and costs nothing): decode/HPSS-bound tracks (8 s MP3s at
     48 kHz, one recipe) get every core, CNN-bound ones (several recipes' networks
@@ -751,17 +751,18 @@ def extract_many(
         probe = {}
         try:
             for i, p in enumerate(todo[:2]):
-                t = time.perf_counter()
+                # CPU time of this process (its threads included): other jobs on the machine do not count.
+                t = time.process_time()
                 try:
                     prepared = prepare_tracks(p, settings_for(p), save_images=save_images if 0 in needs[p] else None)
                 except Exception as err:  # noqa: BLE001
                     fail(p, err)
                     continue
-                t1 = time.perf_counter()
+                t1 = time.process_time()
                 accept(p, prepared)
                 flush_all()
                 if i == 1:  # the first track also loads the networks
-                    probe = {"prepare_s": t1 - t, "cnn_s": time.perf_counter() - t1}
+                    probe = {"prepare_s": t1 - t, "cnn_s": time.process_time() - t1}
         except BaseException as err:
             _flush_on_interrupt(err, flush_all, bar)
             raise
