@@ -64,7 +64,7 @@ def test_viewsvm_learns_attributes_and_searches_grid():
     est = ViewSVM(C_grid=(1.0, 100.0), gamma_grid=(0.1, 1.0)).fit(X, y)
     assert est.best_params_["C"] in (1.0, 100.0)
     assert est.best_params_["gamma"] > 0
-    assert hasattr(est, "pipeline_")
+    assert hasattr(est, "calibrated_") and est.support_vectors_.shape[1] == X.shape[1]
     fixed = ViewSVM(C=3.0, gamma=0.5).fit(X, y)
     assert fixed.best_params_ == {"C": 3.0, "gamma": 0.5}
 
@@ -390,3 +390,59 @@ def test_inner_cv_with_too_few_artists_splits_by_sample_and_says_so():
     for train, test in splits:
         assert not set(artists[train][y[train] == "metal"]) & set(artists[test][y[test] == "metal"])
         assert set(y[train]) == {"metal", "classical"}
+
+
+def _today_view_svm(X, y, groups, est):
+    """ViewSVM as it was fitted before precomputed kernels: GridSearchCV over a Pipeline, then
+    StandardScaler + CalibratedClassifierCV(SVC(kernel="rbf")) on the same inner splits."""
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    splits = make_inner_cv(y, groups, n_splits=est.inner_cv, random_state=est.random_state)
+    scale = 1.0 / (X.shape[1] * StandardScaler().fit_transform(X).var())
+    search = GridSearchCV(Pipeline([("scale", StandardScaler()), ("svc", SVC(kernel="rbf"))]),
+                          {"svc__C": list(est.C_grid), "svc__gamma": [m * scale for m in est.gamma_grid]},
+                          cv=splits, scoring="accuracy").fit(X, y)
+    C, gamma = search.best_params_["svc__C"], search.best_params_["svc__gamma"]
+    if groups is not None and any(np.unique(groups[y == c]).size < 2 for c in np.unique(y)):
+        splits = make_inner_cv(y, groups, n_splits=est.inner_cv, random_state=est.random_state, one_group="tracks")
+    pipe = Pipeline([("scale", StandardScaler()),
+                     ("svc", CalibratedClassifierCV(SVC(kernel="rbf", C=C, gamma=gamma), method="sigmoid",
+                                                    cv=splits, ensemble=False))]).fit(X, y)
+    return {"C": C, "gamma": gamma}, pipe
+
+
+def test_viewsvm_precomputed_kernels_give_todays_svm_on_real_tracks():
+    # MFCC vectors of real GTZAN tracks (first 10 s), artist groups from the shared manifest: the
+    # precomputed-kernel search and calibration choose the same C/gamma and give the same
+    # likelihoods as the GridSearchCV + rbf-SVC pipeline did, with and without groups.
+    import csv
+    from pathlib import Path
+
+    import soundfile as sf
+
+    from genrevision.baseline import mfcc_features
+    from genrevision.evaluation import make_splits
+
+    root = Path(__file__).resolve().parents[1]
+    with open(root / "manifests" / "gtzan-shared.csv", newline="", encoding="utf-8") as f:
+        rows = [r for r in csv.DictReader(f) if "gtzan-mini" in r["path"]
+                and r["label"] in ("blues", "classical", "metal", "pop", "reggae")]
+    X = []
+    for r in rows:
+        path = (root / "manifests" / r["path"]).resolve()
+        if not path.exists():
+            path = Path("/work/shared/data") / r["path"].split("shared/data/", 1)[1]
+        audio, sr = sf.read(path, dtype="float32", frames=220500, always_2d=False)
+        X.append(mfcc_features(audio, sr))
+    X, y, groups = np.stack(X).astype(np.float64), np.array([r["label"] for r in rows]), np.array([r["group"] for r in rows])
+    fold = make_splits("group", labels=y, groups=groups, n_splits=3, n_repeats=1, random_state=0)[0]
+    tr, te = fold.train, fold.test
+    for g in (groups[tr], None):
+        new = ViewSVM().fit(X[tr], y[tr], groups=g)
+        params, old = _today_view_svm(X[tr], y[tr], g, ViewSVM())
+        assert new.best_params_ == params
+        np.testing.assert_allclose(new.predict_proba(X[te]), old.predict_proba(X[te]), atol=1e-6)
+        np.testing.assert_array_equal(new.predict(X[te]), old.predict(X[te]))

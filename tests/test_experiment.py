@@ -129,6 +129,24 @@ def test_interrupted_evaluation_resumes(evaluated, cache, tmp_path):
     assert other.timings["fitting"]["default"]["folds_loaded"] == 0
 
 
+def test_resumed_evaluation_fits_nothing_cold_or_warm(evaluated, cache, tmp_path):
+    # The MFCC vectors computed in a worker process (one BLAS thread, jobs=1, no cache) differ by
+    # rounding from those of the first run (this process's threads, or the cache it filled); a rerun
+    # still loads every finished fold, the baseline's included, whichever way its features came.
+    res, out, ds = evaluated
+    work = tmp_path / "run"
+    shutil.copytree(out, work)
+    for feature_cache, jobs in ((None, 1), (cache, 0)):
+        again = evaluate(ds, protocol="cv", recipes=(small_recipe(),), folds=FOLDS, repeats=REPEATS,
+                         cache=feature_cache, jobs=jobs, progress=False, out=work)
+        fit = again.timings["fitting"]
+        assert {k: v["folds_fitted"] for k, v in fit.items()} == {"default": 0, "baseline": 0}, feature_cache
+        assert {k: v["folds_loaded"] for k, v in fit.items()} == {"default": FOLDS * REPEATS,
+                                                                   "baseline": FOLDS * REPEATS}
+        assert again.results["baseline_mfcc"] == res.results["baseline_mfcc"]
+        assert again.results["recipes"]["default"] == res.results["recipes"]["default"]
+
+
 def test_cli_evaluate_runs_the_api(evaluated, cache, tmp_path):
     res, out, ds = evaluated
     work = tmp_path / "cli"

@@ -374,3 +374,46 @@ def test_a_script_without_main_guard_can_use_worker_pools(gtzan_root, tmp_path):
                               capture_output=True, text=True, timeout=300, cwd=tmp_path)
         assert proc.returncode == 0 and proc.stdout.strip() == "extracted 2 failed 0", (how, proc.stderr[-2000:])
         assert "bootstrapping" not in proc.stderr and "BrokenProcessPool" not in proc.stderr
+
+
+def test_several_settings_one_pass_equal_separate_runs(real_paths, bad_files, small_settings, tmp_path):
+    # Settings of one front end (same decoding, STFT and HPSS) share the decoded audio and its
+    # separation; a whole-track layout reads other segments here, so it is decoded on its own.
+    # Every settings gets exactly the features and failures of a run of its own.
+    from genrevision.features import extract_cached_many, extract_many, prepare_tracks
+
+    linear = small_settings.with_(spec_scale="linear", layers="last")
+    whole = small_settings.with_(spec_layout="whole", spec_image_size=(96, 96), layers="last")
+    settings = [small_settings, linear, whole]
+    a, b, c = prepare_tracks(real_paths[0], settings)
+    assert a[1] is b[1] and c[1] is not a[1]  # one decode (and MFCC vector) for the first two
+    np.testing.assert_array_equal(a[1], c[1])
+    paths = [real_paths[0], bad_files[0], real_paths[1]]
+    together = extract_many(paths, settings, jobs=0, progress=False)
+    for st, res in zip(settings, together):
+        alone = extract_dataset(paths, st, jobs=0, progress=False)
+        assert res.failures == alone.failures and [p for p, _ in res.failures] == [bad_files[0]]
+        assert sorted(res.features) == sorted(alone.features) == sorted([real_paths[0], real_paths[1]])
+        for p in alone.features:
+            for k, arr in alone.features[p].items():
+                np.testing.assert_array_equal(res.features[p][k], arr)
+    # In a worker process, with a cache: each settings in its own store; a second pass reads nothing.
+    cache = str(tmp_path / "cache")
+    first = extract_cached_many(real_paths[:1], settings, cache=cache, jobs=1, progress=False)
+    again = extract_cached_many(real_paths[:1], settings, cache=cache, jobs=1, progress=False)
+    for res, ref, re in zip(first, together, again):
+        assert res.computed == 1 and re.cached == 1 and re.computed == 0
+        for k, arr in ref.features[real_paths[0]].items():
+            np.testing.assert_allclose(res.features[real_paths[0]][k], arr, rtol=1e-4, atol=1e-4)
+    assert len({FeatureStore(cache, st.to_dict()).key for st in settings}) == 3
+
+
+def test_worker_count_follows_the_measured_costs():
+    from genrevision.features import _workers_for
+
+    # Decode/HPSS twice the CNN's cost (8 s MP3s at 48 kHz, one recipe): every core prepares tracks.
+    assert _workers_for(0.31, 0.16, 2) == 2
+    # As costly as the CNN (two recipes' networks): one core is left to the CNN.
+    assert _workers_for(0.36, 0.36, 2) == 1
+    assert _workers_for(0.1, 0.9, 16) == 2 and _workers_for(0.9, 0.1, 16) == 15
+    assert _workers_for(0.0, 0.0, 4) == 3 and _workers_for(1.0, 0.0, 1) == 1

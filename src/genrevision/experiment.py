@@ -175,6 +175,18 @@ def _baseline_fold(Xb, y, fold, groups=None):
 # ----------------------------------------------------------------------------- finished folds on disk
 
 
+def baseline_front_end(settings, paths) -> dict:
+    """What the MFCC baseline vectors of ``paths`` depend on besides the audio's bytes: the decoding
+    and the segments of each file that are read (so recipes reading the same audio share it)."""
+    from .audio import audio_info
+    from .features import plan_segments
+
+    plans = [[[s.start, s.duration, s.to_end]
+              for s in plan_segments(audio_info(p).duration, settings, max_windows=settings.spectrogram.max_windows)]
+             for p in paths]
+    return {"sr": settings.sr, "normalisation": settings.normalisation, "segments": plans}
+
+
 def _key(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -521,7 +533,7 @@ def evaluate(data, *, protocol: str = "cv", recipes=("default", "paper"), folds:
     EvaluationResult
     """
     from .dataset import Dataset, load_dataset
-    from .features import extract_cached
+    from .features import extract_cached_many
 
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
@@ -534,15 +546,23 @@ def evaluate(data, *, protocol: str = "cv", recipes=("default", "paper"), folds:
     t0 = time.perf_counter()
     ds = data if isinstance(data, Dataset) else load_dataset(os.fspath(data))
 
-    feats, acts, failures, timing = {}, {}, list(ds.problems), {}
+    feats, acts, failures, timing, digests = {}, {}, list(ds.problems), {}, {}
+    # One pass over the files for every recipe: each file is decoded and separated once (per
+    # front end), each recipe gets its own images, CNN features and cache entries.
+    distinct = list(dict.fromkeys(r.features for r in recs))
+    t = time.perf_counter()
+    passed = dict(zip(distinct, extract_cached_many(ds.paths, distinct, cache=cache, jobs=jobs, progress=progress)))
+    dt = time.perf_counter() - t
+    decoded = len({p for res in passed.values() for p in res.computed_paths})
     for r in recs:
-        t = time.perf_counter()
-        res = extract_cached(ds.paths, r.features, cache=cache, jobs=jobs, progress=progress)
-        dt = time.perf_counter() - t
+        res = passed[r.features]
         timing[r.name] = {"seconds": dt, "computed": res.computed, "cached": res.cached,
-                          # Speed of the tracks computed in this run (None when all came from the cache).
-                          "tracks_per_s": res.computed / dt if res.computed and not res.cached else None}
+                          # Files decoded per second in the pass (None when all came from the cache).
+                          "tracks_per_s": decoded / dt if decoded and not res.cached else None,
+                          "workers": res.workers, **({"probe": res.probe} if res.probe else {}),
+                          **({"shared_pass": [x.name for x in recs]} if len(recs) > 1 else {})}
         feats[r.name] = res.features
+        digests.update(res.digests)
         failures += [f for f in res.failures if f not in failures]
         if r.tune is not None:
             from .tuning import recipe_activations
@@ -674,8 +694,10 @@ def evaluate(data, *, protocol: str = "cv", recipes=("default", "paper"), folds:
     # Engineered baseline on the same folds (its MFCC vector is the same in every recipe's features).
     Xb = np.stack([feats[recs[0].name][p]["mfcc"] for p in ds.paths])
     t = time.perf_counter()
-    # Keyed by the baseline's own inputs: any recipe's run on the same audio and folds reuses its folds.
-    key = _key({**base_key, "baseline": "mfcc+spectral, ViewSVM", "X": hashlib.sha256(Xb.tobytes()).hexdigest()})
+    # Keyed by the baseline's own inputs (the audio's bytes and how it is decoded), not by the
+    # vectors: those differ by rounding between a cold run and one reading the float16 cache.
+    key = _key({**base_key, "baseline": "mfcc+spectral, ViewSVM",
+                "audio": [digests.get(p) for p in ds.paths], "front_end": baseline_front_end(recs[0].features, ds.paths)})
     entry, fitted = evaluate_baseline(Xb, y, fold_list, jobs=fold_jobs, progress=progress, folder=folder, key=key,
                                       groups=groups)
     fit_timing["baseline"] = {"seconds": time.perf_counter() - t, "folds_fitted": fitted,

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 import warnings
 from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import asdict, dataclass, field, replace
@@ -49,9 +50,14 @@ __all__ = [
     "extract_signal",
     "extract_track",
     "prepare_track",
+    "prepare_tracks",
+    "front_end",
+    "separate_views",
     "prepared_features",
     "extract_dataset",
     "extract_cached",
+    "extract_many",
+    "extract_cached_many",
     "DEFAULT_CACHE",
     "ExtractionResult",
     "pool_windows",
@@ -258,17 +264,32 @@ def decode_segments(source, settings: FeatureSettings, segments: list[Segment]):
 # ----------------------------------------------------------------------------- one track
 
 
-def view_images(y: np.ndarray, settings: FeatureSettings) -> dict[str, np.ndarray]:
-    """Full-length log spectrogram image of each view, (height, n_frames) in [0, 1]."""
-    mags = separate(y, n_fft=settings.n_fft, hop_length=settings.hop_length,
+def separate_views(y: np.ndarray, settings: FeatureSettings) -> dict[str, np.ndarray]:
+    """STFT magnitudes of the original, harmonic and percussive views (what every recipe of the same
+    front end, see :func:`front_end`, makes its images from)."""
+    return separate(y, n_fft=settings.n_fft, hop_length=settings.hop_length,
                     kernel_size=settings.hpss_kernel, margin=settings.hpss_margin)
+
+
+def front_end(settings: FeatureSettings) -> tuple:
+    """The settings that decide the decoded audio and its HPSS views: settings equal here share them."""
+    return (settings.sr, settings.normalisation, settings.segment_seconds, settings.n_fft, settings.hop_length,
+            settings.hpss_kernel, settings.hpss_margin)
+
+
+def view_images(y: np.ndarray, settings: FeatureSettings, *, mags=None) -> dict[str, np.ndarray]:
+    """Full-length log spectrogram image of each view, (height, n_frames) in [0, 1].
+
+    ``mags``: the views' magnitudes from :func:`separate_views` when already computed."""
+    mags = separate_views(y, settings) if mags is None else mags
     cfg = settings.spectrogram
     return {v: log_image(frequency_scale(S, sr=settings.sr, n_fft=settings.n_fft, config=cfg), top_db=cfg.top_db,
                          band_norm=cfg.band_norm)
             for v, S in mags.items()}
 
 
-def track_images(y: np.ndarray, settings: FeatureSettings, *, windows=None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def track_images(y: np.ndarray, settings: FeatureSettings, *, windows=None,
+                 mags=None) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """The images the CNN sees for one decoded segment, per view (or one ``"stacked"`` RGB set).
 
     Parameters
@@ -278,6 +299,8 @@ def track_images(y: np.ndarray, settings: FeatureSettings, *, windows=None) -> t
     windows : sequence of int, optional
         Keep only these of the segment's real windows (indices past the end
         of a segment shorter than its header said are dropped).
+    mags : dict, optional
+        The segment's :func:`separate_views` (shared by recipes of one front end).
 
     Returns
     -------
@@ -285,7 +308,7 @@ def track_images(y: np.ndarray, settings: FeatureSettings, *, windows=None) -> t
     starts : (n_images,) float32, start of each image in seconds from the segment's start
     """
     cfg = settings.spectrogram
-    full = view_images(y, settings)
+    full = view_images(y, settings, mags=mags)
     if cfg.layout == "whole":
         size = cfg.image_size or (256, 256)  # the paper's square picture of the whole segment
         out = {view: resize(img, size)[None] for view, img in full.items()}
@@ -350,19 +373,45 @@ def prepare_track(source, settings: FeatureSettings, *, save_images: str | None 
     baseline : MFCC baseline vector of the decoded audio, or None when ``baseline=False``
     starts : (n_windows,) float32, window starts in seconds from the start of the file
     """
-    plan = plan_segments(audio_info(source).duration, settings, max_windows=settings.spectrogram.max_windows)
-    parts, starts, audio = [], [], []
-    for seg, y in decode_segments(source, settings, plan):
-        imgs, s = track_images(y, settings, windows=seg.windows)
-        parts.append(imgs)
-        starts.append(seg.start + s)
-        if baseline:
-            audio.append(y)
-        if save_images and len(parts) == 1:  # the first segment's three spectrograms
-            save_view_pngs(y, settings, save_images, _stem(source))
-    images = {v: np.concatenate([p[v] for p in parts]) for v in parts[0]}
-    base = _baseline(np.concatenate(audio), settings.sr) if baseline else None
-    return images, base, np.concatenate(starts).astype(np.float32)
+    return prepare_tracks(source, [settings], save_images=save_images, baseline=baseline)[0]
+
+
+def prepare_tracks(source, settings_list, *, save_images: str | None = None, baseline: bool = True) -> list:
+    """:func:`prepare_track` for several feature settings with one decode and one HPSS.
+
+    Settings with the same :func:`front_end` that read the same segments of the
+    file share the decoded audio, its separation into views and the MFCC
+    baseline vector; each gets its own images. Returns one
+    ``(images, baseline, starts)`` per settings, each exactly what
+    :func:`prepare_track` returns for it. ``save_images`` applies to the first settings.
+    """
+    settings_list = list(settings_list)
+    duration = audio_info(source).duration
+    shared: dict = {}
+    for i, st in enumerate(settings_list):
+        plan = plan_segments(duration, st, max_windows=st.spectrogram.max_windows)
+        shared.setdefault((front_end(st), tuple(plan)), []).append(i)
+    out: list = [None] * len(settings_list)
+    for (_, plan), members in shared.items():
+        first = settings_list[members[0]]
+        parts: dict = {i: [] for i in members}
+        starts: dict = {i: [] for i in members}
+        audio = []
+        for seg, y in decode_segments(source, first, list(plan)):
+            mags = separate_views(y, first)
+            for i in members:
+                imgs, st_ = track_images(y, settings_list[i], windows=seg.windows, mags=mags)
+                parts[i].append(imgs)
+                starts[i].append(seg.start + st_)
+                if save_images and i == 0 and len(parts[i]) == 1:  # the first segment's three spectrograms
+                    save_view_pngs(y, settings_list[i], save_images, _stem(source))
+            if baseline:
+                audio.append(y)
+        base = _baseline(np.concatenate(audio), first.sr) if baseline else None
+        for i in members:
+            images = {v: np.concatenate([p[v] for p in parts[i]]) for v in parts[i][0]}
+            out[i] = (images, base, np.concatenate(starts[i]).astype(np.float32))
+    return out
 
 
 def save_view_pngs(y: np.ndarray, settings: FeatureSettings, folder: str, stem: str) -> list[str]:
@@ -437,6 +486,14 @@ class ExtractionResult:
     cached: int = 0
     #: Paths whose features were computed but could not be stored (a read-only or full cache).
     unstored: list[str] = field(default_factory=list)
+    #: SHA-1 of each readable path's bytes (what the cache is keyed by).
+    digests: dict[str, str] = field(default_factory=dict)
+    #: Paths whose features were computed in this run (not read from the cache).
+    computed_paths: list[str] = field(default_factory=list)
+    #: Worker processes used (0: all in this process).
+    workers: int = 0
+    #: With the default ``jobs``: the measured seconds per track of each half and the workers chosen.
+    probe: dict = field(default_factory=dict)
 
 
 def _failure_reason(path: str, err: BaseException) -> str:
@@ -445,8 +502,30 @@ def _failure_reason(path: str, err: BaseException) -> str:
     return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}".rstrip(": ")
 
 
-def _prepare_job(path: str, settings_dict: dict, save_images: str | None):
-    return prepare_track(path, _settings_from_dict(settings_dict), save_images=save_images)
+#: Tracks to compute before the worker count is measured instead of taken as cores - 1.
+_PROBE_MIN_TRACKS = 16
+
+
+def _workers_for(prepare_s: float, cnn_s: float, cores: int) -> int:
+    """Worker processes for decoding/HPSS/images so that both halves keep the cores busy.
+
+    ``prepare_s``/``cnn_s``: one track's CPU seconds in each half, measured one
+    after the other in this process. The workers get the cores in proportion to their share
+    of the work, rounded up (the CNN here takes what they leave; an idle worker
+    waits on the CNN and costs nothing): decode/HPSS-bound tracks (8 s MP3s at
+    48 kHz, one recipe) get every core, CNN-bound ones (several recipes' networks
+    on short tracks) keep one core for the CNN.
+    """
+    total = prepare_s + cnn_s
+    if not total > 0:
+        return max(1, cores - 1)
+    import math
+
+    return int(min(cores, max(1, math.ceil(cores * prepare_s / total - 1e-9))))
+
+
+def _prepare_job(path: str, settings_dicts: list, save_images: str | None):
+    return prepare_tracks(path, [_settings_from_dict(d) for d in settings_dicts], save_images=save_images)
 
 
 _SETTINGS_CACHE: dict = {}
@@ -502,9 +581,14 @@ def extract_dataset(
         Cache; each finished track is written at once, so an interrupted run
         resumes where it stopped.
     jobs : int, optional
-        Worker processes for decoding/HPSS/spectrograms (default: CPU count - 1,
-        at least 1; ``0`` = all in this process). The CNN runs here, batching
-        the images of several tracks.
+        Worker processes for decoding/HPSS/spectrograms (``0`` = all in this
+        process). The CNN runs here, batching the images of several tracks.
+        Default: with 16 tracks or more to compute, the cost of each half is
+        measured on the first two tracks and the workers get the cores in
+        proportion to their half's share (all cores for decode/HPSS-bound
+        audio, CPU count - 1 when the CNN is as costly, see
+        :func:`_workers_for`; ``ExtractionResult.probe`` says what was
+        measured); fewer tracks: CPU count - 1, at least 1.
     batch_images : int
         Images per CNN batch.
     progress : bool
@@ -516,102 +600,203 @@ def extract_dataset(
     -------
     ExtractionResult; failed files are listed, the rest go on.
     """
+    settings = settings or FeatureSettings()
+    return extract_many(paths, [settings], stores=[store], jobs=jobs, batch_images=batch_images, progress=progress,
+                        save_images=save_images, backbones=[backbone])[0]
+
+
+def extract_many(
+    paths: list[str],
+    settings_list,
+    *,
+    stores=None,
+    jobs: int | None = None,
+    batch_images: int = 64,
+    progress: bool = True,
+    save_images: str | None = None,
+    backbones=None,
+) -> list[ExtractionResult]:
+    """:func:`extract_dataset` for several feature settings in one pass over the files.
+
+    Each file is read once and, for settings of one :func:`front_end`,
+    decoded and separated once (see :func:`prepare_tracks`); each settings
+    gets its own images, CNN features and store entries, exactly as a run of
+    :func:`extract_dataset` with it alone. A file cached for every settings is
+    not read at all (beyond its digest).
+
+    Parameters
+    ----------
+    paths : list of str
+    settings_list : sequence of FeatureSettings
+    stores : sequence of FeatureStore or None, optional
+        One per settings (None: not cached).
+    jobs, batch_images, progress : see :func:`extract_dataset`.
+    save_images : str, optional
+        PNGs of the first settings' images.
+    backbones : sequence of Backbone or None, optional
+        One per settings (None: the process-wide cached network).
+
+    Returns
+    -------
+    list of ExtractionResult, one per settings.
+    """
     from tqdm.auto import tqdm
 
-    settings = settings or FeatureSettings()
-    views = settings.view_names
-    result = ExtractionResult({}, [])
-    layout_written: list = [] if store is None or store.read_json(_LAYOUT) is None else [True]
-    todo = []
+    settings_list = list(settings_list)
+    n = len(settings_list)
+    stores = list(stores) if stores is not None else [None] * n
+    backbones = list(backbones) if backbones is not None else [None] * n
+    if len(stores) != n or len(backbones) != n:
+        raise ValueError(f"extract_many needs one store and one backbone per settings ({n})")
+    results = [ExtractionResult({}, []) for _ in range(n)]
+    layout_written = [[] if st is None or st.read_json(_LAYOUT) is None else [True] for st in stores]
+    needs: dict[str, list[int]] = {}  # path → settings indices it must be computed for, in path order
     digests = {}
     first_with: dict[str, str] = {}  # content digest → first path holding that audio
+
+    def fail_all(p, reason):
+        for r in results:
+            r.failures.append((p, reason))
+
     for p in paths:
         try:
             digest = _digest(p)
         except OSError as err:
-            result.failures.append((p, os_reason(err)))
+            fail_all(p, os_reason(err))
             continue
         except ValueError as err:  # e.g. a NUL byte in a path given through the API
-            result.failures.append((p, f"cannot read ({err})"))
+            fail_all(p, f"cannot read ({err})")
             continue
         if digest in first_with:
             # One audio under two names would land on both sides of a fold.
-            result.failures.append((p, f"same audio as {first_with[digest]}"))
+            fail_all(p, f"same audio as {first_with[digest]}")
             continue
         first_with[digest] = p
         digests[p] = digest
-        cached = store.get(digest, validate=lambda a: check_entry(a, views), about=p) if store is not None else None
-        if cached is not None and not save_images:
-            result.features[p] = cached
-            result.cached += 1
-        else:
-            todo.append(p)
-    if store is not None and result.cached:
-        # Widths are checked against the store's recorded layout (or, before one
-        # is recorded, the widths most entries share): a valid-looking entry of
-        # another width would only fail later, in a classifier, naming no file.
-        layout = store.read_json(_LAYOUT) or _common_widths(result.features.values())
-        for p in list(result.features):
-            reason = _width_mismatch(result.features[p], layout)
-            if reason:
-                warnings.warn(f"{store._file(digests[p])}: bad cache entry for {p} ({reason}); recomputing",
-                              stacklevel=2)
-                del result.features[p]
-                result.cached -= 1
-                todo.append(p)
+        for k, (st, store, result) in enumerate(zip(settings_list, stores, results)):
+            views = st.view_names
+            cached = (store.get(digest, validate=lambda a, views=views: check_entry(a, views), about=p)
+                      if store is not None else None)
+            if cached is not None and not (save_images and k == 0):
+                result.features[p] = cached
+                result.cached += 1
+            else:
+                needs.setdefault(p, []).append(k)
+    for k, (store, result) in enumerate(zip(stores, results)):
+        result.digests = dict(digests)
+        if store is not None and result.cached:
+            # Widths are checked against the store's recorded layout (or, before one
+            # is recorded, the widths most entries share): a valid-looking entry of
+            # another width would only fail later, in a classifier, naming no file.
+            layout = store.read_json(_LAYOUT) or _common_widths(result.features.values())
+            for p in list(result.features):
+                reason = _width_mismatch(result.features[p], layout)
+                if reason:
+                    warnings.warn(f"{store._file(digests[p])}: bad cache entry for {p} ({reason}); recomputing",
+                                  stacklevel=2)
+                    del result.features[p]
+                    result.cached -= 1
+                    needs.setdefault(p, []).append(k)
+    todo = [p for p in paths if p in needs]  # path order, each once
+    for p in todo:
+        needs[p] = sorted(set(needs[p]))
 
     bar = tqdm(total=len(paths), initial=len(paths) - len(todo), desc="extract", unit="track",
                disable=not progress, file=sys.stderr, dynamic_ncols=True)
-    pending: list[tuple[str, dict, np.ndarray, np.ndarray]] = []
+    pending: list[list] = [[] for _ in range(n)]
+    remaining = {p: len(needs[p]) for p in todo}  # settings still to finish per path (for the bar)
 
-    def flush():
-        if not pending:
-            return
-        for (p, *_), arrays in zip(pending, prepared_features([x[1:] for x in pending], settings,
-                                                              backbone=backbone)):
-            if store is not None:
-                if store.put(digests[p], arrays) and not layout_written:
-                    store.write_json(_LAYOUT, _widths(arrays))
-                    layout_written.append(p)
-            result.features[p] = arrays
-            result.computed += 1
+    def done_one(p):
+        remaining[p] -= 1
+        if remaining[p] == 0:
             bar.update(1)
-        pending.clear()
 
-    def accept(p, prepared):
-        imgs, base, starts = prepared
-        pending.append((p, imgs, base, starts))
-        if sum(len(a) for _, i, _, _ in pending for a in i.values()) >= batch_images:
-            flush()
+    def flush(k):
+        if not pending[k]:
+            return
+        for (p, *_), arrays in zip(pending[k], prepared_features([x[1:] for x in pending[k]], settings_list[k],
+                                                                 backbone=backbones[k])):
+            if stores[k] is not None:
+                if stores[k].put(digests[p], arrays) and not layout_written[k]:
+                    stores[k].write_json(_LAYOUT, _widths(arrays))
+                    layout_written[k].append(p)
+            results[k].features[p] = arrays
+            results[k].computed += 1
+            results[k].computed_paths.append(p)
+            done_one(p)
+        pending[k].clear()
+
+    def flush_all():
+        for k in range(n):
+            flush(k)
+
+    def accept(p, prepared_list):
+        for k, (imgs, base, starts) in zip(needs[p], prepared_list):
+            pending[k].append((p, imgs, base, starts))
+            if sum(len(a) for _, i, _, _ in pending[k] for a in i.values()) >= batch_images:
+                flush(k)
 
     def fail(p, err):
-        result.failures.append((p, _failure_reason(p, err)))
+        reason = _failure_reason(p, err)
+        for k in needs[p]:
+            results[k].failures.append((p, reason))
         bar.update(1)
 
+    def settings_for(p):
+        return [settings_list[k] for k in needs[p]]
+
     n_jobs = max(1, (os.cpu_count() or 2) - 1) if jobs is None else int(jobs)
+    if jobs is None and len(todo) >= _PROBE_MIN_TRACKS and (os.cpu_count() or 1) > 1:
+        # How many workers: measured on the first tracks, not guessed (see _workers_for).
+        probe = {}
+        try:
+            for i, p in enumerate(todo[:2]):
+                # CPU time of this process (its threads included): other jobs on the machine do not count.
+                t = time.process_time()
+                try:
+                    prepared = prepare_tracks(p, settings_for(p), save_images=save_images if 0 in needs[p] else None)
+                except Exception as err:  # noqa: BLE001
+                    fail(p, err)
+                    continue
+                t1 = time.process_time()
+                accept(p, prepared)
+                flush_all()
+                if i == 1:  # the first track also loads the networks
+                    probe = {"prepare_s": t1 - t, "cnn_s": time.process_time() - t1}
+        except BaseException as err:
+            _flush_on_interrupt(err, flush_all, bar)
+            raise
+        todo = todo[2:]
+        if probe:
+            n_jobs = _workers_for(probe["prepare_s"], probe["cnn_s"], os.cpu_count() or 1)
+            for r in results:
+                r.probe = {**probe, "workers": n_jobs}
+    for r in results:
+        r.workers = n_jobs if n_jobs > 0 and len(todo) > 1 else 0
     if n_jobs <= 0 or len(todo) <= 1:
         try:
             for p in todo:
                 try:
-                    prepared = prepare_track(p, settings, save_images=save_images)
+                    prepared = prepare_tracks(p, settings_for(p), save_images=save_images if 0 in needs[p] else None)
                 except Exception as err:  # noqa: BLE001 - one bad file must not stop the batch
                     fail(p, err)
                     continue
                 accept(p, prepared)
         except BaseException as err:
-            _flush_on_interrupt(err, flush, bar)
+            _flush_on_interrupt(err, flush_all, bar)
             raise
     else:
         # One thread per worker: the workers fill the cores, the CNN runs here.
         pool = start_pool(n_jobs, threads=1, initializer=_warm_hpss)
         try:
-            sdict = settings.to_dict()
+            sdicts = [st.to_dict() for st in settings_list]
             queue = list(reversed(todo))
             running = {}
             while queue or running:
                 while queue and len(running) < 2 * n_jobs + 1:
                     p = queue.pop()
-                    running[pool.submit(_prepare_job, p, sdict, save_images)] = p
+                    running[pool.submit(_prepare_job, p, [sdicts[k] for k in needs[p]],
+                                        save_images if 0 in needs[p] else None)] = p
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for fut in done:
                     p = running.pop(fut)
@@ -626,17 +811,18 @@ def extract_dataset(
             # error: stop the workers now instead of waiting for their tracks,
             # and keep (in the cache) the tracks whose images are already made.
             stop_pool(pool)
-            _flush_on_interrupt(err, flush, bar)
+            _flush_on_interrupt(err, flush_all, bar)
             raise
         pool.shutdown(wait=True)
-    flush()
+    flush_all()
     bar.close()
-    if store is not None and store.unstored:
-        result.unstored = [p for p in result.features if digests.get(p) in set(store.unstored)]
-        warnings.warn(f"{store.root}: features of {len(result.unstored)} track{'s' * (len(result.unstored) != 1)} "
-                      f"could not be stored in the cache ({store.write_error}); they were used in this run and "
-                      "will be computed again next time", stacklevel=2)
-    return result
+    for store, result in zip(stores, results):
+        if store is not None and store.unstored:
+            result.unstored = [p for p in result.features if digests.get(p) in set(store.unstored)]
+            warnings.warn(f"{store.root}: features of {len(result.unstored)} track{'s' * (len(result.unstored) != 1)} "
+                          f"could not be stored in the cache ({store.write_error}); they were used in this run and "
+                          "will be computed again next time", stacklevel=2)
+    return results
 
 
 #: Where features are cached unless told otherwise (``GENREVISION_CACHE`` overrides it).
@@ -660,6 +846,17 @@ def extract_cached(paths: list[str], settings: FeatureSettings, *, cache: str | 
 
     store = FeatureStore(cache, settings.to_dict()) if cache else None
     return extract_dataset(list(paths), settings, store=store, jobs=jobs, progress=progress, save_images=save_images)
+
+
+def extract_cached_many(paths: list[str], settings_list, *, cache: str | None = DEFAULT_CACHE,
+                        jobs: int | None = None, progress: bool = True) -> list[ExtractionResult]:
+    """:func:`extract_cached` for several feature settings in one pass (see :func:`extract_many`):
+    each file decoded and separated once per front end, each settings cached in its own store."""
+    from .store import FeatureStore
+
+    settings_list = list(settings_list)
+    stores = [FeatureStore(cache, st.to_dict()) if cache else None for st in settings_list]
+    return extract_many(list(paths), settings_list, stores=stores, jobs=jobs, progress=progress)
 
 
 #: Side file of a store folder recording each array's width (written from the first computed track).
