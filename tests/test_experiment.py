@@ -236,7 +236,7 @@ def test_version_and_examples_in_help():
     assert proc.returncode == 0 and proc.stdout.strip() == f"genrevision {__version__}"
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
-    assert set(sub.choices) == {"extract", "evaluate", "train", "predict", "embed", "tag", "serve"}
+    assert set(sub.choices) == {"extract", "evaluate", "train", "predict", "embed", "tag", "serve", "audit"}
     for name, p in sub.choices.items():
         text = p.format_help()
         assert "example" in text and f"genrevision {name} " in text.split("example", 1)[1], name

@@ -24,7 +24,8 @@ from test_model import GENRES, SR, genre_paths  # noqa: E402
 from genrevision import load_model  # noqa: E402
 from genrevision.serve import IMAGE_MAX_SIZE, create_app, spectrogram_pngs  # noqa: E402
 
-VIEWS = ["original", "harmonic", "percussive"]
+VIEWS = ["original", "harmonic", "percussive"]  # the spectrogram images
+HEADS = VIEWS + ["mfcc"]  # what each view's classifier says: the default recipe also has the MFCC view
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -91,7 +92,7 @@ def test_predict_shared_track(client, model, gtzan_root, upload_dir):
     assert p["path"] == "classical.00006.wav"  # the upload's name, never the server's temp path
     assert p["genre"] == "classical" and p["genre"] in doc["labels"]
     assert set(p["probabilities"]) == set(GENRES) and sum(p["probabilities"].values()) == pytest.approx(1.0)
-    assert list(p["views"]) == VIEWS and all(g in GENRES for g in p["views"].values())
+    assert list(p["views"]) == HEADS and all(g in GENRES for g in p["views"].values())
     assert 29.9 < p["duration"] < 30.1
     # Same numbers as the library (and so as the CLI) on the same file.
     ref = model.predict(path, timeline=True).to_dict()
@@ -161,7 +162,7 @@ def test_model_info(client, model):
     assert info["labels"] == sorted(GENRES) and info["n_train"] == 12
     assert info["recipe"]["name"] == "default" and info["recipe"]["description"]
     assert info["backbone"] == model.backbone_name == "efficientnet_lite2"
-    assert info["views"] == VIEWS and info["settings"] == model.settings.to_dict()
+    assert info["views"] == HEADS and info["settings"] == model.settings.to_dict()
     assert info["limits"] == {"max_upload_mb": 100.0, "max_duration_s": 1200.0, "workers": 2, "max_queue": 8,
                               "audio_extensions": [".wav", ".au", ".flac", ".ogg", ".mp3", ".aiff", ".aif"]}
 

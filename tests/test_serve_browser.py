@@ -120,7 +120,7 @@ def test_page_in_headless_chromium(server, gtzan_root, tmp_path, artifacts):
             labels = page.evaluate("() => fetch('/api/model').then(r => r.json()).then(m => m.labels)")
             expect(page.locator("#bars .row")).to_have_count(len(labels))
             expect(page.locator("#bars .row.top .label")).to_have_text("classical")
-            expect(page.locator("#views li")).to_have_count(3)
+            expect(page.locator("#views li")).to_have_count(4)  # O, H, P and the MFCC view
             expect(page.locator("#timeline-box")).to_be_hidden()
 
             # The long file: a timeline of two 30 s segments; clicking one shows its spectrograms.
