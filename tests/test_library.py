@@ -231,6 +231,17 @@ def _sha(path) -> str:
     return hashlib.sha256(open(path, "rb").read()).hexdigest()
 
 
+def _digests(folder) -> dict:
+    return {str(p): _sha(p) for p in folder.rglob("*") if p.is_file()}
+
+
+def _copy_library(src, tmp_path):
+    """A copy of the test library to write into, and the SHA-256 of every file in it."""
+    lib = tmp_path / "lib"
+    shutil.copytree(src, lib)
+    return lib, _digests(lib)
+
+
 def test_genre_spellings_merge():
     assert {genre_key(s) for s in ("Hip-Hop", "hip hop", "HipHop", " HIP_HOP ", "Hip–Hop")} == {"hiphop"}
     assert genre_key("Drum & Bass") == genre_key("drum and bass") != genre_key("Drum")
@@ -289,9 +300,7 @@ def test_report_says_what_to_expect(trained, tmp_path):
 def test_non_music_and_unsure_files_are_left_untagged(library_src, trained, tmp_path):
     d, truth, _ = library_src
     _, model, _, path = trained
-    lib = tmp_path / "lib"
-    shutil.copytree(d, lib)
-    before = {str(p): _sha(p) for p in lib.rglob("*") if p.is_file()}
+    lib, before = _copy_library(d, tmp_path)
     res = tag_files([lib], path, cache=None, progress=False, log=tmp_path / "log.jsonl", jobs=0)
     by = {os.path.basename(x.path): x for x in res.decisions}
     for name in NOT_MUSIC:
@@ -309,27 +318,25 @@ def test_non_music_and_unsure_files_are_left_untagged(library_src, trained, tmp_
             assert x.action == "skipped"  # the files that have a genre already
     if written:
         undo(tmp_path / "log.jsonl")
-    assert {str(p): _sha(p) for p in lib.rglob("*") if p.is_file()} == before
+    assert _digests(lib) == before
 
 
 def test_audit_ranks_the_mislabels_first_and_writes_only_through_the_log(library_src, trained, tmp_path):
     d, truth, _ = library_src
     _, _, _, path = trained
-    lib = tmp_path / "lib"
-    shutil.copytree(d, lib)
-    before = {str(p): _sha(p) for p in lib.rglob("*") if p.is_file()}
+    lib, before = _copy_library(d, tmp_path)
     rows, notes = audit_library([lib], path, progress=False, cache=None, jobs=0)
     top = {os.path.basename(r.path).rsplit(".", 1)[0] for r in rows[:len(MISLABELLED)]}
     assert top == MISLABELLED, [(os.path.basename(r.path), r.tagged, r.suggested, round(r.p_tagged, 3)) for r in rows[:6]]
     assert all(r.source == "out-of-fold" for r in rows)  # every tagged file was in training: judged out-of-fold
-    assert {str(p): _sha(p) for p in lib.rglob("*") if p.is_file()} == before  # auditing writes nothing
+    assert _digests(lib) == before  # auditing writes nothing
     res = write_audit(rows, path, limit=len(MISLABELLED), log=tmp_path / "log.jsonl")
     assert [x.action for x in res.decisions] == ["tagged"] * len(MISLABELLED)
     for r, x in zip(rows, res.decisions):
         assert read_genres(r.path) == [r.suggested] and audio_digest(r.path) == r.digest
     assert len(open(tmp_path / "log.jsonl").read().splitlines()) == len(MISLABELLED)
     undo(tmp_path / "log.jsonl")
-    assert {str(p): _sha(p) for p in lib.rglob("*") if p.is_file()} == before
+    assert _digests(lib) == before
 
 
 def test_precision_changes_the_thresholds_and_old_models_cannot_abstain(trained, model_file):
