@@ -30,6 +30,7 @@ from typing import Callable
 
 import numpy as np
 
+from .errors import BackboneUnavailable
 from .files import user_cache
 
 __all__ = [
@@ -84,10 +85,6 @@ def pool_stages(stages, *, with_max: bool = False):
     if with_max:
         parts += [m.amax(dim=(2, 3)) for m in maps]
     return torch.cat(parts + vecs, dim=1)
-
-
-class BackboneUnavailable(RuntimeError):
-    """The backbone's code or weights are not available on this machine."""
 
 
 @dataclass(frozen=True)

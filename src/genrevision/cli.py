@@ -7,6 +7,7 @@ import os
 import sys
 import time
 
+from .errors import GenrevisionError
 from .files import printable, user_cache
 
 __all__ = ["main"]
@@ -716,9 +717,20 @@ def main(argv=None) -> int:
              "finished tracks are cached" + (", finished folds kept in OUT/folds" if args.command == "evaluate" else "")
              + ", rerun to resume")
         return 143 if isinstance(err, _Terminated) else 130
-    except (ValueError, RuntimeError, OSError) as err:
-        _err(str(err).splitlines()[0] if str(err) else type(err).__name__)
+    except (GenrevisionError, ValueError, RuntimeError, OSError) as err:
+        _err(_error_line(err))
         return 2
+
+
+def _error_line(err: BaseException) -> str:
+    """The one line printed for an error that ends a command (exit status 2).
+
+    A :class:`~genrevision.errors.GenrevisionError` (audio, dataset, model, tag, ...) is
+    one line "<what>: <why>" by contract; other ValueError/RuntimeError/OSError (a bad
+    option value, a full disk) print their first line, or their type when they have none.
+    """
+    text = str(err)
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 if __name__ == "__main__":

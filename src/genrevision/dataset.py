@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .audio import AUDIO_EXTENSIONS
+from .errors import DatasetError
 from .files import NotRegularFile, open_regular
 
 __all__ = ["Dataset", "DatasetError", "load_dataset", "load_mirdata", "canonical_label", "LABEL_ALIASES",
@@ -30,10 +31,6 @@ LABEL_ALIASES = {"hip-hop": "hiphop"}
 def canonical_label(label: str) -> str:
     """GTZAN's spelling of a genre label (``"hip-hop"`` → ``"hiphop"``); other labels unchanged."""
     return LABEL_ALIASES.get(label, label)
-
-
-class DatasetError(ValueError):
-    """A dataset that cannot be used; the message names the path and the reason."""
 
 
 @dataclass

@@ -9,9 +9,10 @@ check and the open cannot slip through.
 """
 from __future__ import annotations
 
-import errno
 import os
 import stat
+
+from .errors import NotRegularFile
 
 __all__ = ["NotRegularFile", "open_regular", "open_regular_fd", "check_regular", "os_reason", "user_cache",
            "printable"]
@@ -20,22 +21,6 @@ __all__ = ["NotRegularFile", "open_regular", "open_regular_fd", "check_regular",
 def user_cache(name: str) -> str:
     """``~/.cache/genrevision/<name>``: the one root of every cache (features, predictions, ONNX graphs)."""
     return os.path.join(os.path.expanduser("~"), ".cache", "genrevision", name)
-
-
-class NotRegularFile(OSError):
-    """A path that exists but is not a regular file (a FIFO, socket, device or folder)."""
-
-    def __init__(self, path, kind: str = ""):
-        self.path = path
-        self.kind = kind
-        what = f" ({kind})" if kind else ""
-        super().__init__(errno.EINVAL, f"not a regular file{what}")
-
-    def __str__(self) -> str:
-        return self.strerror
-
-    def __reduce__(self):
-        return (type(self), (self.path, self.kind))
 
 
 def _kind(mode: int) -> str:

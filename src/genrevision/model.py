@@ -56,6 +56,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .audio import AudioError, audio_info
+from .errors import ModelError
 from .files import NotRegularFile, open_regular, user_cache
 
 __all__ = [
@@ -103,18 +104,6 @@ _SHA_KEY = {"classifier.skops": "classifier_sha256", "views.skops": "view_classi
             "tuned.npz": "tuned_sha256", "library.npz": "library_sha256"}
 
 _DEFAULT_CACHE = user_cache("features")
-
-
-class ModelError(ValueError):
-    """A model file that cannot be used; ``str(err)`` is one line "<path>: <reason>"."""
-
-    def __init__(self, path, reason: str):
-        self.path = os.fspath(path) if not isinstance(path, str) else path
-        self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
-
-    def __reduce__(self):
-        return (type(self), (self.path, self.reason))
 
 
 @dataclass

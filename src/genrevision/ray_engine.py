@@ -36,6 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from .errors import RayUnavailable
 from .features import ExtractionResult, FeatureSettings, _failure_reason, prepare_track, prepared_features
 from .store import content_digest
 
@@ -65,10 +66,6 @@ PARQUET_COLUMNS = ("track_id", "path", "view", "window", "start", "vector")
 # requests are not fused), which would run decoding behind the CNN, one
 # track at a time per actor.
 _PREPARE_MEMORY = 400 * 2**20
-
-
-class RayUnavailable(RuntimeError):
-    """Ray (or pyarrow) is not installed; the message says how to install it."""
 
 
 def require_ray():

@@ -55,6 +55,7 @@ import threading
 import uuid
 from dataclasses import asdict, dataclass, field
 
+from .errors import TagError
 from .files import printable as _printable
 
 __all__ = [
@@ -87,14 +88,6 @@ DEFAULT_MIN_PROB = 0.25
 DEFAULT_LOG = os.path.join(os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share"),
                            "genrevision", "tag-log.jsonl")
 _MODES = ("keep", "force", "merge")
-
-
-class TagError(ValueError):
-    """A file whose tags cannot be read or written; ``str(err)`` is one line "<path>: <reason>"."""
-
-    def __init__(self, path, reason: str):
-        self.path, self.reason = os.fspath(path), reason
-        super().__init__(f"{self.path}: {reason}")
 
 
 # ----------------------------------------------------------------------------- choosing genres
