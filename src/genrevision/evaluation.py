@@ -43,6 +43,7 @@ from sklearn.model_selection import (
     StratifiedShuffleSplit,
 )
 
+from ._utils.validation import check_scalar
 from .dataset import gtzan_track_number as _parse_track_number
 
 __all__ = [
@@ -158,11 +159,6 @@ def gtzan_split_labels(paths, splits_dir, *, pattern="{split}_filtered.txt"):
     return np.array([where.get(_genre_file_key(p), "") for p in paths], dtype="<U5")
 
 
-def _check_positive_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
-
-
 def single_group_classes(labels, groups) -> dict:
     """Classes whose tracks all belong to one group: ``{class: group}``.
 
@@ -271,11 +267,11 @@ def make_splits(
     if labels.ndim != 1 or len(labels) == 0:
         raise ValueError("labels must be a non-empty 1-D array with one label per track.")
     n = len(labels)
-    _check_positive_int("n_repeats", n_repeats, 1)
+    check_scalar(n_repeats, "n_repeats", kind=int, min=1)
     if protocol in ("cv", "group", "block"):
-        _check_positive_int("n_splits", n_splits, 2)
-    if protocol == "paper" and not (0.0 < float(test_size) < 1.0):
-        raise ValueError(f"test_size must be a fraction in (0, 1), got {test_size!r}.")
+        check_scalar(n_splits, "n_splits", kind=int, min=2)
+    if protocol == "paper":
+        check_scalar(test_size, "test_size", kind=float, min=0, max=1, include_boundaries="neither")
 
     def _per_track(name, arr):
         arr = np.asarray(arr)
@@ -515,8 +511,7 @@ def repeat_summary(fold_accuracies, fold_repeats, *, confidence=0.95):
         ``{"repeat_means": [...], "repeat_std": float or None (ddof=1),
         "ci95": [low, high] or None}`` (None with a single repeat).
     """
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}.")
+    check_scalar(confidence, "confidence", kind=float, min=0, max=1, include_boundaries="neither")
     acc = np.asarray(fold_accuracies, dtype=float)
     rep = np.asarray(fold_repeats)
     means = np.array([acc[rep == r].mean() for r in np.unique(rep)])

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from ._utils.validation import check_scalar
 from .evaluation import (
     LEAKY_PROTOCOLS,
     PROTOCOLS,
@@ -483,11 +484,6 @@ def protocol_honesty(protocol, groups, untested, y) -> dict:
             "n_scored_tracks": scored}
 
 
-def _check_int(name, v, lo):
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
-        raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
-
-
 def evaluate(data, *, protocol: str = "cv", recipes=("default", "paper"), folds: int = 10, repeats: int = 5,
              seed: int = 0, cache: str | None = DEFAULT_CACHE, jobs: int | None = None, progress: bool = True,
              out=None, backbone: str | None = None, splits_dir: str | None = None) -> EvaluationResult:
@@ -537,11 +533,11 @@ def evaluate(data, *, protocol: str = "cv", recipes=("default", "paper"), folds:
 
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
-    _check_int("folds", folds, 2)
-    _check_int("repeats", repeats, 1)
-    _check_int("seed", seed, 0)
+    check_scalar(folds, "folds", kind=int, min=2)
+    check_scalar(repeats, "repeats", kind=int, min=1)
+    check_scalar(seed, "seed", kind=int, min=0)
     if jobs is not None:
-        _check_int("jobs", jobs, 0)
+        check_scalar(jobs, "jobs", kind=int, min=0)
     recs = _resolve_recipes(recipes, backbone)
     t0 = time.perf_counter()
     ds = data if isinstance(data, Dataset) else load_dataset(os.fspath(data))

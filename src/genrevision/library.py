@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._utils.validation import check_scalar
 from .files import user_cache
 
 __all__ = [
@@ -203,8 +204,7 @@ def read_library(inputs, *, mapping=None, min_tracks: int = MIN_TRACKS, progress
     from .dataset import Dataset
     from .tagging import TagError, find_taggable, read_tag_fields
 
-    if isinstance(min_tracks, bool) or int(min_tracks) != min_tracks or min_tracks < 1:
-        raise ValueError(f"min_tracks must be an integer >= 1, got {min_tracks!r}")
+    check_scalar(min_tracks, "min_tracks", kind=int, min=1, whole_floats=True)
     inputs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
     mapping = _normal_mapping(mapping)
     files, failures = find_taggable(inputs, follow_symlinks=follow_symlinks)
@@ -285,8 +285,7 @@ def precision_thresholds(proba, y, classes, precision: float) -> dict:
     run qualifies (the genre is too confused, or too rarely predicted, to be written at that
     precision).
     """
-    if not (isinstance(precision, (int, float)) and 0 < precision <= 1):
-        raise ValueError(f"precision must be a number in (0, 1], got {precision!r}")
+    check_scalar(precision, "precision", kind=float, min=0, max=1, include_boundaries="right")
     proba, y = np.asarray(proba, dtype=float), np.asarray(y)
     top = proba.argmax(1)
     out = {}

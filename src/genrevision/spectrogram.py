@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from ._utils.validation import check_scalar
+
 __all__ = ["SpectrogramConfig", "log_image", "frequency_scale", "window_images", "resize", "to_png"]
 
 
@@ -75,14 +77,11 @@ class SpectrogramConfig:
             raise ValueError(f"scale must be 'mel' or 'linear', got {self.scale!r}")
         if self.layout not in ("windows", "whole"):
             raise ValueError(f"layout must be 'windows' or 'whole', got {self.layout!r}")
-        if not 8 <= self.n_mels <= 512:
-            raise ValueError(f"n_mels must be in [8, 512], got {self.n_mels}")
-        if not 10 <= self.top_db <= 200:
-            raise ValueError(f"top_db must be in [10, 200] dB, got {self.top_db}")
+        check_scalar(self.n_mels, "n_mels", kind=int, min=8, max=512, whole_floats=True)
+        check_scalar(self.top_db, "top_db", kind=float, min=10, max=200)
         if self.window_seconds <= 0 or self.window_hop_seconds <= 0:
             raise ValueError("window_seconds and window_hop_seconds must be > 0")
-        if self.max_windows < 1:
-            raise ValueError(f"max_windows must be >= 1, got {self.max_windows}")
+        check_scalar(self.max_windows, "max_windows", kind=int, min=1, whole_floats=True)
         if self.image_size is not None:
             h, w = self.image_size
             if h < 16 or w < 16:

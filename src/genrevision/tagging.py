@@ -55,6 +55,7 @@ import threading
 import uuid
 from dataclasses import asdict, dataclass, field
 
+from ._utils.validation import check_scalar
 from .errors import TagError
 from .files import printable as _printable
 
@@ -108,10 +109,8 @@ def choose_genres(probabilities: dict, *, top: int = DEFAULT_TOP, min_prob: floa
         The user's names for the model's labels; labels mapped to one name add
         their probabilities; unmapped labels keep their own name.
     """
-    if isinstance(top, bool) or int(top) != top or top < 1:
-        raise ValueError(f"top must be an integer >= 1, got {top!r}")
-    if not (isinstance(min_prob, (int, float)) and 0 <= min_prob <= 1):
-        raise ValueError(f"min_prob must be a number in [0, 1], got {min_prob!r}")
+    check_scalar(top, "top", kind=int, min=1, whole_floats=True)
+    check_scalar(min_prob, "min_prob", kind=float, min=0, max=1)
     mapping = mapping or {}
     summed: dict[str, float] = {}
     for label, p in probabilities.items():

@@ -41,6 +41,7 @@ import sys
 
 import numpy as np
 
+from ._utils.validation import Interval, validate_params
 from .features import FeatureSettings, decode_segments, plan_segments, view_images
 from .spectrogram import window_images
 
@@ -370,19 +371,16 @@ class FineTuner:
         self.random_state = random_state
         self.progress = progress
 
+    _parameter_constraints = {
+        **{name: Interval(int, 1, None, whole_floats=True)
+           for name in ("epochs", "patience", "windows_per_track", "batch_size", "n_stages")},
+        **{name: Interval(float, 0, None, closed="neither") for name in ("lr", "head_lr")},
+        **{name: Interval(float, 0, 1, closed="left") for name in ("dropout", "mixup", "mask", "crop", "weight_decay")},
+        "val_fraction": Interval(float, 0, 0.5, closed="neither"),
+    }
+
     def _check_params(self):
-        for name in ("epochs", "patience", "windows_per_track", "batch_size", "n_stages"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or int(v) != v or v < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
-        for name in ("lr", "head_lr"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
-        for name in ("dropout", "mixup", "mask", "crop", "weight_decay"):
-            if not 0 <= getattr(self, name) < 1:
-                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
-        if not 0 < self.val_fraction < 0.5:
-            raise ValueError(f"val_fraction must be in (0, 0.5), got {self.val_fraction!r}")
+        validate_params(self, self._parameter_constraints)
 
     def _split(self, y, groups, rng):
         """Validation tracks: ~val_fraction of each genre's groups (at least one when a genre has 3+)."""
