@@ -31,7 +31,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import BackboneUnavailable
-from .files import user_cache
+from .files import atomic_path, user_cache
 
 __all__ = [
     "BackboneSpec",
@@ -619,7 +619,6 @@ def _onnx_cache_dir() -> str:
 
 def _ort_session_for(bb: "Backbone", shape: tuple[int, int]):
     """Export ``bb``'s fused stage means ("all" columns) for one image size and open it in ONNX Runtime."""
-    import tempfile
     import warnings
 
     import onnxruntime as ort
@@ -640,18 +639,12 @@ def _ort_session_for(bb: "Backbone", shape: tuple[int, int]):
                 return pool_stages(self.stages(self.module, x), with_max=True)
 
         example = bb.spec.preprocess(np.zeros((1, h, w), np.float32)).contiguous()
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".onnx")
-        os.close(fd)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                torch.onnx.export(AllStages(bb.module, bb._stages).eval(), (example,), tmp, dynamo=False,
-                                  input_names=["x"], output_names=["features"],
-                                  dynamic_axes={"x": {0: "n"}, "features": {0: "n"}}, opset_version=17)
-            os.replace(tmp, path)  # atomic: two processes exporting at once both end with a whole file
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        # atomic: two processes exporting at once both end with a whole file
+        with atomic_path(path) as tmp, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(AllStages(bb.module, bb._stages).eval(), (example,), tmp, dynamo=False,
+                              input_names=["x"], output_names=["features"],
+                              dynamic_axes={"x": {0: "n"}, "features": {0: "n"}}, opset_version=17)
     so = ort.SessionOptions()
     so.intra_op_num_threads = max(1, torch.get_num_threads())
     so.inter_op_num_threads = 1

@@ -9,18 +9,74 @@ check and the open cannot slip through.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
+import tempfile
 
 from .errors import NotRegularFile
 
 __all__ = ["NotRegularFile", "open_regular", "open_regular_fd", "check_regular", "os_reason", "user_cache",
-           "printable"]
+           "printable", "atomic_path", "atomic_write"]
 
 
 def user_cache(name: str) -> str:
     """``~/.cache/genrevision/<name>``: the one root of every cache (features, predictions, ONNX graphs)."""
     return os.path.join(os.path.expanduser("~"), ".cache", "genrevision", name)
+
+
+@contextlib.contextmanager
+def atomic_path(path, *, suffix: str | None = None):
+    """A temporary path beside ``path`` to write; on success it is synced and renamed onto ``path``.
+
+    A reader sees the whole file or none; the temporary file (``.tmp-*``, a name readers of a
+    folder skip) is removed on any failure. The file gets the mode ``open()`` would give it (or
+    the one ``path`` had). Use it where a library writes to a path (ONNX export, Parquet);
+    :func:`atomic_write` where it writes to a file object.
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(path) or "."
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-",
+                               suffix=os.path.splitext(path)[1] if suffix is None else suffix)
+    try:
+        try:  # mkstemp makes 0600
+            mode = stat.S_IMODE(os.stat(path).st_mode)
+        except OSError:
+            mode = 0o666 & ~_umask()
+        os.fchmod(fd, mode)
+        os.close(fd)
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write(path, write) -> None:
+    """``write(f)`` into a temporary file beside ``path``, synced, then renamed onto ``path``:
+    a reader sees the whole file or none (the temporary file is removed on any failure)."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            write(f)
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux allows (os.umask sets it: a race
+    with other threads creating files)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _kind(mode: int) -> str:

@@ -57,7 +57,7 @@ import numpy as np
 
 from .audio import AudioError, audio_info
 from .errors import ModelError
-from .files import NotRegularFile, open_regular, user_cache
+from .files import NotRegularFile, atomic_write, open_regular, user_cache
 
 __all__ = [
     "ModelError",
@@ -299,8 +299,6 @@ class GenreModel:
 
     def save(self, path) -> str:
         """Write the model file (zip of meta.json + classifier.skops), atomically."""
-        import tempfile
-
         import skops.io as sio
 
         path = os.fspath(path)
@@ -334,20 +332,13 @@ class GenreModel:
         # The checksum covers exactly what is stored (JSON round trip: tuples become lists).
         meta = json.loads(json.dumps(meta))
         meta["meta_sha256"] = meta_checksum(meta)
-        folder = os.path.dirname(os.path.abspath(path))
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".model")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as z:
-                    z.writestr("meta.json", json.dumps(meta, indent=2, sort_keys=True))
-                    for member, payload in payloads.items():
-                        z.writestr(member, payload)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        def write(f):
+            with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as z:
+                z.writestr("meta.json", json.dumps(meta, indent=2, sort_keys=True))
+                for member, payload in payloads.items():
+                    z.writestr(member, payload)
+
+        atomic_write(os.path.abspath(path), write)  # synced, then renamed: a reader sees the whole model or none
         return path
 
     # -- predicting ------------------------------------------------------------

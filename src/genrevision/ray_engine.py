@@ -36,8 +36,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from ._utils.validation import check_scalar
 from .errors import RayUnavailable
 from .features import ExtractionResult, FeatureSettings, _failure_reason, prepare_track, prepared_features
+from .files import atomic_path
 from .store import content_digest
 
 __all__ = [
@@ -283,15 +285,9 @@ def _write_parquet_part(folder: str, tracks: list) -> str:
     schema = _parquet_schema()
     table = pa.table({**{k: pa.array(v, type=schema.field(k).type) for k, v in cols.items()},
                       "vector": pa.ListArray.from_arrays(offsets, values)}, schema=schema)
-    os.makedirs(folder, exist_ok=True)
     name = os.path.join(folder, f"part-{uuid.uuid4().hex}.parquet")
-    tmp = os.path.join(folder, f".tmp-{uuid.uuid4().hex}.parquet")  # readers skip names starting with "."
-    try:
+    with atomic_path(name) as tmp:  # ".tmp-…": readers skip names starting with "."
         pq.write_table(table, tmp)
-        os.replace(tmp, name)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return name
 
 
@@ -377,11 +373,9 @@ def _digests(paths: list[str]) -> list:
 
 
 def _check_positive(name: str, value, *, integer: bool, allow_zero: bool = False) -> None:
-    ok = (not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
-          and (value >= 0 if allow_zero else value > 0) and (not integer or int(value) == value))
-    if not ok:
-        kind = "an integer" if integer else "a number"
-        raise ValueError(f"{name} must be {kind} {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+    # Ray options may come from JSON or the command line as 2.0: whole floats count as integers.
+    check_scalar(value, name, kind=int if integer else float, min=0, whole_floats=True,
+                 include_boundaries="left" if allow_zero else "neither")
 
 
 def _check_concurrency(concurrency) -> None:

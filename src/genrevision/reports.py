@@ -34,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .files import atomic_write
+
 __all__ = [
     "ROW_ORDER",
     "PAPER_SVM",
@@ -592,9 +594,7 @@ def write_report(results, out_dir, *, dpi=100):
     written = {"confusion": {}}
 
     results_path = out / "results.json"
-    tmp = out / f".results.json.{os.getpid()}.tmp"
-    tmp.write_text(results_json(results))
-    os.replace(tmp, results_path)
+    atomic_write(results_path, lambda f: f.write(results_json(results).encode()))
     written["results"] = results_path
 
     std_all = results.get("std") or {}
