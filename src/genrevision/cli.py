@@ -8,12 +8,11 @@ import sys
 import time
 
 from .errors import GenrevisionError
-from .files import printable, user_cache
+from .files import feature_cache, printable
 
 __all__ = ["main"]
 
 DEFAULT_DATA = os.path.join("..", "shared", "data", "gtzan-mini")
-DEFAULT_CACHE = user_cache("features")
 
 
 def _err(msg: str) -> None:
@@ -54,7 +53,7 @@ def _add_feature_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recipe", default="default", choices=_RecipeNames(), metavar="RECIPE",
                    help="named configuration of features and classifiers: %(choices)s (default: %(default)s)")
     p.add_argument("--backbone", default=None, help="override the recipe's CNN (e.g. efficientnet_lite1, alexnet, timm:NAME)")
-    p.add_argument("--cache", default=os.environ.get("GENREVISION_CACHE", DEFAULT_CACHE),
+    p.add_argument("--cache", default=feature_cache(),
                    help="feature cache folder, keyed by file content and settings (default: %(default)s)")
     p.add_argument("--jobs", type=int, default=None, help="worker processes for decoding/HPSS (default: cores - 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -542,7 +541,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "library with --labels-from-tags)")
     p.add_argument("--paper-weights", action="store_true",
                    help="fuse views with the paper's fixed weights 0.5/0.1/0.4 instead of the recipe's")
-    p.add_argument("--cache", default=os.environ.get("GENREVISION_CACHE", DEFAULT_CACHE),
+    p.add_argument("--cache", default=feature_cache(),
                    help="feature cache folder (default: %(default)s)")
     p.add_argument("--jobs", type=int, default=None, help="worker processes for decoding/HPSS (default: cores - 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

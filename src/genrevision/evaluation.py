@@ -43,6 +43,7 @@ from sklearn.model_selection import (
     StratifiedShuffleSplit,
 )
 
+from ._utils.progress import progress_bar
 from ._utils.validation import check_scalar
 from .dataset import gtzan_track_number as _parse_track_number
 
@@ -677,10 +678,8 @@ def cross_validate_rows(estimators, X, y, folds, *, n_jobs=1, progress=True, ddo
     else:
         X_of = {row: X for row in estimators}
 
-    from tqdm.auto import tqdm
-
     tasks = [(row, i) for row in estimators for i in range(len(folds))]
-    bar = tqdm(total=len(tasks), desc="rows x folds", disable=not progress, leave=False)
+    bar = progress_bar(total=len(tasks), desc="rows x folds", enabled=progress, leave=False)
     preds = {}
     try:
         if n_jobs == 1:

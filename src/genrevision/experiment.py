@@ -31,13 +31,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 import time
 import warnings
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from ._utils.progress import progress_bar
 from ._utils.validation import check_scalar
 from .evaluation import (
     LEAKY_PROTOCOLS,
@@ -244,8 +244,6 @@ def _load_fold(path, key, i, fold, heads, classes_dtype):
 
 def _run_folds(fn, folds, *, name, jobs, progress, folder, key, heads, classes_dtype):
     """fn(fold) for every fold, loading finished folds from ``folder``; returns (results, n_fitted)."""
-    from tqdm.auto import tqdm
-
     results = [None] * len(folds)
     if folder:
         for i, f in enumerate(folds):
@@ -259,8 +257,8 @@ def _run_folds(fn, folds, *, name, jobs, progress, folder, key, heads, classes_d
             _save_fold(_fold_path(folder, name, key, i), key, i, r, time.perf_counter() - t)
         return r
 
-    bar = tqdm(total=len(folds), initial=len(folds) - len(todo), desc=f"{name}: folds", unit="fold",
-               disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    bar = progress_bar(total=len(folds), initial=len(folds) - len(todo), desc=f"{name}: folds", unit="fold",
+                       enabled=progress)
     try:
         if jobs <= 1 or len(todo) <= 1:
             for i in todo:

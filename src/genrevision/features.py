@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 import warnings
 from concurrent.futures import FIRST_COMPLETED, wait
@@ -33,8 +32,9 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
+from ._utils.progress import progress_bar
 from .audio import SAMPLE_RATE, AudioError, audio_info, load_audio
-from .files import os_reason, user_cache
+from .files import feature_cache, os_reason
 from .separation import VIEWS, separate
 from .spectrogram import SpectrogramConfig, frequency_scale, log_image, resize, to_png, window_images
 from .workers import start_pool, stop_pool
@@ -640,8 +640,6 @@ def extract_many(
     -------
     list of ExtractionResult, one per settings.
     """
-    from tqdm.auto import tqdm
-
     settings_list = list(settings_list)
     n = len(settings_list)
     stores = list(stores) if stores is not None else [None] * n
@@ -701,8 +699,8 @@ def extract_many(
     for p in todo:
         needs[p] = sorted(set(needs[p]))
 
-    bar = tqdm(total=len(paths), initial=len(paths) - len(todo), desc="extract", unit="track",
-               disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    bar = progress_bar(total=len(paths), initial=len(paths) - len(todo), desc="extract", unit="track",
+                       enabled=progress)
     pending: list[list] = [[] for _ in range(n)]
     remaining = {p: len(needs[p]) for p in todo}  # settings still to finish per path (for the bar)
 
@@ -826,7 +824,7 @@ def extract_many(
 
 
 #: Where features are cached unless told otherwise (``GENREVISION_CACHE`` overrides it).
-DEFAULT_CACHE = os.environ.get("GENREVISION_CACHE", user_cache("features"))
+DEFAULT_CACHE = feature_cache()
 
 
 def extract_cached(paths: list[str], settings: FeatureSettings, *, cache: str | None = DEFAULT_CACHE,

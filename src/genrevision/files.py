@@ -17,12 +17,21 @@ import tempfile
 from .errors import NotRegularFile
 
 __all__ = ["NotRegularFile", "open_regular", "open_regular_fd", "check_regular", "os_reason", "user_cache",
-           "printable", "atomic_path", "atomic_write"]
+           "printable", "atomic_path", "atomic_write", "feature_cache"]
 
 
 def user_cache(name: str) -> str:
     """``~/.cache/genrevision/<name>``: the one root of every cache (features, predictions, ONNX graphs)."""
     return os.path.join(os.path.expanduser("~"), ".cache", "genrevision", name)
+
+
+def feature_cache() -> str:
+    """The feature store's folder: ``$GENREVISION_CACHE`` when set, else ``~/.cache/genrevision/features``.
+
+    The one definition of the default every API and command uses (``extract_cached``,
+    ``evaluate``, ``train_model``, ``audit``, ``embed``, ``--cache``).
+    """
+    return os.environ.get("GENREVISION_CACHE") or user_cache("features")
 
 
 @contextlib.contextmanager

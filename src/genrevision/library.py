@@ -43,14 +43,14 @@ import html
 import math
 import os
 import re
-import sys
 import unicodedata
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._utils.progress import progress_bar
 from ._utils.validation import check_scalar
-from .files import user_cache
+from .files import feature_cache
 
 __all__ = [
     "MIN_TRACKS",
@@ -84,7 +84,7 @@ NOVELTY_QUANTILE = 0.95
 #: by a random projection; measured on the shared tracks, PCA to 16-64 dimensions loses the
 #: speech/noise signal, which lies outside the music's main directions).
 NOVELTY_DIMS = 512
-_FEATURE_CACHE = user_cache("features")
+_FEATURE_CACHE = feature_cache()  # GENREVISION_CACHE honoured, as everywhere
 _SEPARATORS = re.compile(r"\s*[;/,|\x00]\s*")
 
 
@@ -199,8 +199,6 @@ def read_library(inputs, *, mapping=None, min_tracks: int = MIN_TRACKS, progress
     (connected components); a file with none of them is grouped with its folder (usually its
     album).
     """
-    from tqdm.auto import tqdm
-
     from .dataset import Dataset
     from .tagging import TagError, find_taggable, read_tag_fields
 
@@ -209,7 +207,7 @@ def read_library(inputs, *, mapping=None, min_tracks: int = MIN_TRACKS, progress
     mapping = _normal_mapping(mapping)
     files, failures = find_taggable(inputs, follow_symlinks=follow_symlinks)
     rows, untagged, several, fields = [], [], 0, {}
-    for p in tqdm(files, desc="read tags", unit="file", disable=not progress, file=sys.stderr, dynamic_ncols=True):
+    for p in progress_bar(files, desc="read tags", unit="file", enabled=progress):
         try:
             f = read_tag_fields(p)
         except TagError as err:
@@ -541,8 +539,6 @@ def train_library(library: Library, *, recipe="library", precision: float = DEFA
     Raises ValueError when the library has no genre with enough files, or too few artists
     for grouped folds.
     """
-    from tqdm.auto import tqdm
-
     from .audiohash import audio_digest
     from .evaluation import make_splits, single_group_classes
     from .features import extract_dataset
@@ -581,8 +577,7 @@ def train_library(library: Library, *, recipe="library", precision: float = DEFA
     proba = np.full((len(y), len(labels)), np.nan)
     fold_of = np.full(len(y), -1)
     judged = np.zeros(len(y), dtype=bool)
-    for n, fold in enumerate(tqdm(splits, desc="grouped cross-validation", unit="fold", disable=not progress, file=sys.stderr,
-                     dynamic_ncols=True)):
+    for n, fold in enumerate(progress_bar(splits, desc="grouped cross-validation", unit="fold", enabled=progress)):
         fold_of[fold.test] = n
         # The audit judges a file only where its genre was learned from 2 or more other groups in
         # that fold: with one (or none) its low probability says little about the tag.
@@ -605,8 +600,7 @@ def train_library(library: Library, *, recipe="library", precision: float = DEFA
     for c in once:  # never tested: no out-of-fold evidence that it can be written at this precision
         thresholds[c] = None
     digests = []
-    for p in tqdm(ds.paths, desc="audio digests", unit="file", disable=not progress, file=sys.stderr,
-                  dynamic_ncols=True):
+    for p in progress_bar(ds.paths, desc="audio digests", unit="file", enabled=progress):
         digests.append(audio_digest(p))
     report = LibraryReport(labels, list(ds.paths), y, groups, proba, tested, nearest, float(precision), thresholds,
                            limit, k, library, once, fold_of)

@@ -55,9 +55,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._utils.progress import progress_bar
 from .audio import AudioError, audio_info
 from .errors import ModelError
-from .files import NotRegularFile, atomic_write, open_regular, user_cache
+from .files import NotRegularFile, atomic_write, feature_cache, open_regular
 
 __all__ = [
     "ModelError",
@@ -103,7 +104,7 @@ _MAX_SKOPS_MEMBERS = 10_000
 _SHA_KEY = {"classifier.skops": "classifier_sha256", "views.skops": "view_classifier_sha256",
             "tuned.npz": "tuned_sha256", "library.npz": "library_sha256"}
 
-_DEFAULT_CACHE = user_cache("features")
+_DEFAULT_CACHE = feature_cache()  # GENREVISION_CACHE honoured, as everywhere
 
 
 @dataclass
@@ -446,11 +447,8 @@ class GenreModel:
 
     def predict_many(self, paths, *, progress: bool = True, timeline: bool = False, segments: int | None = None):
         """Predict every file; returns (list of Prediction, [(path, reason)] failures)."""
-        from tqdm.auto import tqdm
-
         preds, failures = [], []
-        for p in tqdm(list(paths), desc="predict", unit="file", disable=not progress,
-                      file=sys.stderr, dynamic_ncols=True):
+        for p in progress_bar(list(paths), desc="predict", unit="file", enabled=progress):
             try:
                 preds.append(self.predict(p, timeline=timeline, segments=segments))
             except AudioError as err:
@@ -581,14 +579,11 @@ def fit_recipe(recipe, features: list[dict], labels, *, groups=None, weights=Non
     """
     import dataclasses
 
-    from tqdm.auto import tqdm
-
     labels = np.asarray(labels)
     X, views = recipe.matrix(features)
     view_layout = _split_joined(views)
     steps = 1 + (view_layout != views)
-    with tqdm(total=steps, desc="fit", unit="step", disable=not progress, file=sys.stderr,
-              dynamic_ncols=True) as bar:
+    with progress_bar(total=steps, desc="fit", unit="step", enabled=progress) as bar:
         rows = X.data.shape[0] if hasattr(X, "data") else len(X)
         bar.set_postfix_str(f"classifier: {len(X)} tracks, {rows} rows x {X.shape[1]} features")
         clf = _fit(recipe.classifier(views, weights=weights), X, labels, groups)

@@ -29,13 +29,13 @@ from __future__ import annotations
 import io
 import json
 import os
-import sys
 import tempfile
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from ._utils.progress import progress_bar
 from ._utils.validation import check_scalar
 from .errors import RayUnavailable
 from .features import ExtractionResult, FeatureSettings, _failure_reason, prepare_track, prepared_features
@@ -474,8 +474,6 @@ def extract_dataset_ray(
         raise ValueError(f"{out_parquet}: exists and is not a folder (Parquet output is a folder of part files)")
     require_ray()
 
-    from tqdm.auto import tqdm
-
     paths = [os.fspath(p) for p in paths]
     result = ExtractionResult({}, [])
     done = _parquet_track_ids(out_parquet) if out_parquet is not None else set()
@@ -521,8 +519,8 @@ def extract_dataset_ray(
                                "keep_features": keep_features},
     )
     failed = []
-    bar = tqdm(total=len(paths), initial=len(paths) - len(todo), desc="extract (ray)", unit="track",
-               disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    bar = progress_bar(total=len(paths), initial=len(paths) - len(todo), desc="extract (ray)", unit="track",
+                       enabled=progress)
     try:
         for batch in _stream(ray, ds):
             for idx, p, err, blob in zip(batch["index"], batch["path"], batch["error"], batch["payload"]):
@@ -621,8 +619,6 @@ def predict_files_ray(
     if not paths:
         return [], []
 
-    from tqdm.auto import tqdm
-
     ray = connect(address)
     _configure_data(progress)
     from ray.data import ActorPoolStrategy
@@ -635,8 +631,7 @@ def predict_files_ray(
                         fn_constructor_kwargs={"model_bytes": model_bytes, "timeline": bool(timeline),
                                                "segments": segments})
     answers, failed = [], []
-    with tqdm(total=len(paths), desc="predict (ray)", unit="file", disable=not progress, file=sys.stderr,
-              dynamic_ncols=True) as bar:
+    with progress_bar(total=len(paths), desc="predict (ray)", unit="file", enabled=progress) as bar:
         for batch in _stream(ray, ds):
             for idx, p, err, pred in zip(batch["index"], batch["path"], batch["error"], batch["prediction"]):
                 if err:

@@ -37,10 +37,10 @@ Augmentation, and where it happens (the honest part):
 from __future__ import annotations
 
 import copy
-import sys
 
 import numpy as np
 
+from ._utils.progress import progress_bar
 from ._utils.validation import Interval, validate_params
 from .features import FeatureSettings, decode_segments, plan_segments, view_images
 from .spectrogram import window_images
@@ -222,8 +222,6 @@ def dataset_activations(paths, settings: FeatureSettings, *, cache: str | None, 
     arrays : dict path → arrays (see :func:`track_activations`)
     failures : list of (path, reason)
     """
-    from tqdm.auto import tqdm
-
     from .backbone import Backbone
     from .store import FeatureStore, content_digest
 
@@ -235,7 +233,7 @@ def dataset_activations(paths, settings: FeatureSettings, *, cache: str | None, 
         return None if "act_hw" in a and all(f"{v}.act_shift" in a for v in settings.view_names) else "missing arrays"
 
     out, failures = {}, []
-    for p in tqdm(paths, desc="frozen stages", unit="track", disable=not progress, file=sys.stderr):
+    for p in progress_bar(paths, desc="frozen stages", unit="track", enabled=progress):
         try:
             if store is None:
                 out[p] = track_activations(p, settings, backbone=bb, start=start, shift=shift)
@@ -412,8 +410,6 @@ class FineTuner:
         """
         import torch
         import torch.nn as nn
-        from tqdm.auto import tqdm
-
         from .backbone import Backbone, torch_threads
 
         self._check_params()
@@ -460,7 +456,7 @@ class FineTuner:
             # At epoch 0 the classifier is random: its loss is no baseline to beat.
             best = (float("inf"), 0, copy.deepcopy(tail.state_dict()), copy.deepcopy(clf.state_dict()))
             history = []
-            bar = tqdm(range(int(self.epochs)), desc="fine-tuning", unit="epoch", disable=not self.progress, file=sys.stderr)
+            bar = progress_bar(range(int(self.epochs)), desc="fine-tuning", unit="epoch", enabled=self.progress)
             stale = 0
             for epoch in bar:
                 # This epoch's windows: windows_per_track drawn from each training track's pool.
