@@ -99,13 +99,7 @@ def gtzan_track_number(path):
     ValueError
         If the file name does not look like ``<genre>.<digits>.<ext>``.
     """
-    number = _parse_track_number(str(path))  # dataset's parser: -1 when a name has no number
-    if number < 0:
-        raise ValueError(
-            f"cannot parse a GTZAN track number from {str(path)!r}; "
-            "expected a name like 'blues.00012.wav'."
-        )
-    return number
+    return _parse_track_number(path, strict=True)  # the one parser, in dataset
 
 
 def _genre_file_key(path):

@@ -36,7 +36,8 @@ from ._utils.progress import progress_bar
 from .audio import SAMPLE_RATE, AudioError, audio_info, load_audio
 from .files import feature_cache, os_reason
 from .separation import VIEWS, separate
-from .spectrogram import SpectrogramConfig, frequency_scale, log_image, resize, to_png, window_images
+from .spectrogram import (SpectrogramConfig, count_windows, frequency_scale, log_image, pick_windows, resize, to_png,
+                          window_images)
 from .workers import start_pool, stop_pool
 
 __all__ = [
@@ -129,8 +130,7 @@ class FeatureSettings:
         if self.spectrogram.layout == "whole":
             return 1
         frames = 1 + int(round(seconds * self.sr)) // self.hop_length
-        per, hop = self.window_frames
-        return 1 if frames < per else (frames - per) // hop + 1
+        return count_windows(frames, *self.window_frames)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -315,11 +315,7 @@ def track_images(y: np.ndarray, settings: FeatureSettings, *, windows=None,
         starts = np.zeros(1, np.float32)
     else:
         per, hop = settings.window_frames
-        n_frames = next(iter(full.values())).shape[1]
-        available = 1 if n_frames < per else (n_frames - per) // hop + 1
-        idx = np.arange(available)
-        if windows is not None:
-            idx = np.asarray([i for i in windows if i < available] or [available - 1])
+        idx = pick_windows(next(iter(full.values())).shape[1], per, hop, windows)
         out = {}
         for view, img in full.items():
             wins = window_images(img, frames_per_window=per, hop_frames=hop, indices=idx)

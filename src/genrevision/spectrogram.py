@@ -19,7 +19,8 @@ import numpy as np
 
 from ._utils.validation import check_scalar
 
-__all__ = ["SpectrogramConfig", "log_image", "frequency_scale", "window_images", "resize", "to_png"]
+__all__ = ["SpectrogramConfig", "log_image", "frequency_scale", "count_windows", "pick_windows", "window_images",
+           "resize", "to_png"]
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,20 @@ def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return out[0, 0].numpy()
 
 
+def count_windows(n_frames: int, frames_per_window: int, hop_frames: int) -> int:
+    """Real windows in an image ``n_frames`` long: 1 when it is shorter than one window (tiled)."""
+    return 1 if n_frames < frames_per_window else (n_frames - frames_per_window) // hop_frames + 1
+
+
+def pick_windows(n_frames: int, frames_per_window: int, hop_frames: int, windows=None) -> np.ndarray:
+    """Indices of the windows to cut: all of them, or those of ``windows`` that exist (the last
+    window when none does)."""
+    available = count_windows(n_frames, frames_per_window, hop_frames)
+    if windows is None:
+        return np.arange(available)
+    return np.asarray([i for i in windows if i < available] or [available - 1])
+
+
 def window_images(image: np.ndarray, *, frames_per_window: int, hop_frames: int, indices=None) -> np.ndarray:
     """Cut a (height, n_frames) image into windows along time.
 
@@ -162,7 +177,7 @@ def window_images(image: np.ndarray, *, frames_per_window: int, hop_frames: int,
         reps = int(np.ceil(frames_per_window / max(n, 1)))
         image = np.tile(image, (1, reps))[:, :frames_per_window]
         n = frames_per_window
-    starts = np.arange(0, n - frames_per_window + 1, hop_frames)
+    starts = np.arange(count_windows(n, frames_per_window, hop_frames)) * hop_frames
     if indices is not None:
         starts = starts[np.asarray(indices, dtype=np.int64)]
     return np.stack([image[:, s : s + frames_per_window] for s in starts])

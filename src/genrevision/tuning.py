@@ -43,7 +43,7 @@ import numpy as np
 from ._utils.progress import progress_bar
 from ._utils.validation import Interval, validate_params
 from .features import FeatureSettings, decode_segments, plan_segments, view_images
-from .spectrogram import window_images
+from .spectrogram import pick_windows, window_images
 
 __all__ = [
     "FORMAT",
@@ -99,10 +99,7 @@ def _cut(full: dict, settings: FeatureSettings, *, offset: int, windows=None) ->
         if offset and n_frames < per:
             out[view] = np.zeros((0, img.shape[0], per), np.float32)
             continue
-        available = 1 if n_frames < per else (n_frames - per) // hop + 1
-        idx = np.arange(available)
-        if windows is not None:
-            idx = np.asarray([i for i in windows if i < available] or [available - 1])
+        idx = pick_windows(n_frames, per, hop, windows)
         out[view] = window_images(img, frames_per_window=per, hop_frames=hop, indices=idx).astype(np.float32)
     return out
 
