@@ -43,6 +43,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 from sklearn.utils.validation import check_array, check_is_fitted, check_X_y
 
+from ._utils.early_stopping import EarlyStopping
 from ._utils.validation import Grid, Interval, Options, check_grid, check_scalar, validate_params
 
 __all__ = [
@@ -1029,26 +1030,17 @@ class SoftmaxHead(_ProbaClassifierMixin, ClassifierMixin, BaseEstimator):
             with torch.no_grad():
                 return float(ce(Xs[va] @ W.T + b, yt[va]))
 
-        best = (val_loss() if va is not None else None, 0, W.detach().clone(), b.detach().clone())
-        epoch, since_best = 0, 0
+        stopper = EarlyStopping(self.patience, snapshot=lambda: (W.detach().clone(), b.detach().clone()),
+                                min_delta=1e-10, initial_loss=val_loss() if va is not None else None)
+        epoch = 0
         for epoch in range(1, self.max_epochs + 1):
             opt.step(closure)
-            if va is None:
-                continue
-            current = val_loss()
-            if current < best[0] - 1e-10:
-                best = (current, epoch, W.detach().clone(), b.detach().clone())
-                since_best = 0
-            else:
-                since_best += 1
-                if since_best >= self.patience:
-                    break
-        if va is None:
-            best = (None, epoch, W.detach().clone(), b.detach().clone())
+            if stopper.update(epoch, val_loss() if va is not None else None):
+                break
 
-        self.validation_loss_, self.best_epoch_ = best[0], best[1]
-        self.coef_ = best[2].numpy()
-        self.intercept_ = best[3].numpy()
+        self.validation_loss_, self.best_epoch_ = stopper.best_loss, stopper.best_epoch
+        self.coef_ = stopper.best_state[0].numpy()
+        self.intercept_ = stopper.best_state[1].numpy()
         self.scaler_mean_ = mean
         self.scaler_scale_ = scale
         self.n_iter_ = epoch

@@ -72,11 +72,17 @@ _FOLD_FORMAT = 1
 def fold_rows(recipe, X, views, y, train, test, *, head: str, random_state: int = 0, groups=None):
     """Test likelihoods of every table row for one fold and one head.
 
-    Returns ``(rows, classes)``: row name → (n_test, n_classes) probabilities,
-    columns in ``classes`` order; ``"fused"`` is the recipe's own fusion (its
-    configured weights) over all of its views. With ``groups`` (artist, album
-    or track per row of ``X``) every inner search of the fit (C, fusion
-    weights, early stopping, stacking) keeps a group on one side.
+    With ``groups`` (artist, album or track per row of ``X``) every inner search
+    of the fit (C, fusion weights, early stopping, stacking) keeps a group on one side.
+
+    Returns
+    -------
+    rows : dict
+        Row name → (n_test, n_classes) probabilities, columns in ``classes``
+        order; ``"fused"`` is the recipe's own fusion (its configured weights)
+        over all of its views.
+    classes : ndarray
+        The classes of the fold's training side (a class absent there has no column).
     """
     # The fine-tuned softmax layer is the slow head and the paper fuses it with
     # fixed weights only, so it skips the inner cross-validation.

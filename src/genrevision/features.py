@@ -69,6 +69,11 @@ __all__ = [
 class FeatureSettings:
     """Everything that decides a track's feature numbers.
 
+    ``FeatureSettings()`` is the *paper's* extractor (EfficientNet-Lite0, ``layers="all"``),
+    not the default recipe's: ``get_recipe("default").features`` is EfficientNet-Lite2 with
+    ``layers="all+max"``. To change one field of what ``genrevision train`` uses, start from
+    the recipe's settings: ``get_recipe("default").features.with_(...)``.
+
     Parameters
     ----------
     sr, normalisation : audio decoding (see :func:`genrevision.audio.load_audio`)
