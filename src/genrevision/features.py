@@ -741,77 +741,55 @@ def extract_many(
             results[k].failures.append((p, reason))
         bar.update(1)
 
-    def settings_for(p):
-        return [settings_list[k] for k in needs[p]]
+    def prepare_here(p):
+        return prepare_tracks(p, [settings_list[k] for k in needs[p]], save_images=save_images if 0 in needs[p] else None)
+
+    def consume(stream, *, on_interrupt=None, flush_each=False) -> dict:
+        """Accept (or fail) each prepared track of ``stream``, one code path for every way of
+        preparing them; with ``flush_each`` returns path → (prepare, CNN) CPU seconds."""
+        seconds = {}
+        try:
+            for p, prepared, prepare_s in stream:
+                if isinstance(prepared, Exception):
+                    fail(p, prepared)
+                    continue
+                t = time.process_time()
+                accept(p, prepared)
+                if flush_each:
+                    flush_all()
+                    seconds[p] = (prepare_s, time.process_time() - t)
+        except BaseException as err:
+            # Ctrl-C, SIGTERM (the CLI turns it into KeyboardInterrupt) or an error: keep (in the
+            # cache) the tracks whose images are already made.
+            if on_interrupt is not None:
+                on_interrupt()
+            _flush_on_interrupt(err, flush_all, bar)
+            raise
+        return seconds
 
     n_jobs = max(1, (os.cpu_count() or 2) - 1) if jobs is None else int(jobs)
     if jobs is None and len(todo) >= _PROBE_MIN_TRACKS and (os.cpu_count() or 1) > 1:
-        # How many workers: measured on the first tracks, not guessed (see _workers_for).
-        probe = {}
-        try:
-            for i, p in enumerate(todo[:2]):
-                # CPU time of this process (its threads included): other jobs on the machine do not count.
-                t = time.process_time()
-                try:
-                    prepared = prepare_tracks(p, settings_for(p), save_images=save_images if 0 in needs[p] else None)
-                except Exception as err:  # noqa: BLE001
-                    fail(p, err)
-                    continue
-                t1 = time.process_time()
-                accept(p, prepared)
-                flush_all()
-                if i == 1:  # the first track also loads the networks
-                    probe = {"prepare_s": t1 - t, "cnn_s": time.process_time() - t1}
-        except BaseException as err:
-            _flush_on_interrupt(err, flush_all, bar)
-            raise
+        # How many workers: measured on the first tracks, not guessed (see _workers_for);
+        # the second track's cost, as the first also loads the networks.
+        measured = consume(_prepare_each(todo[:2], prepare_here), flush_each=True).get(todo[1])
         todo = todo[2:]
-        if probe:
+        if measured:
+            probe = {"prepare_s": measured[0], "cnn_s": measured[1]}
             n_jobs = _workers_for(probe["prepare_s"], probe["cnn_s"], os.cpu_count() or 1)
             for r in results:
                 r.probe = {**probe, "workers": n_jobs}
     for r in results:
         r.workers = n_jobs if n_jobs > 0 and len(todo) > 1 else 0
     if n_jobs <= 0 or len(todo) <= 1:
-        try:
-            for p in todo:
-                try:
-                    prepared = prepare_tracks(p, settings_for(p), save_images=save_images if 0 in needs[p] else None)
-                except Exception as err:  # noqa: BLE001 - one bad file must not stop the batch
-                    fail(p, err)
-                    continue
-                accept(p, prepared)
-        except BaseException as err:
-            _flush_on_interrupt(err, flush_all, bar)
-            raise
+        consume(_prepare_each(todo, prepare_here))
     else:
-        # One thread per worker: the workers fill the cores, the CNN runs here.
+        # One thread per worker: the workers fill the cores, the CNN runs here; on an interrupt
+        # the workers stop now instead of finishing their tracks.
         pool = start_pool(n_jobs, threads=1, initializer=_warm_hpss)
-        try:
-            sdicts = [st.to_dict() for st in settings_list]
-            queue = list(reversed(todo))
-            running = {}
-            while queue or running:
-                while queue and len(running) < 2 * n_jobs + 1:
-                    p = queue.pop()
-                    running[pool.submit(_prepare_job, p, [sdicts[k] for k in needs[p]],
-                                        save_images if 0 in needs[p] else None)] = p
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    p = running.pop(fut)
-                    try:
-                        prepared = fut.result()
-                    except Exception as err:  # noqa: BLE001
-                        fail(p, err)
-                        continue
-                    accept(p, prepared)
-        except BaseException as err:
-            # Ctrl-C, SIGTERM (the CLI turns it into KeyboardInterrupt) or an
-            # error: stop the workers now instead of waiting for their tracks,
-            # and keep (in the cache) the tracks whose images are already made.
-            stop_pool(pool)
-            _flush_on_interrupt(err, flush_all, bar)
-            raise
+        sdicts = [st.to_dict() for st in settings_list]
+        submit = lambda p: pool.submit(_prepare_job, p, [sdicts[k] for k in needs[p]],  # noqa: E731
+                                       save_images if 0 in needs[p] else None)
+        consume(_prepare_in_pool(todo, submit, in_flight=2 * n_jobs + 1), on_interrupt=lambda: stop_pool(pool))
         pool.shutdown(wait=True)
     flush_all()
     bar.close()
@@ -822,6 +800,39 @@ def extract_many(
                           f"could not be stored in the cache ({store.write_error}); they were used in this run and "
                           "will be computed again next time", stacklevel=2)
     return results
+
+
+def _prepare_each(paths, prepare):
+    """``(path, prepared tracks or the exception, CPU seconds)`` for each path, in this process.
+
+    CPU time of this process (its threads included): other jobs on the machine do not count.
+    """
+    for p in paths:
+        t = time.process_time()
+        try:
+            prepared = prepare(p)
+        except Exception as err:  # noqa: BLE001 - one bad file must not stop the batch
+            prepared = err
+        yield p, prepared, time.process_time() - t
+
+
+def _prepare_in_pool(paths, submit, *, in_flight: int):
+    """``(path, prepared tracks or the exception, None)`` as worker processes finish them, with
+    at most ``in_flight`` tracks submitted at once (``submit(path)`` returns a future)."""
+    queue = list(reversed(paths))
+    running = {}
+    while queue or running:
+        while queue and len(running) < in_flight:
+            p = queue.pop()
+            running[submit(p)] = p
+        done, _ = wait(running, return_when=FIRST_COMPLETED)
+        for fut in done:
+            p = running.pop(fut)
+            try:
+                prepared = fut.result()
+            except Exception as err:  # noqa: BLE001
+                prepared = err
+            yield p, prepared, None
 
 
 #: Where features are cached unless told otherwise (``GENREVISION_CACHE`` overrides it).
