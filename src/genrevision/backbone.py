@@ -182,13 +182,18 @@ def _build_lite(level: int):
         path = weights or _lite_weights_path(level)
         # image_size=None → TF "same" padding computed per input, so any image size pads correctly.
         model = EfficientNet.from_name(f"efficientnet-lite{level}", image_size=None)
-        try:
-            model.load_state_dict(_load_state(path), strict=True)
-        except RuntimeError as err:
-            raise BackboneUnavailable(f"{path}: weights do not fit efficientnet_lite{level} ({str(err)[:120]})") from None
-        return model, _lite_stages, _sha256(path)
+        return _with_weights(model, path, f"efficientnet_lite{level}"), _lite_stages, _sha256(path)
 
     return build
+
+
+def _with_weights(model, path: str, arch: str):
+    """``model`` with the weights of ``path`` (all of them, exactly), or BackboneUnavailable saying why."""
+    try:
+        model.load_state_dict(_load_state(path), strict=True)
+    except RuntimeError as err:
+        raise BackboneUnavailable(f"{path}: weights do not fit {arch} ({str(err)[:120]})") from None
+    return model
 
 
 def _same_pad_conv(conv):
@@ -313,12 +318,7 @@ def _build_torchvision(arch: str, stage_fn):
         path = _torchvision_weights_file(arch, weights, allow_download)
         from torchvision.models import get_model
 
-        model = get_model(arch, weights=None)
-        try:
-            model.load_state_dict(_load_state(path), strict=True)
-        except RuntimeError as err:
-            raise BackboneUnavailable(f"{path}: weights do not fit {arch} ({str(err)[:120]})") from None
-        return model, stage_fn, _sha256(path)
+        return _with_weights(get_model(arch, weights=None), path, arch), stage_fn, _sha256(path)
 
     return build
 

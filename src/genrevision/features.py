@@ -606,49 +606,10 @@ def extract_dataset(
                         save_images=save_images, backbones=[backbone])[0]
 
 
-def extract_many(
-    paths: list[str],
-    settings_list,
-    *,
-    stores=None,
-    jobs: int | None = None,
-    batch_images: int = 64,
-    progress: bool = True,
-    save_images: str | None = None,
-    backbones=None,
-) -> list[ExtractionResult]:
-    """:func:`extract_dataset` for several feature settings in one pass over the files.
-
-    Each file is read once and, for settings of one :func:`front_end`,
-    decoded and separated once (see :func:`prepare_tracks`); each settings
-    gets its own images, CNN features and store entries, exactly as a run of
-    :func:`extract_dataset` with it alone. A file cached for every settings is
-    not read at all (beyond its digest).
-
-    Parameters
-    ----------
-    paths : list of str
-    settings_list : sequence of FeatureSettings
-    stores : sequence of FeatureStore or None, optional
-        One per settings (None: not cached).
-    jobs, batch_images, progress : see :func:`extract_dataset`.
-    save_images : str, optional
-        PNGs of the first settings' images.
-    backbones : sequence of Backbone or None, optional
-        One per settings (None: the process-wide cached network).
-
-    Returns
-    -------
-    list of ExtractionResult, one per settings.
-    """
-    settings_list = list(settings_list)
-    n = len(settings_list)
-    stores = list(stores) if stores is not None else [None] * n
-    backbones = list(backbones) if backbones is not None else [None] * n
-    if len(stores) != n or len(backbones) != n:
-        raise ValueError(f"extract_many needs one store and one backbone per settings ({n})")
-    results = [ExtractionResult({}, []) for _ in range(n)]
-    layout_written = [[] if st is None or st.read_json(_LAYOUT) is None else [True] for st in stores]
+def _cached_or_needed(paths, settings_list, stores, results, *, save_images) -> tuple[dict, dict]:
+    """Each file's digest, and for each file the settings it must be computed for: fills
+    ``results`` with the cached entries (width-checked) and the files that cannot be read or
+    repeat another's audio; returns ``(needs, digests)``, needs: path → sorted settings indices."""
     needs: dict[str, list[int]] = {}  # path → settings indices it must be computed for, in path order
     digests = {}
     first_with: dict[str, str] = {}  # content digest → first path holding that audio
@@ -692,13 +653,60 @@ def extract_many(
                 reason = _width_mismatch(result.features[p], layout)
                 if reason:
                     warnings.warn(f"{store._file(digests[p])}: bad cache entry for {p} ({reason}); recomputing",
-                                  stacklevel=2)
+                                  stacklevel=3)
                     del result.features[p]
                     result.cached -= 1
                     needs.setdefault(p, []).append(k)
-    todo = [p for p in paths if p in needs]  # path order, each once
-    for p in todo:
+    for p in needs:
         needs[p] = sorted(set(needs[p]))
+    return needs, digests
+
+
+def extract_many(
+    paths: list[str],
+    settings_list,
+    *,
+    stores=None,
+    jobs: int | None = None,
+    batch_images: int = 64,
+    progress: bool = True,
+    save_images: str | None = None,
+    backbones=None,
+) -> list[ExtractionResult]:
+    """:func:`extract_dataset` for several feature settings in one pass over the files.
+
+    Each file is read once and, for settings of one :func:`front_end`,
+    decoded and separated once (see :func:`prepare_tracks`); each settings
+    gets its own images, CNN features and store entries, exactly as a run of
+    :func:`extract_dataset` with it alone. A file cached for every settings is
+    not read at all (beyond its digest).
+
+    Parameters
+    ----------
+    paths : list of str
+    settings_list : sequence of FeatureSettings
+    stores : sequence of FeatureStore or None, optional
+        One per settings (None: not cached).
+    jobs, batch_images, progress : see :func:`extract_dataset`.
+    save_images : str, optional
+        PNGs of the first settings' images.
+    backbones : sequence of Backbone or None, optional
+        One per settings (None: the process-wide cached network).
+
+    Returns
+    -------
+    list of ExtractionResult, one per settings.
+    """
+    settings_list = list(settings_list)
+    n = len(settings_list)
+    stores = list(stores) if stores is not None else [None] * n
+    backbones = list(backbones) if backbones is not None else [None] * n
+    if len(stores) != n or len(backbones) != n:
+        raise ValueError(f"extract_many needs one store and one backbone per settings ({n})")
+    results = [ExtractionResult({}, []) for _ in range(n)]
+    layout_written = [[] if st is None or st.read_json(_LAYOUT) is None else [True] for st in stores]
+    needs, digests = _cached_or_needed(paths, settings_list, stores, results, save_images=save_images)
+    todo = [p for p in paths if p in needs]  # path order, each once
 
     bar = progress_bar(total=len(paths), initial=len(paths) - len(todo), desc="extract", unit="track",
                        enabled=progress)
