@@ -6,14 +6,14 @@ from genrevision._utils.validation import Grid, Interval, Options, check_grid, c
 
 
 @pytest.mark.parametrize("value, kwargs, message", [
-    (1, dict(kind=int, min=2), "folds must be an integer >= 2, got 1."),
-    (0, dict(kind=int, min=1, max=32), r"folds must be an integer in [1, 32], got 0."),
-    (True, dict(kind=int, min=0), "folds must be an integer >= 0, got True."),
-    (2.5, dict(kind=int, min=1, whole_floats=True), "folds must be an integer >= 1, got 2.5."),
-    (0.0, dict(kind=float, min=0, include_boundaries="neither"), "folds must be > 0, got 0.0."),
-    (1.0, dict(kind=float, min=0, max=1, include_boundaries="left"), r"folds must be in [0, 1), got 1.0."),
-    (float("nan"), dict(kind=float, min=0), "folds must be >= 0, got nan."),
-    ("3", dict(kind=float), "folds must be a finite number, got '3'."),
+    (1, dict(kind=int, min=2), "folds must be an integer >= 2, got 1"),
+    (0, dict(kind=int, min=1, max=32), r"folds must be an integer in [1, 32], got 0"),
+    (True, dict(kind=int, min=0), "folds must be an integer >= 0, got True"),
+    (2.5, dict(kind=int, min=1, whole_floats=True), "folds must be an integer >= 1, got 2.5"),
+    (0.0, dict(kind=float, min=0, include_boundaries="neither"), "folds must be > 0, got 0.0"),
+    (1.0, dict(kind=float, min=0, max=1, include_boundaries="left"), r"folds must be in [0, 1), got 1.0"),
+    (float("nan"), dict(kind=float, min=0), "folds must be >= 0, got nan"),
+    ("3", dict(kind=float), "folds must be a finite number, got '3'"),
 ])
 def test_check_scalar_says_the_range(value, kwargs, message):
     with pytest.raises(ValueError) as err:

@@ -1,7 +1,7 @@
 """Parameter checks, written once (scikit-learn's ``check_scalar`` / ``_parameter_constraints``).
 
 :func:`check_scalar` checks one number and raises with one sentence that says the valid
-range (``"folds must be an integer >= 2, got 1."``). A class with several parameters
+range (``"folds must be an integer >= 2, got 1"``). A class with several parameters
 declares them as data, a ``_parameter_constraints`` dict of :class:`Interval` (a number
 in a range), :class:`Options` (one of a few values) or :class:`Grid` (a non-empty
 sequence of numbers in a range), and calls :func:`validate_params` once::
@@ -73,10 +73,10 @@ def check_scalar(value, name: str, *, kind=int, min=None, max=None, include_boun
     >>> check_scalar(1, "folds", kind=int, min=2)
     Traceback (most recent call last):
     ...
-    ValueError: folds must be an integer >= 2, got 1.
+    ValueError: folds must be an integer >= 2, got 1
     """
     if include_boundaries not in _CLOSED:
-        raise ValueError(f"include_boundaries must be one of {', '.join(_CLOSED)}, got {include_boundaries!r}.")
+        raise ValueError(f"include_boundaries must be one of {', '.join(_CLOSED)}, got {include_boundaries!r}")
     rng = _range_text(kind, min, max, include_boundaries)
     if kind is int:
         ok = not isinstance(value, bool) and (
@@ -95,7 +95,7 @@ def check_scalar(value, name: str, *, kind=int, min=None, max=None, include_boun
         if max is not None and not (value <= max if right else value < max):
             ok = False
     if not ok:
-        raise ValueError(f"{name} must be {what}, got {value!r}.")
+        raise ValueError(f"{name} must be {what}, got {value!r}")
     return value
 
 
@@ -113,7 +113,7 @@ def check_grid(values, name: str, *, min=0, include_min: bool = False):
                 or not (v >= min if include_min else v > min)):
             ok = False
     if not ok:
-        raise ValueError(f"{name} must be a non-empty sequence of numbers {bound}, got {values!r}.")
+        raise ValueError(f"{name} must be a non-empty sequence of numbers {bound}, got {values!r}")
     return values
 
 
@@ -144,7 +144,7 @@ class Options:
     def check(self, value, name):
         if not any(v is value or (not isinstance(value, bool) and value == v) for v in self.values):
             shown = ", ".join(repr(v) for v in self.values)
-            raise ValueError(f"{name} must be one of {shown}, got {value!r}.")
+            raise ValueError(f"{name} must be one of {shown}, got {value!r}")
         return value
 
 
