@@ -26,9 +26,10 @@ from genrevision.dataset import load_dataset
 from genrevision.evaluation import gtzan_split_labels, make_splits
 from genrevision.experiment import evaluate_baseline, evaluate_recipe
 from genrevision.features import extract_cached
+from genrevision.files import feature_cache
 from genrevision.recipes import get_recipe
 
-DEFAULT_CACHE = os.environ.get("GENREVISION_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "genrevision", "features"))
+DEFAULT_CACHE = feature_cache()
 
 
 def variants():

@@ -32,6 +32,8 @@ import time
 
 import numpy as np
 
+from throughput import _process_tree  # benchmarks/ is sys.path[0] when a benchmark runs
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 MANIFEST = os.path.join(HERE, "..", "manifests", "gtzan-shared.csv")
 _TICK = os.sysconf("SC_CLK_TCK")
@@ -41,29 +43,10 @@ def load() -> str:
     return "%.2f" % os.getloadavg()[0]
 
 
-def _tree_cpu(root: int, seen: dict) -> float:
-    """CPU seconds of ``root`` and every live descendant; finished ones keep their last reading in ``seen``."""
-    children: dict[int, list[int]] = {}
-    stats = {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as fh:
-                parts = fh.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        pid, ppid = int(d), int(parts[1])
-        children.setdefault(ppid, []).append(pid)
-        stats[pid] = (int(parts[11]) + int(parts[12])) / _TICK  # utime + stime
-    todo, tree = [root], []
-    while todo:
-        p = todo.pop()
-        tree.append(p)
-        todo += children.get(p, [])
-    for p in tree:
-        if p in stats:
-            seen[p] = stats[p]
+def _tree_cpu(seen: dict) -> float:
+    """CPU seconds of this process and every live descendant; finished ones keep their last reading in ``seen``."""
+    for key, ticks in (_process_tree() or {}).items():  # one /proc reader, throughput.py's
+        seen[key] = ticks / _TICK
     return sum(seen.values())
 
 
@@ -76,7 +59,7 @@ class CpuSampler(threading.Thread):
 
     def run(self):
         while not self.stop.is_set():
-            self.samples.append((time.perf_counter(), _tree_cpu(os.getpid(), self.seen)))
+            self.samples.append((time.perf_counter(), _tree_cpu(self.seen)))
             self.stop.wait(self.every)
 
     def cores_busy(self, t0, t1):

@@ -33,7 +33,7 @@ from genrevision.dataset import load_dataset  # noqa: E402
 from genrevision.evaluation import Fold, make_splits, single_group_classes  # noqa: E402
 from genrevision.experiment import evaluate_baseline, evaluate_recipe  # noqa: E402
 from genrevision.features import extract_cached  # noqa: E402
-from genrevision.files import user_cache  # noqa: E402
+from genrevision.files import feature_cache  # noqa: E402
 from genrevision.recipes import get_recipe  # noqa: E402
 
 MANIFEST = os.path.join(HERE, "..", "manifests", "gtzan-shared.csv")
@@ -92,7 +92,7 @@ def main(argv=None):
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--skip-cv", action="store_true", help="only (a)")
-    ap.add_argument("--cache", default=os.environ.get("GENREVISION_CACHE") or user_cache("features"))
+    ap.add_argument("--cache", default=feature_cache())
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)

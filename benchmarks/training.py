@@ -31,12 +31,13 @@ sys.path.insert(0, os.path.join(HERE, "..", "src"))
 
 from genrevision.dataset import load_dataset  # noqa: E402
 from genrevision.features import extract_dataset  # noqa: E402
+from genrevision.files import feature_cache  # noqa: E402
 from genrevision.model import fit_recipe  # noqa: E402
 from genrevision.recipes import get_recipe  # noqa: E402
 from genrevision.store import FeatureStore  # noqa: E402
 
 DATA = os.path.join(HERE, "..", "..", "shared", "data", "gtzan-mini")
-CACHE = os.environ.get("GENREVISION_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "genrevision", "features"))
+CACHE = feature_cache()
 
 
 def synthetic(features, labels, n, *, seed=0, noise=0.05):

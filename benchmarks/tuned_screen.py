@@ -37,11 +37,12 @@ import numpy as np
 
 from genrevision.dataset import load_dataset
 from genrevision.evaluation import make_splits
+from genrevision.files import feature_cache
 from genrevision.ragged import Ragged
 from genrevision.recipes import get_recipe
 from genrevision.tuning import FineTuner, TunedTail, dataset_activations, tail_features, tail_start, track_tensor
 
-DEFAULT_CACHE = os.environ.get("GENREVISION_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "genrevision", "features"))
+DEFAULT_CACHE = feature_cache()
 
 ROWS = {
     "default": "default recipe (frozen Lite2), 10 windows",

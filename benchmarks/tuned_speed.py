@@ -35,10 +35,11 @@ SRC = os.path.join(HERE, "..", "src")
 sys.path.insert(0, SRC)
 
 from genrevision.dataset import load_dataset  # noqa: E402
+from genrevision.files import feature_cache  # noqa: E402
 from genrevision.recipes import get_recipe  # noqa: E402
 
 DATA = os.path.join(HERE, "..", "..", "shared", "data", "gtzan-mini")
-CACHE = os.environ.get("GENREVISION_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "genrevision", "features"))
+CACHE = feature_cache()
 
 
 def load() -> list[float]:

@@ -19,16 +19,14 @@ the early stopping, measured on held-out tracks, never on the test tracks.
 """
 from __future__ import annotations
 
-import numbers
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
+from ._utils.validation import Grid, Interval, validate_params
 from .classifiers import (
     _check_groups,
-    _check_int,
-    _check_positive_float,
     _ProbaClassifierMixin,
     _softmax,
     column_stats,
@@ -103,19 +101,21 @@ class AttentionPoolingClassifier(_ProbaClassifierMixin, ClassifierMixin, BaseEst
 
     # -- checks ---------------------------------------------------------------
 
+    _parameter_constraints = {
+        "hidden": Interval(int, 1, None),
+        "weight_decay": Interval(float, 0, None, none_ok=True),
+        "max_epochs": Interval(int, 1, None),
+        "learning_rate": Interval(float, 0, None, closed="neither"),
+        "inner_cv": Interval(int, 2, None),
+        "n_components": Interval(int, 1, None),
+        "threads": Interval(int, 1, None),
+    }
+
     def _check_params(self):
-        _check_int(self.hidden, "hidden", 1)
+        validate_params(self, self._parameter_constraints)
+        if self.weight_decay is None:
+            Grid(0, include_min=True).check(self.weight_decay_grid, "weight_decay_grid")
         grid = [self.weight_decay] if self.weight_decay is not None else self.weight_decay_grid
-        if isinstance(grid, str) or len(grid) == 0:
-            raise ValueError(f"weight_decay_grid must be a non-empty sequence of numbers >= 0; got {grid!r}.")
-        for wd in grid:
-            if isinstance(wd, bool) or not isinstance(wd, numbers.Real) or not (np.isfinite(wd) and wd >= 0):
-                raise ValueError(f"weight_decay must be a finite number >= 0; got {wd!r}.")
-        _check_int(self.max_epochs, "max_epochs", 1)
-        _check_positive_float(self.learning_rate, "learning_rate")
-        _check_int(self.inner_cv, "inner_cv", 2)
-        _check_int(self.n_components, "n_components", 1)
-        _check_int(self.threads, "threads", 1)
         return [float(w) for w in grid]
 
     @staticmethod

@@ -20,6 +20,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from .errors import AudioError
 from .files import NotRegularFile, open_regular, open_regular_fd
 
 __all__ = [
@@ -46,19 +47,6 @@ SILENCE_PEAK = 1e-4
 Source = Union[str, os.PathLike, bytes]
 
 
-class AudioError(ValueError):
-    """A file that cannot be used as audio; ``str(err)`` is one line naming it."""
-
-    def __init__(self, source, reason: str):
-        self.source = _name(source)
-        self.reason = reason
-        super().__init__(f"{self.source}: {reason}")
-
-    def __reduce__(self):
-        # Rebuilt from (source, reason) when it crosses a process boundary.
-        return (type(self), (self.source, self.reason))
-
-
 @dataclass(frozen=True)
 class AudioInfo:
     """What the header says, before decoding anything."""
@@ -70,12 +58,6 @@ class AudioInfo:
     @property
     def duration(self) -> float:
         return self.frames / self.samplerate if self.samplerate else 0.0
-
-
-def _name(source) -> str:
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        return "<bytes>"
-    return os.fspath(source)
 
 
 @contextlib.contextmanager

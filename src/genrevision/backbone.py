@@ -30,7 +30,8 @@ from typing import Callable
 
 import numpy as np
 
-from .files import user_cache
+from .errors import BackboneUnavailable
+from .files import atomic_path, user_cache
 
 __all__ = [
     "BackboneSpec",
@@ -84,10 +85,6 @@ def pool_stages(stages, *, with_max: bool = False):
     if with_max:
         parts += [m.amax(dim=(2, 3)) for m in maps]
     return torch.cat(parts + vecs, dim=1)
-
-
-class BackboneUnavailable(RuntimeError):
-    """The backbone's code or weights are not available on this machine."""
 
 
 @dataclass(frozen=True)
@@ -185,13 +182,18 @@ def _build_lite(level: int):
         path = weights or _lite_weights_path(level)
         # image_size=None → TF "same" padding computed per input, so any image size pads correctly.
         model = EfficientNet.from_name(f"efficientnet-lite{level}", image_size=None)
-        try:
-            model.load_state_dict(_load_state(path), strict=True)
-        except RuntimeError as err:
-            raise BackboneUnavailable(f"{path}: weights do not fit efficientnet_lite{level} ({str(err)[:120]})") from None
-        return model, _lite_stages, _sha256(path)
+        return _with_weights(model, path, f"efficientnet_lite{level}"), _lite_stages, _sha256(path)
 
     return build
+
+
+def _with_weights(model, path: str, arch: str):
+    """``model`` with the weights of ``path`` (all of them, exactly), or BackboneUnavailable saying why."""
+    try:
+        model.load_state_dict(_load_state(path), strict=True)
+    except RuntimeError as err:
+        raise BackboneUnavailable(f"{path}: weights do not fit {arch} ({str(err)[:120]})") from None
+    return model
 
 
 def _same_pad_conv(conv):
@@ -316,12 +318,7 @@ def _build_torchvision(arch: str, stage_fn):
         path = _torchvision_weights_file(arch, weights, allow_download)
         from torchvision.models import get_model
 
-        model = get_model(arch, weights=None)
-        try:
-            model.load_state_dict(_load_state(path), strict=True)
-        except RuntimeError as err:
-            raise BackboneUnavailable(f"{path}: weights do not fit {arch} ({str(err)[:120]})") from None
-        return model, stage_fn, _sha256(path)
+        return _with_weights(get_model(arch, weights=None), path, arch), stage_fn, _sha256(path)
 
     return build
 
@@ -622,7 +619,6 @@ def _onnx_cache_dir() -> str:
 
 def _ort_session_for(bb: "Backbone", shape: tuple[int, int]):
     """Export ``bb``'s fused stage means ("all" columns) for one image size and open it in ONNX Runtime."""
-    import tempfile
     import warnings
 
     import onnxruntime as ort
@@ -643,18 +639,12 @@ def _ort_session_for(bb: "Backbone", shape: tuple[int, int]):
                 return pool_stages(self.stages(self.module, x), with_max=True)
 
         example = bb.spec.preprocess(np.zeros((1, h, w), np.float32)).contiguous()
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".onnx")
-        os.close(fd)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                torch.onnx.export(AllStages(bb.module, bb._stages).eval(), (example,), tmp, dynamo=False,
-                                  input_names=["x"], output_names=["features"],
-                                  dynamic_axes={"x": {0: "n"}, "features": {0: "n"}}, opset_version=17)
-            os.replace(tmp, path)  # atomic: two processes exporting at once both end with a whole file
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        # atomic: two processes exporting at once both end with a whole file
+        with atomic_path(path) as tmp, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(AllStages(bb.module, bb._stages).eval(), (example,), tmp, dynamo=False,
+                              input_names=["x"], output_names=["features"],
+                              dynamic_axes={"x": {0: "n"}, "features": {0: "n"}}, opset_version=17)
     so = ort.SessionOptions()
     so.intra_op_num_threads = max(1, torch.get_num_threads())
     so.inter_op_num_threads = 1

@@ -24,6 +24,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._utils.validation import check_scalar
+
+
 __all__ = ["BASELINE_NAME", "mfcc_features", "mfcc_feature_names"]
 
 #: Short name of this baseline, for tables and result files.
@@ -136,8 +139,7 @@ def mfcc_features(
 
     for name, val in (("sr", sr), ("n_mfcc", n_mfcc), ("n_fft", n_fft),
                       ("hop_length", hop_length)):
-        if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or val <= 0:
-            raise ValueError(f"{name} must be a positive integer, got {val!r}")
+        check_scalar(val, name, kind=int, min=1)
     sr, n_mfcc, n_fft, hop_length = int(sr), int(n_mfcc), int(n_fft), int(hop_length)
 
     y = np.asarray(y)

@@ -29,7 +29,6 @@ an inner cross-validation or validation split.
 from __future__ import annotations
 
 import inspect
-import numbers
 import warnings
 
 import numpy as np
@@ -44,6 +43,9 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 from sklearn.utils.validation import check_array, check_is_fitted, check_X_y
 
+from ._utils.early_stopping import EarlyStopping
+from ._utils.validation import Grid, Interval, Options, check_grid, check_scalar, validate_params
+
 __all__ = [
     "ViewSVM",
     "LinearHead",
@@ -57,25 +59,6 @@ __all__ = [
 # --------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------
-
-
-def _check_int(value, name, minimum):
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Integral)
-        or value < minimum
-    ):
-        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}.")
-
-
-def _check_positive_float(value, name):
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Real)
-        or not np.isfinite(value)
-        or value <= 0
-    ):
-        raise ValueError(f"{name} must be a finite number > 0; got {value!r}.")
 
 
 def _check_groups(groups, n_samples):
@@ -151,7 +134,7 @@ def make_inner_cv(y, groups=None, *, n_splits=3, random_state=0, one_group="trai
         If some class has fewer than 2 samples, or (with groups) fewer than
         2 classes have 2 groups, so that no stratified 2-fold split exists.
     """
-    _check_int(n_splits, "n_splits", 2)
+    check_scalar(n_splits, "n_splits", kind=int, min=2)
     y = np.asarray(y)
     groups = _check_groups(groups, y.shape[0])
     classes = np.unique(y)
@@ -324,22 +307,16 @@ class ViewSVM(_ProbaClassifierMixin, ClassifierMixin, BaseEstimator):
         self.random_state = random_state
         self.n_jobs = n_jobs
 
+    _parameter_constraints = {
+        "C": Interval(float, 0, None, closed="neither", none_ok=True),
+        "gamma": (Interval(float, 0, None, closed="neither", none_ok=True), Options(("scale",))),
+        "C_grid": Grid(0),
+        "gamma_grid": Grid(0),
+        "inner_cv": Interval(int, 2, None),
+    }
+
     def _check_params(self):
-        if self.C is not None:
-            _check_positive_float(self.C, "C")
-        if self.gamma is not None and not (
-            isinstance(self.gamma, str) and self.gamma == "scale"
-        ):
-            _check_positive_float(self.gamma, "gamma")
-        for name in ("C_grid", "gamma_grid"):
-            grid = getattr(self, name)
-            if isinstance(grid, str) or len(grid) == 0:
-                raise ValueError(
-                    f"{name} must be a non-empty sequence of numbers > 0; got {grid!r}."
-                )
-            for v in grid:
-                _check_positive_float(v, f"every entry of {name}")
-        _check_int(self.inner_cv, "inner_cv", 2)
+        validate_params(self, self._parameter_constraints)
 
     def fit(self, X, y, groups=None):
         """Fit the scaler, choose C/gamma if needed, fit the calibrated SVM.
@@ -526,8 +503,8 @@ def reduce_rows(X, *, mean, scale, n_components=512, max_fit_rows=2048, random_s
         None when no smaller basis exists (no more features than rows, or
         than ``n_components``).
     """
-    _check_int(n_components, "n_components", 1)
-    _check_int(max_fit_rows, "max_fit_rows", n_components)
+    check_scalar(n_components, "n_components", kind=int, min=1)
+    check_scalar(max_fit_rows, "max_fit_rows", kind=int, min=n_components)
     n, d = X.shape
     exact = n <= n_components
     if d <= (n if exact else n_components):
@@ -746,21 +723,18 @@ class LinearHead(_ProbaClassifierMixin, ClassifierMixin, BaseEstimator):
         self.random_state = random_state
         self.n_jobs = n_jobs
 
+    _parameter_constraints = {
+        "C": Interval(float, 0, None, closed="neither", none_ok=True),
+        "C_grid": Grid(0),
+        "inner_cv": Interval(int, 2, None),
+        "max_iter": Interval(int, 1, None),
+        "tol": Interval(float, 0, None, closed="neither"),
+        "n_components": Interval(int, 1, None),
+        "scoring": Options(("neg_log_loss", "accuracy")),
+    }
+
     def _check_params(self):
-        if self.C is not None:
-            _check_positive_float(self.C, "C")
-        if isinstance(self.C_grid, str) or len(self.C_grid) == 0:
-            raise ValueError(
-                f"C_grid must be a non-empty sequence of numbers > 0; got {self.C_grid!r}."
-            )
-        for v in self.C_grid:
-            _check_positive_float(v, "every entry of C_grid")
-        _check_int(self.inner_cv, "inner_cv", 2)
-        _check_int(self.max_iter, "max_iter", 1)
-        _check_positive_float(self.tol, "tol")
-        _check_int(self.n_components, "n_components", 1)
-        if self.scoring not in ("neg_log_loss", "accuracy"):
-            raise ValueError(f"scoring must be 'neg_log_loss' or 'accuracy'; got {self.scoring!r}.")
+        validate_params(self, self._parameter_constraints)
 
     def fit(self, X, y, groups=None, sample_weight=None):
         """Standardise, reduce, choose C if needed and fit.
@@ -935,22 +909,17 @@ class SoftmaxHead(_ProbaClassifierMixin, ClassifierMixin, BaseEstimator):
         self.validation_fraction = validation_fraction
         self.random_state = random_state
 
+    _parameter_constraints = {
+        "weight_decay": Interval(float, 0, None),
+        "solver": Options(("lbfgs", "adam")),
+        "learning_rate": Interval(float, 0, None, closed="neither"),
+        "max_epochs": Interval(int, 1, None),
+        "patience": Interval(int, 1, None),
+        "validation_fraction": Interval(float, 0, 0.5, closed="right", none_ok=True),
+    }
+
     def _check_params(self):
-        wd = self.weight_decay
-        if isinstance(wd, bool) or not isinstance(wd, numbers.Real) or not wd >= 0:
-            raise ValueError(f"weight_decay must be a number >= 0; got {wd!r}.")
-        if self.solver not in ("lbfgs", "adam"):
-            raise ValueError(f"solver must be 'lbfgs' or 'adam'; got {self.solver!r}.")
-        _check_positive_float(self.learning_rate, "learning_rate")
-        _check_int(self.max_epochs, "max_epochs", 1)
-        _check_int(self.patience, "patience", 1)
-        vf = self.validation_fraction
-        if vf is not None and (
-            isinstance(vf, bool) or not isinstance(vf, numbers.Real) or not 0 < vf <= 0.5
-        ):
-            raise ValueError(
-                f"validation_fraction must be None or a number in (0, 0.5]; got {vf!r}."
-            )
+        validate_params(self, self._parameter_constraints)
 
     def _split(self, y, groups):
         """Indices (train, validation), or (all, None) when no split is possible."""
@@ -1061,26 +1030,17 @@ class SoftmaxHead(_ProbaClassifierMixin, ClassifierMixin, BaseEstimator):
             with torch.no_grad():
                 return float(ce(Xs[va] @ W.T + b, yt[va]))
 
-        best = (val_loss() if va is not None else None, 0, W.detach().clone(), b.detach().clone())
-        epoch, since_best = 0, 0
+        stopper = EarlyStopping(self.patience, snapshot=lambda: (W.detach().clone(), b.detach().clone()),
+                                min_delta=1e-10, initial_loss=val_loss() if va is not None else None)
+        epoch = 0
         for epoch in range(1, self.max_epochs + 1):
             opt.step(closure)
-            if va is None:
-                continue
-            current = val_loss()
-            if current < best[0] - 1e-10:
-                best = (current, epoch, W.detach().clone(), b.detach().clone())
-                since_best = 0
-            else:
-                since_best += 1
-                if since_best >= self.patience:
-                    break
-        if va is None:
-            best = (None, epoch, W.detach().clone(), b.detach().clone())
+            if stopper.update(epoch, val_loss() if va is not None else None):
+                break
 
-        self.validation_loss_, self.best_epoch_ = best[0], best[1]
-        self.coef_ = best[2].numpy()
-        self.intercept_ = best[3].numpy()
+        self.validation_loss_, self.best_epoch_ = stopper.best_loss, stopper.best_epoch
+        self.coef_ = stopper.best_state[0].numpy()
+        self.intercept_ = stopper.best_state[1].numpy()
         self.scaler_mean_ = mean
         self.scaler_scale_ = scale
         self.n_iter_ = epoch
@@ -1188,6 +1148,12 @@ class WindowedClassifier(_ProbaClassifierMixin, ClassifierMixin, BaseEstimator):
         self.sharpness_grid = sharpness_grid
         self.inner_cv = inner_cv
 
+    _parameter_constraints = {
+        "aggregate": Options(("mean", "logmean", "lse")),
+        "sharpness": Interval(float, 0, None, none_ok=True),
+        "inner_cv": Interval(int, 2, None),
+    }
+
     @staticmethod
     def _ragged(X):
         from .ragged import Ragged
@@ -1215,17 +1181,10 @@ class WindowedClassifier(_ProbaClassifierMixin, ClassifierMixin, BaseEstimator):
         -------
         self
         """
-        if self.aggregate not in ("mean", "logmean", "lse"):
-            raise ValueError(
-                f"aggregate must be 'mean', 'logmean' or 'lse'; got {self.aggregate!r}."
-            )
+        validate_params(self, self._parameter_constraints)
+        if self.sharpness is None:
+            check_grid(self.sharpness_grid, "sharpness_grid", min=0, include_min=True)
         grid = [self.sharpness] if self.sharpness is not None else self.sharpness_grid
-        if isinstance(grid, str) or len(grid) == 0:
-            raise ValueError(f"sharpness_grid must be a non-empty sequence of numbers >= 0; got {grid!r}.")
-        for r in grid:
-            if isinstance(r, bool) or not isinstance(r, numbers.Real) or not (np.isfinite(r) and r >= 0):
-                raise ValueError(f"sharpness must be a finite number >= 0; got {r!r}.")
-        _check_int(self.inner_cv, "inner_cv", 2)
         X = self._ragged(X)
         y = np.asarray(y)
         if y.shape != (len(X),):

@@ -7,12 +7,12 @@ import os
 import sys
 import time
 
-from .files import printable, user_cache
+from .errors import GenrevisionError
+from .files import feature_cache, printable
 
 __all__ = ["main"]
 
 DEFAULT_DATA = os.path.join("..", "shared", "data", "gtzan-mini")
-DEFAULT_CACHE = user_cache("features")
 
 
 def _err(msg: str) -> None:
@@ -53,7 +53,7 @@ def _add_feature_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recipe", default="default", choices=_RecipeNames(), metavar="RECIPE",
                    help="named configuration of features and classifiers: %(choices)s (default: %(default)s)")
     p.add_argument("--backbone", default=None, help="override the recipe's CNN (e.g. efficientnet_lite1, alexnet, timm:NAME)")
-    p.add_argument("--cache", default=os.environ.get("GENREVISION_CACHE", DEFAULT_CACHE),
+    p.add_argument("--cache", default=feature_cache(),
                    help="feature cache folder, keyed by file content and settings (default: %(default)s)")
     p.add_argument("--jobs", type=int, default=None, help="worker processes for decoding/HPSS (default: cores - 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -541,7 +541,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "library with --labels-from-tags)")
     p.add_argument("--paper-weights", action="store_true",
                    help="fuse views with the paper's fixed weights 0.5/0.1/0.4 instead of the recipe's")
-    p.add_argument("--cache", default=os.environ.get("GENREVISION_CACHE", DEFAULT_CACHE),
+    p.add_argument("--cache", default=feature_cache(),
                    help="feature cache folder (default: %(default)s)")
     p.add_argument("--jobs", type=int, default=None, help="worker processes for decoding/HPSS (default: cores - 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -716,9 +716,20 @@ def main(argv=None) -> int:
              "finished tracks are cached" + (", finished folds kept in OUT/folds" if args.command == "evaluate" else "")
              + ", rerun to resume")
         return 143 if isinstance(err, _Terminated) else 130
-    except (ValueError, RuntimeError, OSError) as err:
-        _err(str(err).splitlines()[0] if str(err) else type(err).__name__)
+    except (GenrevisionError, ValueError, RuntimeError, OSError) as err:
+        _err(_error_line(err))
         return 2
+
+
+def _error_line(err: BaseException) -> str:
+    """The one line printed for an error that ends a command (exit status 2).
+
+    A :class:`~genrevision.errors.GenrevisionError` (audio, dataset, model, tag, ...) is
+    one line "<what>: <why>" by contract; other ValueError/RuntimeError/OSError (a bad
+    option value, a full disk) print their first line, or their type when they have none.
+    """
+    text = str(err)
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .audio import AUDIO_EXTENSIONS
+from .errors import DatasetError
 from .files import NotRegularFile, open_regular
 
 __all__ = ["Dataset", "DatasetError", "load_dataset", "load_mirdata", "canonical_label", "LABEL_ALIASES",
@@ -30,10 +31,6 @@ LABEL_ALIASES = {"hip-hop": "hiphop"}
 def canonical_label(label: str) -> str:
     """GTZAN's spelling of a genre label (``"hip-hop"`` → ``"hiphop"``); other labels unchanged."""
     return LABEL_ALIASES.get(label, label)
-
-
-class DatasetError(ValueError):
-    """A dataset that cannot be used; the message names the path and the reason."""
 
 
 @dataclass
@@ -66,9 +63,19 @@ class Dataset:
                        pick(self.splits), self.root)
 
 
-def gtzan_track_number(path: str) -> int:
+def gtzan_track_number(path, *, strict: bool = False) -> int:
+    """The GTZAN track number in a file name (``"genres/blues/blues.00012.wav"`` → 12).
+
+    A name that is not ``<genre>.<digits>.<ext>`` gives -1, or with ``strict=True`` a
+    ``ValueError`` (:func:`genrevision.evaluation.gtzan_track_number` is the strict form).
+    """
     m = re.search(r"\.(\d+)\.[A-Za-z0-9]+$", os.path.basename(os.fspath(path)))
-    return int(m.group(1)) if m else -1
+    if m:
+        return int(m.group(1))
+    if strict:
+        raise ValueError(f"cannot parse a GTZAN track number from {os.fspath(path)!r}; "
+                         "expected a name like 'blues.00012.wav'.")
+    return -1
 
 
 def find_audio(path: str, *, extensions: tuple[str, ...] = AUDIO_EXTENSIONS) -> list[str]:

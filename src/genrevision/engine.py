@@ -20,12 +20,12 @@ import hashlib
 import json
 import math
 import os
-import sys
 import time
 import warnings
 from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import dataclass, field
 
+from ._utils.progress import progress_bar
 from .audio import AudioError
 from .files import user_cache
 
@@ -311,8 +311,6 @@ class PredictionEngine:
         Stopping early (Ctrl-C, SIGTERM, closing the generator) ends the
         workers at once; answers already yielded are in the cache.
         """
-        from tqdm.auto import tqdm
-
         from .audiohash import audio_digest
         from .files import os_reason
         from .model import load_model
@@ -340,8 +338,7 @@ class PredictionEngine:
                 ready.append(Outcome(p, hit, cached=True, digest=digest))
         done_digests = {o.digest for o in ready if o.cached}
         todo = [(d, ps[0]) for d, ps in holders.items() if d not in done_digests]
-        bar = tqdm(total=len(paths), desc=self.desc, unit="file", disable=not self.progress, file=sys.stderr,
-                   dynamic_ncols=True)
+        bar = progress_bar(total=len(paths), desc=self.desc, unit="file", enabled=self.progress)
 
         def emit(outcome: Outcome):
             names = holders.get(outcome.digest, [outcome.path]) if outcome.digest else [outcome.path]

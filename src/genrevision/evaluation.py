@@ -43,6 +43,8 @@ from sklearn.model_selection import (
     StratifiedShuffleSplit,
 )
 
+from ._utils.progress import progress_bar
+from ._utils.validation import check_scalar
 from .dataset import gtzan_track_number as _parse_track_number
 
 __all__ = [
@@ -97,13 +99,7 @@ def gtzan_track_number(path):
     ValueError
         If the file name does not look like ``<genre>.<digits>.<ext>``.
     """
-    number = _parse_track_number(str(path))  # dataset's parser: -1 when a name has no number
-    if number < 0:
-        raise ValueError(
-            f"cannot parse a GTZAN track number from {str(path)!r}; "
-            "expected a name like 'blues.00012.wav'."
-        )
-    return number
+    return _parse_track_number(path, strict=True)  # the one parser, in dataset
 
 
 def _genre_file_key(path):
@@ -156,11 +152,6 @@ def gtzan_split_labels(paths, splits_dir, *, pattern="{split}_filtered.txt"):
                 )
             where[key] = split
     return np.array([where.get(_genre_file_key(p), "") for p in paths], dtype="<U5")
-
-
-def _check_positive_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
 
 
 def single_group_classes(labels, groups) -> dict:
@@ -271,11 +262,11 @@ def make_splits(
     if labels.ndim != 1 or len(labels) == 0:
         raise ValueError("labels must be a non-empty 1-D array with one label per track.")
     n = len(labels)
-    _check_positive_int("n_repeats", n_repeats, 1)
+    check_scalar(n_repeats, "n_repeats", kind=int, min=1)
     if protocol in ("cv", "group", "block"):
-        _check_positive_int("n_splits", n_splits, 2)
-    if protocol == "paper" and not (0.0 < float(test_size) < 1.0):
-        raise ValueError(f"test_size must be a fraction in (0, 1), got {test_size!r}.")
+        check_scalar(n_splits, "n_splits", kind=int, min=2)
+    if protocol == "paper":
+        check_scalar(test_size, "test_size", kind=float, min=0, max=1, include_boundaries="neither")
 
     def _per_track(name, arr):
         arr = np.asarray(arr)
@@ -515,8 +506,7 @@ def repeat_summary(fold_accuracies, fold_repeats, *, confidence=0.95):
         ``{"repeat_means": [...], "repeat_std": float or None (ddof=1),
         "ci95": [low, high] or None}`` (None with a single repeat).
     """
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}.")
+    check_scalar(confidence, "confidence", kind=float, min=0, max=1, include_boundaries="neither")
     acc = np.asarray(fold_accuracies, dtype=float)
     rep = np.asarray(fold_repeats)
     means = np.array([acc[rep == r].mean() for r in np.unique(rep)])
@@ -682,10 +672,8 @@ def cross_validate_rows(estimators, X, y, folds, *, n_jobs=1, progress=True, ddo
     else:
         X_of = {row: X for row in estimators}
 
-    from tqdm.auto import tqdm
-
     tasks = [(row, i) for row in estimators for i in range(len(folds))]
-    bar = tqdm(total=len(tasks), desc="rows x folds", disable=not progress, leave=False)
+    bar = progress_bar(total=len(tasks), desc="rows x folds", enabled=progress, leave=False)
     preds = {}
     try:
         if n_jobs == 1:

@@ -31,13 +31,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 import time
 import warnings
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from ._utils.progress import progress_bar
+from ._utils.validation import check_scalar
 from .evaluation import (
     LEAKY_PROTOCOLS,
     PROTOCOLS,
@@ -71,11 +72,17 @@ _FOLD_FORMAT = 1
 def fold_rows(recipe, X, views, y, train, test, *, head: str, random_state: int = 0, groups=None):
     """Test likelihoods of every table row for one fold and one head.
 
-    Returns ``(rows, classes)``: row name → (n_test, n_classes) probabilities,
-    columns in ``classes`` order; ``"fused"`` is the recipe's own fusion (its
-    configured weights) over all of its views. With ``groups`` (artist, album
-    or track per row of ``X``) every inner search of the fit (C, fusion
-    weights, early stopping, stacking) keeps a group on one side.
+    With ``groups`` (artist, album or track per row of ``X``) every inner search
+    of the fit (C, fusion weights, early stopping, stacking) keeps a group on one side.
+
+    Returns
+    -------
+    rows : dict
+        Row name → (n_test, n_classes) probabilities, columns in ``classes``
+        order; ``"fused"`` is the recipe's own fusion (its configured weights)
+        over all of its views.
+    classes : ndarray
+        The classes of the fold's training side (a class absent there has no column).
     """
     # The fine-tuned softmax layer is the slow head and the paper fuses it with
     # fixed weights only, so it skips the inner cross-validation.
@@ -136,8 +143,9 @@ def _all_classes(rows_classes, classes):
     return full, np.asarray(classes)
 
 
-def _run_fold(recipe, X, views, y, fold, heads, seed, groups=None):
-    classes = np.unique(y)
+def _run_fold(recipe, X, views, y, fold, heads, seed, groups=None, classes=None):
+    """Every head's rows of one fold, with a column for each of ``classes`` (default: those of ``y``)."""
+    classes = np.unique(y) if classes is None else classes
     return {head: _all_classes(fold_rows(recipe, X, views, y, fold.train, fold.test, head=head, random_state=seed,
                                          groups=groups), classes)
             for head in heads}
@@ -158,10 +166,9 @@ def _run_tuned_fold(recipe, features, activations, paths, y, groups, fold, heads
     X, xviews = recipe.matrix(feats)
     # Rows of X are the fold's tracks only: training ones first, then the test ones.
     local = fold._replace(train=np.arange(len(tr)), test=np.arange(len(tr), len(idx)))
-    rows = _run_fold(recipe, X, xviews, y[idx], local, heads, seed,
-                     groups=None if groups is None else np.asarray(groups)[idx])
-    classes = np.unique(y)
-    return {head: _all_classes(rc, classes) for head, rc in rows.items()}
+    # Columns for every class of the dataset, not only of the fold's tracks: mapped once.
+    return _run_fold(recipe, X, xviews, y[idx], local, heads, seed,
+                     groups=None if groups is None else np.asarray(groups)[idx], classes=np.unique(y))
 
 
 def _baseline_fold(Xb, y, fold, groups=None):
@@ -243,8 +250,6 @@ def _load_fold(path, key, i, fold, heads, classes_dtype):
 
 def _run_folds(fn, folds, *, name, jobs, progress, folder, key, heads, classes_dtype):
     """fn(fold) for every fold, loading finished folds from ``folder``; returns (results, n_fitted)."""
-    from tqdm.auto import tqdm
-
     results = [None] * len(folds)
     if folder:
         for i, f in enumerate(folds):
@@ -258,8 +263,8 @@ def _run_folds(fn, folds, *, name, jobs, progress, folder, key, heads, classes_d
             _save_fold(_fold_path(folder, name, key, i), key, i, r, time.perf_counter() - t)
         return r
 
-    bar = tqdm(total=len(folds), initial=len(folds) - len(todo), desc=f"{name}: folds", unit="fold",
-               disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    bar = progress_bar(total=len(folds), initial=len(folds) - len(todo), desc=f"{name}: folds", unit="fold",
+                       enabled=progress)
     try:
         if jobs <= 1 or len(todo) <= 1:
             for i in todo:
@@ -483,11 +488,6 @@ def protocol_honesty(protocol, groups, untested, y) -> dict:
             "n_scored_tracks": scored}
 
 
-def _check_int(name, v, lo):
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
-        raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
-
-
 def evaluate(data, *, protocol: str = "cv", recipes=("default", "paper"), folds: int = 10, repeats: int = 5,
              seed: int = 0, cache: str | None = DEFAULT_CACHE, jobs: int | None = None, progress: bool = True,
              out=None, backbone: str | None = None, splits_dir: str | None = None) -> EvaluationResult:
@@ -533,18 +533,79 @@ def evaluate(data, *, protocol: str = "cv", recipes=("default", "paper"), folds:
     EvaluationResult
     """
     from .dataset import Dataset, load_dataset
-    from .features import extract_cached_many
 
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
-    _check_int("folds", folds, 2)
-    _check_int("repeats", repeats, 1)
-    _check_int("seed", seed, 0)
+    check_scalar(folds, "folds", kind=int, min=2)
+    check_scalar(repeats, "repeats", kind=int, min=1)
+    check_scalar(seed, "seed", kind=int, min=0)
     if jobs is not None:
-        _check_int("jobs", jobs, 0)
+        check_scalar(jobs, "jobs", kind=int, min=0)
     recs = _resolve_recipes(recipes, backbone)
     t0 = time.perf_counter()
     ds = data if isinstance(data, Dataset) else load_dataset(os.fspath(data))
+    feats, acts, failures, timing, digests = _extract_for_recipes(ds, recs, cache=cache, jobs=jobs, progress=progress)
+    ds = _usable_tracks(ds, recs, feats, failures)
+    y, groups = np.asarray(ds.labels), ds.groups
+    untested = single_group_classes(y, groups) if protocol == "group" and groups is not None else {}
+    if untested:
+        warnings.warn(untested_message(untested), stacklevel=2)
+    fold_list = make_splits(protocol, labels=y, groups=groups, split=_split_labels(ds, protocol, splits_dir),
+                            track_ids=ds.track_ids, n_splits=folds, n_repeats=repeats, random_state=seed)
+    fold_jobs = max(1, jobs) if jobs is not None else max(1, os.cpu_count() or 1)
+    folder = os.path.join(os.fspath(out), "folds") if out is not None else None
+    base_key = {"format": _FOLD_FORMAT, "paths": [os.path.abspath(p) for p in ds.paths], "labels": y.tolist(),
+                "protocol": protocol, "folds": folds, "repeats": repeats, "seed": seed,
+                "splits": [[f.repeat, f.test.tolist()] for f in fold_list]}
+    if groups is not None:  # the inner searches are grouped by them
+        base_key["groups"] = np.asarray(groups).tolist()
+    results = _results_skeleton(recs, ds, y, groups, untested, protocol=protocol, folds=folds, seed=seed,
+                                fold_list=fold_list, timing=timing)
+
+    from .model import _recipe_to_dict
+
+    scores, fit_timing = {}, {}
+    for r in recs:
+        t = time.perf_counter()
+        extra = {}
+        if r.tune is not None:
+            extra = {"activations": [acts[r.name][p] for p in ds.paths], "paths": list(ds.paths)}
+        rows, fitted = evaluate_recipe(r, [feats[r.name][p] for p in ds.paths], y, fold_list, jobs=fold_jobs,
+                                       progress=progress, seed=seed, folder=folder,
+                                       key=_key({**base_key, "recipe": _recipe_to_dict(r)}), groups=groups, **extra)
+        fit_timing[r.name] = {"seconds": time.perf_counter() - t, "folds_fitted": fitted,
+                              "folds_loaded": len(fold_list) - fitted}
+        scores[r.name] = _add_recipe_results(results, r, recs, rows, y, n_folds=len(fold_list))
+
+    # Engineered baseline on the same folds (its MFCC vector is the same in every recipe's features).
+    Xb = np.stack([feats[recs[0].name][p]["mfcc"] for p in ds.paths])
+    t = time.perf_counter()
+    # Keyed by the baseline's own inputs (the audio's bytes and how it is decoded), not by the
+    # vectors: those differ by rounding between a cold run and one reading the float16 cache.
+    key = _key({**base_key, "baseline": "mfcc+spectral, ViewSVM",
+                "audio": [digests.get(p) for p in ds.paths], "front_end": baseline_front_end(recs[0].features, ds.paths)})
+    entry, fitted = evaluate_baseline(Xb, y, fold_list, jobs=fold_jobs, progress=progress, folder=folder, key=key,
+                                      groups=groups)
+    fit_timing["baseline"] = {"seconds": time.perf_counter() - t, "folds_fitted": fitted,
+                              "folds_loaded": len(fold_list) - fitted}
+    scores["baseline"] = {"svm": {"mfcc": _add_baseline_results(results, entry, y, n_folds=len(fold_list))}}
+    results["failures"] = [{"path": p, "reason": why} for p, why in failures]
+    results["config"]["fitting"] = fit_timing
+    results["config"]["seconds"] = time.perf_counter() - t0
+    result = EvaluationResult(results=results, scores=scores, folds=fold_list,
+                              timings={"extraction": timing, "fitting": fit_timing,
+                                       "seconds": results["config"]["seconds"]},
+                              failures=list(failures))
+    if out is not None:
+        result.write_report(out)
+    return result
+
+
+def _extract_for_recipes(ds, recs, *, cache, jobs, progress):
+    """Every recipe's features in one pass over the files (and the tuned recipes' frozen-stage
+    activations): ``(features, activations, failures, timing, digests)``, each keyed by recipe name
+    (digests by path)."""
+    from .features import extract_cached_many
 
     feats, acts, failures, timing, digests = {}, {}, list(ds.problems), {}, {}
     # One pass over the files for every recipe: each file is decoded and separated once (per
@@ -574,150 +635,130 @@ def evaluate(data, *, protocol: str = "cv", recipes=("default", "paper"), folds:
             timing[r.name]["activations_seconds"] = time.perf_counter() - t
             failures += [f for f in bad if f not in failures]
             feats[r.name] = {p: f for p, f in res.features.items() if p in acts[r.name]}
+    return feats, acts, failures, timing, digests
+
+
+def _usable_tracks(ds, recs, feats, failures):
+    """The dataset without the tracks some recipe has no features for (a warning says how many)."""
     ok = [i for i, p in enumerate(ds.paths) if all(p in feats[r.name] for r in recs)]
     if not ok:
         raise ValueError(f"{getattr(ds, 'root', '') or 'dataset'}: no usable tracks ({len(failures)} failed)")
     if len(ok) < len(ds):
-        warnings.warn(f"evaluating {len(ok)} of {len(ds)} tracks (the others failed)", stacklevel=2)
-    ds = ds.subset(ok)
-    y = np.asarray(ds.labels)
-    split = ds.splits
-    if protocol == "split" and split is None:
-        root = getattr(ds, "root", "") or os.path.dirname(ds.paths[0])
-        splits_dir = splits_dir or os.path.join(os.path.dirname(os.path.abspath(str(root).rstrip("/"))), "gtzan-splits")
-        split = gtzan_split_labels(ds.paths, splits_dir)
-    groups = ds.groups
-    untested = {}
-    if protocol == "group" and groups is not None:
-        untested = single_group_classes(y, groups)
-        if untested:
-            warnings.warn(untested_message(untested), stacklevel=2)
-    fold_list = make_splits(protocol, labels=y, groups=groups, split=split, track_ids=ds.track_ids,
-                            n_splits=folds, n_repeats=repeats, random_state=seed)
-    fold_jobs = max(1, jobs) if jobs is not None else max(1, os.cpu_count() or 1)
+        warnings.warn(f"evaluating {len(ok)} of {len(ds)} tracks (the others failed)", stacklevel=3)
+    return ds.subset(ok)
+
+
+def _split_labels(ds, protocol, splits_dir):
+    """The dataset's train/valid/test labels; for ``"split"`` without them, the filtered GTZAN lists."""
+    if protocol != "split" or ds.splits is not None:
+        return ds.splits
+    root = getattr(ds, "root", "") or os.path.dirname(ds.paths[0])
+    splits_dir = splits_dir or os.path.join(os.path.dirname(os.path.abspath(str(root).rstrip("/"))), "gtzan-splits")
+    return gtzan_split_labels(ds.paths, splits_dir)
+
+
+def _results_skeleton(recs, ds, y, groups, untested, *, protocol, folds, seed, fold_list, timing) -> dict:
+    """The results dict before any fold is scored: what ran, on what, with what configuration."""
+    from .model import _versions
+
     n_repeats = len({f.repeat for f in fold_list})
-    single = len(fold_list) == 1
-    folder = os.path.join(os.fspath(out), "folds") if out is not None else None
-    from .model import _recipe_to_dict, _versions
+    return {"protocol": protocol, "n_tracks": len(ds), "n_repeats": n_repeats, "n_folds": len(fold_list),
+            **protocol_honesty(protocol, groups, untested, y),
+            "backbone": recs[0].features.backbone,
+            "rows": {}, "std": {}, "ci95": {}, "recipes": {}, "ablation": [], "confusion": {}, "duplicates": [],
+            "config": {"recipes": {r.name: {"backbone": r.features.backbone, "features": r.features.to_dict(),
+                                            "pooling": r.pooling, "layers": r.layers, "head": r.head,
+                                            "views": r.views, "fusion_weights": r.fusion_weights,
+                                            "hybrid_mfcc": r.hybrid_mfcc, "description": r.description,
+                                            **({"tune": r.tune} if r.tune is not None else {})}
+                                   for r in recs},
+                       "protocol": protocol,
+                       # What ran: k only where the protocol uses it; the folds and repeats actually run.
+                       "folds": folds if protocol in ("cv", "group", "block") else None,
+                       "test_size": 0.1 if protocol == "paper" else None,
+                       "repeats": n_repeats, "seed": seed, "n_folds_run": len(fold_list),
+                       "folds_per_repeat": len(fold_list) // n_repeats,
+                       "versions": _versions(), "extraction": timing}}
 
-    base_key = {"format": _FOLD_FORMAT, "paths": [os.path.abspath(p) for p in ds.paths], "labels": y.tolist(),
-                "protocol": protocol, "folds": folds, "repeats": repeats, "seed": seed,
-                "splits": [[f.repeat, f.test.tolist()] for f in fold_list]}
-    if groups is not None:  # the inner searches are grouped by them
-        base_key["groups"] = np.asarray(groups).tolist()
 
-    results = {"protocol": protocol, "n_tracks": len(ds), "n_repeats": n_repeats, "n_folds": len(fold_list),
-               **protocol_honesty(protocol, groups, untested, y),
-               "backbone": recs[0].features.backbone,
-               "rows": {}, "std": {}, "ci95": {}, "recipes": {}, "ablation": [], "confusion": {}, "duplicates": [],
-               "config": {"recipes": {r.name: {"backbone": r.features.backbone, "features": r.features.to_dict(),
-                                               "pooling": r.pooling, "layers": r.layers, "head": r.head,
-                                               "views": r.views, "fusion_weights": r.fusion_weights,
-                                               "hybrid_mfcc": r.hybrid_mfcc, "description": r.description,
-                                               **({"tune": r.tune} if r.tune is not None else {})}
-                                      for r in recs},
-                          "protocol": protocol,
-                          # What ran: k only where the protocol uses it; the folds and repeats actually run.
-                          "folds": folds if protocol in ("cv", "group", "block") else None,
-                          "test_size": 0.1 if protocol == "paper" else None,
-                          "repeats": n_repeats, "seed": seed, "n_folds_run": len(fold_list),
-                          "folds_per_repeat": len(fold_list) // n_repeats,
-                          "versions": _versions(), "extraction": timing}}
-    scores, fit_timing = {}, {}
+def _recipe_scores(r, rows, *, single: bool, n_folds: int, results: dict) -> tuple[dict, dict]:
+    """Scores of every row of one recipe (by head kind), and its entry of ``results["recipes"]``;
+    adds its rows to ``results["ablation"]`` and its repeated rows to ``results["duplicates"]``."""
+    rec = {"backbone": r.features.backbone, "head": HEAD_KIND[r.head], "rows": {}, "std": {}, "ci95": {},
+           "fold_accuracies": {}, "duplicates": {}}
+    scores = {}
+    for head, entries in rows.items():
+        kind = HEAD_KIND[head]
+        dup = _duplicates(entries)
+        scores[kind] = sc = {row: _score(e, single) for row, e in entries.items()}
+        shown = [row for row in entries if row not in dup]
+        for field, part in (("rows", "mean"), ("std", "std"), ("ci95", "ci95"), ("fold_accuracies", "fold_accuracies")):
+            rec[field][kind] = {row: sc[row][part] for row in shown}
+        if dup:
+            rec["duplicates"][kind] = dup
+        for row in shown:
+            same = [d for d, k in dup.items() if k == row]
+            label = f"{r.name} · {kind} · {row}" + (f" (= {', '.join(same)})" if same else "")
+            results["ablation"].append({"name": label, "mean": sc[row]["mean"], "std": sc[row]["std"],
+                                        "ci95": sc[row]["ci95"], "n_folds": n_folds})
+        for d, k in dup.items():
+            results["duplicates"].append({"row": f"{r.name} · {kind} · {d}", "same_as": f"{r.name} · {kind} · {k}"})
+    own = scores[HEAD_KIND[r.head]]["fused"]
+    rec["fused"], rec["fused_std"], rec["fused_ci95"] = own["mean"], own["std"], own["ci95"]
+    rec["fused_repeat_means"] = own["repeat_means"]
+    rec["fused_fold_accuracies"] = own["fold_accuracies"]
+    return scores, rec
+
+
+def _add_recipe_results(results, r, recs, rows, y, *, n_folds: int) -> dict:
+    """Put one recipe's fold predictions into ``results`` (its entry, the paper tables when it is
+    the table recipe, its confusion matrices); returns its scores by head kind."""
     classes = sorted(set(y.tolist()))
-    for r in recs:
-        track_feats = [feats[r.name][p] for p in ds.paths]
-        t = time.perf_counter()
-        key = _key({**base_key, "recipe": _recipe_to_dict(r)})
-        extra = {}
-        if r.tune is not None:
-            extra = {"activations": [acts[r.name][p] for p in ds.paths], "paths": list(ds.paths)}
-        rows, fitted = evaluate_recipe(r, track_feats, y, fold_list, jobs=fold_jobs, progress=progress, seed=seed,
-                                       folder=folder, key=key, groups=groups, **extra)
-        fit_timing[r.name] = {"seconds": time.perf_counter() - t, "folds_fitted": fitted,
-                              "folds_loaded": len(fold_list) - fitted}
-        rec = {"backbone": r.features.backbone, "head": HEAD_KIND[r.head], "rows": {}, "std": {}, "ci95": {},
-               "fold_accuracies": {}, "duplicates": {}}
-        scores[r.name] = {}
-        fused = rows[r.head]["fused"]
-        for head, entries in rows.items():
-            kind = HEAD_KIND[head]
-            dup = _duplicates(entries)
-            scores[r.name][kind] = {row: _score(e, single) for row, e in entries.items()}
-            sc = scores[r.name][kind]
-            shown = [row for row in entries if row not in dup]
-            rec["rows"][kind] = {row: sc[row]["mean"] for row in shown}
-            rec["std"][kind] = {row: sc[row]["std"] for row in shown}
-            rec["ci95"][kind] = {row: sc[row]["ci95"] for row in shown}
-            rec["fold_accuracies"][kind] = {row: sc[row]["fold_accuracies"] for row in shown}
-            if dup:
-                rec["duplicates"][kind] = dup
-            for row in shown:
-                same = [d for d, k in dup.items() if k == row]
-                label = f"{r.name} · {kind} · {row}" + (f" (= {', '.join(same)})" if same else "")
-                results["ablation"].append({"name": label, "mean": sc[row]["mean"], "std": sc[row]["std"],
-                                            "ci95": sc[row]["ci95"], "n_folds": len(fold_list)})
-            for d, k in dup.items():
-                results["duplicates"].append({"row": f"{r.name} · {kind} · {d}", "same_as": f"{r.name} · {kind} · {k}"})
-        own = scores[r.name][HEAD_KIND[r.head]]["fused"]
-        rec["fused"], rec["fused_std"], rec["fused_ci95"] = own["mean"], own["std"], own["ci95"]
-        rec["fused_repeat_means"] = own["repeat_means"]
-        rec["fused_fold_accuracies"] = own["fold_accuracies"]
-        results["recipes"][r.name] = rec
-        title = f"{r.name} recipe ({r.features.backbone}) · {HEAD_NAME[HEAD_KIND[r.head]]} · the recipe's own fusion"
-        results["confusion"][f"{r.name} fused"] = {**pooled_confusion(y, fused, classes), "title": title}
-        if r.name == "default":
-            results["default"], results["std"]["default"] = rec["fused"], rec["fused_std"]
-            results["ci95"]["default"] = rec["fused_ci95"]
-        if r.name == "paper" or (r is recs[0] and "paper" not in [x.name for x in recs]):
-            for kind in ("svm", "finetune"):
-                if kind in rec["rows"]:
-                    results["table_recipe"], results["table_backbone"] = r.name, r.features.backbone
-                    # The paper's table rows are always shown, even when one repeats another.
-                    sc = scores[r.name][kind]
-                    results["rows"][kind] = {row: sc[row]["mean"] for row in sc if row in rec["rows"][kind]
-                                             or row in _PREFERRED[:6]}
-                    results["std"][kind] = {row: sc[row]["std"] for row in results["rows"][kind]}
-                    results["ci95"][kind] = {row: sc[row]["ci95"] for row in results["rows"][kind]}
-            for kind, row, table, weights in (("svm", OHP, "Table II", ".5/.1/.4"), ("finetune", OP, "Table IV", ".5/.5")):
-                head = "svm" if kind == "svm" else "softmax"
-                if head in rows and row in rows[head]:
-                    entry = pooled_confusion(y, rows[head][row], classes)
-                    entry["title"] = (f"{table}: {r.name} recipe ({r.features.backbone}) · {HEAD_NAME[kind]} · "
-                                      f"{row} (weights {weights})")
-                    if rec["duplicates"].get(kind, {}).get("fused") == row and HEAD_KIND[r.head] == kind:
-                        # The recipe's own fusion is this row: one matrix, not the same one twice.
-                        results["confusion"].pop(f"{r.name} fused", None)
-                        entry["title"] += " = the recipe's own fusion"
-                    results["confusion"][f"{r.name} {kind} {row}"] = entry
+    scores, rec = _recipe_scores(r, rows, single=n_folds == 1, n_folds=n_folds, results=results)
+    results["recipes"][r.name] = rec
+    title = f"{r.name} recipe ({r.features.backbone}) · {HEAD_NAME[HEAD_KIND[r.head]]} · the recipe's own fusion"
+    results["confusion"][f"{r.name} fused"] = {**pooled_confusion(y, rows[r.head]["fused"], classes), "title": title}
+    if r.name == "default":
+        results["default"], results["std"]["default"] = rec["fused"], rec["fused_std"]
+        results["ci95"]["default"] = rec["fused_ci95"]
+    if r.name == "paper" or (r is recs[0] and "paper" not in [x.name for x in recs]):
+        _add_paper_tables(results, r, rec, scores, rows, y, classes)
+    return scores
 
-    # Engineered baseline on the same folds (its MFCC vector is the same in every recipe's features).
-    Xb = np.stack([feats[recs[0].name][p]["mfcc"] for p in ds.paths])
-    t = time.perf_counter()
-    # Keyed by the baseline's own inputs (the audio's bytes and how it is decoded), not by the
-    # vectors: those differ by rounding between a cold run and one reading the float16 cache.
-    key = _key({**base_key, "baseline": "mfcc+spectral, ViewSVM",
-                "audio": [digests.get(p) for p in ds.paths], "front_end": baseline_front_end(recs[0].features, ds.paths)})
-    entry, fitted = evaluate_baseline(Xb, y, fold_list, jobs=fold_jobs, progress=progress, folder=folder, key=key,
-                                      groups=groups)
-    fit_timing["baseline"] = {"seconds": time.perf_counter() - t, "folds_fitted": fitted,
-                              "folds_loaded": len(fold_list) - fitted}
-    scores["baseline"] = {"svm": {"mfcc": _score(entry, single)}}
-    b = scores["baseline"]["svm"]["mfcc"]
+
+def _add_paper_tables(results, r, rec, scores, rows, y, classes) -> None:
+    """Tables I and III (every row, even one repeating another) and the confusion matrices of
+    Tables II and IV, from the table recipe."""
+    for kind in ("svm", "finetune"):
+        if kind in rec["rows"]:
+            results["table_recipe"], results["table_backbone"] = r.name, r.features.backbone
+            # The paper's table rows are always shown, even when one repeats another.
+            sc = scores[kind]
+            results["rows"][kind] = {row: sc[row]["mean"] for row in sc if row in rec["rows"][kind]
+                                     or row in _PREFERRED[:6]}
+            results["std"][kind] = {row: sc[row]["std"] for row in results["rows"][kind]}
+            results["ci95"][kind] = {row: sc[row]["ci95"] for row in results["rows"][kind]}
+    for kind, row, table, weights in (("svm", OHP, "Table II", ".5/.1/.4"), ("finetune", OP, "Table IV", ".5/.5")):
+        head = "svm" if kind == "svm" else "softmax"
+        if head in rows and row in rows[head]:
+            entry = pooled_confusion(y, rows[head][row], classes)
+            entry["title"] = (f"{table}: {r.name} recipe ({r.features.backbone}) · {HEAD_NAME[kind]} · "
+                              f"{row} (weights {weights})")
+            if rec["duplicates"].get(kind, {}).get("fused") == row and HEAD_KIND[r.head] == kind:
+                # The recipe's own fusion is this row: one matrix, not the same one twice.
+                results["confusion"].pop(f"{r.name} fused", None)
+                entry["title"] += " = the recipe's own fusion"
+            results["confusion"][f"{r.name} {kind} {row}"] = entry
+
+
+def _add_baseline_results(results, entry, y, *, n_folds: int) -> dict:
+    """Put the MFCC baseline's fold predictions into ``results``; returns its score."""
+    b = _score(entry, n_folds == 1)
     results["baseline_mfcc"], results["std"]["baseline_mfcc"], results["ci95"]["baseline_mfcc"] = (
         b["mean"], b["std"], b["ci95"])
     results["baseline_fold_accuracies"] = b["fold_accuracies"]
     results["ablation"].append({"name": "baseline · MFCC + spectral statistics · RBF-SVM", "mean": b["mean"],
-                                "std": b["std"], "ci95": b["ci95"], "n_folds": len(fold_list)})
-    results["confusion"]["baseline mfcc"] = {**pooled_confusion(y, entry, classes),
+                                "std": b["std"], "ci95": b["ci95"], "n_folds": n_folds})
+    results["confusion"]["baseline mfcc"] = {**pooled_confusion(y, entry, sorted(set(y.tolist()))),
                                              "title": "baseline: MFCC + spectral statistics · RBF-SVM"}
-    results["failures"] = [{"path": p, "reason": why} for p, why in failures]
-    results["config"]["fitting"] = fit_timing
-    results["config"]["seconds"] = time.perf_counter() - t0
-    result = EvaluationResult(results=results, scores=scores, folds=fold_list,
-                              timings={"extraction": timing, "fitting": fit_timing,
-                                       "seconds": results["config"]["seconds"]},
-                              failures=list(failures))
-    if out is not None:
-        result.write_report(out)
-    return result
+    return b

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 import warnings
 from concurrent.futures import FIRST_COMPLETED, wait
@@ -33,10 +32,12 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
+from ._utils.progress import progress_bar
 from .audio import SAMPLE_RATE, AudioError, audio_info, load_audio
-from .files import os_reason, user_cache
+from .files import feature_cache, os_reason
 from .separation import VIEWS, separate
-from .spectrogram import SpectrogramConfig, frequency_scale, log_image, resize, to_png, window_images
+from .spectrogram import (SpectrogramConfig, count_windows, frequency_scale, log_image, pick_windows, resize, to_png,
+                          window_images)
 from .workers import start_pool, stop_pool
 
 __all__ = [
@@ -67,6 +68,11 @@ __all__ = [
 @dataclass(frozen=True)
 class FeatureSettings:
     """Everything that decides a track's feature numbers.
+
+    ``FeatureSettings()`` is the *paper's* extractor (EfficientNet-Lite0, ``layers="all"``),
+    not the default recipe's: ``get_recipe("default").features`` is EfficientNet-Lite2 with
+    ``layers="all+max"``. To change one field of what ``genrevision train`` uses, start from
+    the recipe's settings: ``get_recipe("default").features.with_(...)``.
 
     Parameters
     ----------
@@ -129,8 +135,7 @@ class FeatureSettings:
         if self.spectrogram.layout == "whole":
             return 1
         frames = 1 + int(round(seconds * self.sr)) // self.hop_length
-        per, hop = self.window_frames
-        return 1 if frames < per else (frames - per) // hop + 1
+        return count_windows(frames, *self.window_frames)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -315,11 +320,7 @@ def track_images(y: np.ndarray, settings: FeatureSettings, *, windows=None,
         starts = np.zeros(1, np.float32)
     else:
         per, hop = settings.window_frames
-        n_frames = next(iter(full.values())).shape[1]
-        available = 1 if n_frames < per else (n_frames - per) // hop + 1
-        idx = np.arange(available)
-        if windows is not None:
-            idx = np.asarray([i for i in windows if i < available] or [available - 1])
+        idx = pick_windows(next(iter(full.values())).shape[1], per, hop, windows)
         out = {}
         for view, img in full.items():
             wins = window_images(img, frames_per_window=per, hop_frames=hop, indices=idx)
@@ -605,51 +606,10 @@ def extract_dataset(
                         save_images=save_images, backbones=[backbone])[0]
 
 
-def extract_many(
-    paths: list[str],
-    settings_list,
-    *,
-    stores=None,
-    jobs: int | None = None,
-    batch_images: int = 64,
-    progress: bool = True,
-    save_images: str | None = None,
-    backbones=None,
-) -> list[ExtractionResult]:
-    """:func:`extract_dataset` for several feature settings in one pass over the files.
-
-    Each file is read once and, for settings of one :func:`front_end`,
-    decoded and separated once (see :func:`prepare_tracks`); each settings
-    gets its own images, CNN features and store entries, exactly as a run of
-    :func:`extract_dataset` with it alone. A file cached for every settings is
-    not read at all (beyond its digest).
-
-    Parameters
-    ----------
-    paths : list of str
-    settings_list : sequence of FeatureSettings
-    stores : sequence of FeatureStore or None, optional
-        One per settings (None: not cached).
-    jobs, batch_images, progress : see :func:`extract_dataset`.
-    save_images : str, optional
-        PNGs of the first settings' images.
-    backbones : sequence of Backbone or None, optional
-        One per settings (None: the process-wide cached network).
-
-    Returns
-    -------
-    list of ExtractionResult, one per settings.
-    """
-    from tqdm.auto import tqdm
-
-    settings_list = list(settings_list)
-    n = len(settings_list)
-    stores = list(stores) if stores is not None else [None] * n
-    backbones = list(backbones) if backbones is not None else [None] * n
-    if len(stores) != n or len(backbones) != n:
-        raise ValueError(f"extract_many needs one store and one backbone per settings ({n})")
-    results = [ExtractionResult({}, []) for _ in range(n)]
-    layout_written = [[] if st is None or st.read_json(_LAYOUT) is None else [True] for st in stores]
+def _cached_or_needed(paths, settings_list, stores, results, *, save_images) -> tuple[dict, dict]:
+    """Each file's digest, and for each file the settings it must be computed for: fills
+    ``results`` with the cached entries (width-checked) and the files that cannot be read or
+    repeat another's audio; returns ``(needs, digests)``, needs: path → sorted settings indices."""
     needs: dict[str, list[int]] = {}  # path → settings indices it must be computed for, in path order
     digests = {}
     first_with: dict[str, str] = {}  # content digest → first path holding that audio
@@ -693,16 +653,63 @@ def extract_many(
                 reason = _width_mismatch(result.features[p], layout)
                 if reason:
                     warnings.warn(f"{store._file(digests[p])}: bad cache entry for {p} ({reason}); recomputing",
-                                  stacklevel=2)
+                                  stacklevel=3)
                     del result.features[p]
                     result.cached -= 1
                     needs.setdefault(p, []).append(k)
-    todo = [p for p in paths if p in needs]  # path order, each once
-    for p in todo:
+    for p in needs:
         needs[p] = sorted(set(needs[p]))
+    return needs, digests
 
-    bar = tqdm(total=len(paths), initial=len(paths) - len(todo), desc="extract", unit="track",
-               disable=not progress, file=sys.stderr, dynamic_ncols=True)
+
+def extract_many(
+    paths: list[str],
+    settings_list,
+    *,
+    stores=None,
+    jobs: int | None = None,
+    batch_images: int = 64,
+    progress: bool = True,
+    save_images: str | None = None,
+    backbones=None,
+) -> list[ExtractionResult]:
+    """:func:`extract_dataset` for several feature settings in one pass over the files.
+
+    Each file is read once and, for settings of one :func:`front_end`,
+    decoded and separated once (see :func:`prepare_tracks`); each settings
+    gets its own images, CNN features and store entries, exactly as a run of
+    :func:`extract_dataset` with it alone. A file cached for every settings is
+    not read at all (beyond its digest).
+
+    Parameters
+    ----------
+    paths : list of str
+    settings_list : sequence of FeatureSettings
+    stores : sequence of FeatureStore or None, optional
+        One per settings (None: not cached).
+    jobs, batch_images, progress : see :func:`extract_dataset`.
+    save_images : str, optional
+        PNGs of the first settings' images.
+    backbones : sequence of Backbone or None, optional
+        One per settings (None: the process-wide cached network).
+
+    Returns
+    -------
+    list of ExtractionResult, one per settings.
+    """
+    settings_list = list(settings_list)
+    n = len(settings_list)
+    stores = list(stores) if stores is not None else [None] * n
+    backbones = list(backbones) if backbones is not None else [None] * n
+    if len(stores) != n or len(backbones) != n:
+        raise ValueError(f"extract_many needs one store and one backbone per settings ({n})")
+    results = [ExtractionResult({}, []) for _ in range(n)]
+    layout_written = [[] if st is None or st.read_json(_LAYOUT) is None else [True] for st in stores]
+    needs, digests = _cached_or_needed(paths, settings_list, stores, results, save_images=save_images)
+    todo = [p for p in paths if p in needs]  # path order, each once
+
+    bar = progress_bar(total=len(paths), initial=len(paths) - len(todo), desc="extract", unit="track",
+                       enabled=progress)
     pending: list[list] = [[] for _ in range(n)]
     remaining = {p: len(needs[p]) for p in todo}  # settings still to finish per path (for the bar)
 
@@ -742,77 +749,55 @@ def extract_many(
             results[k].failures.append((p, reason))
         bar.update(1)
 
-    def settings_for(p):
-        return [settings_list[k] for k in needs[p]]
+    def prepare_here(p):
+        return prepare_tracks(p, [settings_list[k] for k in needs[p]], save_images=save_images if 0 in needs[p] else None)
+
+    def consume(stream, *, on_interrupt=None, flush_each=False) -> dict:
+        """Accept (or fail) each prepared track of ``stream``, one code path for every way of
+        preparing them; with ``flush_each`` returns path → (prepare, CNN) CPU seconds."""
+        seconds = {}
+        try:
+            for p, prepared, prepare_s in stream:
+                if isinstance(prepared, Exception):
+                    fail(p, prepared)
+                    continue
+                t = time.process_time()
+                accept(p, prepared)
+                if flush_each:
+                    flush_all()
+                    seconds[p] = (prepare_s, time.process_time() - t)
+        except BaseException as err:
+            # Ctrl-C, SIGTERM (the CLI turns it into KeyboardInterrupt) or an error: keep (in the
+            # cache) the tracks whose images are already made.
+            if on_interrupt is not None:
+                on_interrupt()
+            _flush_on_interrupt(err, flush_all, bar)
+            raise
+        return seconds
 
     n_jobs = max(1, (os.cpu_count() or 2) - 1) if jobs is None else int(jobs)
     if jobs is None and len(todo) >= _PROBE_MIN_TRACKS and (os.cpu_count() or 1) > 1:
-        # How many workers: measured on the first tracks, not guessed (see _workers_for).
-        probe = {}
-        try:
-            for i, p in enumerate(todo[:2]):
-                # CPU time of this process (its threads included): other jobs on the machine do not count.
-                t = time.process_time()
-                try:
-                    prepared = prepare_tracks(p, settings_for(p), save_images=save_images if 0 in needs[p] else None)
-                except Exception as err:  # noqa: BLE001
-                    fail(p, err)
-                    continue
-                t1 = time.process_time()
-                accept(p, prepared)
-                flush_all()
-                if i == 1:  # the first track also loads the networks
-                    probe = {"prepare_s": t1 - t, "cnn_s": time.process_time() - t1}
-        except BaseException as err:
-            _flush_on_interrupt(err, flush_all, bar)
-            raise
+        # How many workers: measured on the first tracks, not guessed (see _workers_for);
+        # the second track's cost, as the first also loads the networks.
+        measured = consume(_prepare_each(todo[:2], prepare_here), flush_each=True).get(todo[1])
         todo = todo[2:]
-        if probe:
+        if measured:
+            probe = {"prepare_s": measured[0], "cnn_s": measured[1]}
             n_jobs = _workers_for(probe["prepare_s"], probe["cnn_s"], os.cpu_count() or 1)
             for r in results:
                 r.probe = {**probe, "workers": n_jobs}
     for r in results:
         r.workers = n_jobs if n_jobs > 0 and len(todo) > 1 else 0
     if n_jobs <= 0 or len(todo) <= 1:
-        try:
-            for p in todo:
-                try:
-                    prepared = prepare_tracks(p, settings_for(p), save_images=save_images if 0 in needs[p] else None)
-                except Exception as err:  # noqa: BLE001 - one bad file must not stop the batch
-                    fail(p, err)
-                    continue
-                accept(p, prepared)
-        except BaseException as err:
-            _flush_on_interrupt(err, flush_all, bar)
-            raise
+        consume(_prepare_each(todo, prepare_here))
     else:
-        # One thread per worker: the workers fill the cores, the CNN runs here.
+        # One thread per worker: the workers fill the cores, the CNN runs here; on an interrupt
+        # the workers stop now instead of finishing their tracks.
         pool = start_pool(n_jobs, threads=1, initializer=_warm_hpss)
-        try:
-            sdicts = [st.to_dict() for st in settings_list]
-            queue = list(reversed(todo))
-            running = {}
-            while queue or running:
-                while queue and len(running) < 2 * n_jobs + 1:
-                    p = queue.pop()
-                    running[pool.submit(_prepare_job, p, [sdicts[k] for k in needs[p]],
-                                        save_images if 0 in needs[p] else None)] = p
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    p = running.pop(fut)
-                    try:
-                        prepared = fut.result()
-                    except Exception as err:  # noqa: BLE001
-                        fail(p, err)
-                        continue
-                    accept(p, prepared)
-        except BaseException as err:
-            # Ctrl-C, SIGTERM (the CLI turns it into KeyboardInterrupt) or an
-            # error: stop the workers now instead of waiting for their tracks,
-            # and keep (in the cache) the tracks whose images are already made.
-            stop_pool(pool)
-            _flush_on_interrupt(err, flush_all, bar)
-            raise
+        sdicts = [st.to_dict() for st in settings_list]
+        submit = lambda p: pool.submit(_prepare_job, p, [sdicts[k] for k in needs[p]],  # noqa: E731
+                                       save_images if 0 in needs[p] else None)
+        consume(_prepare_in_pool(todo, submit, in_flight=2 * n_jobs + 1), on_interrupt=lambda: stop_pool(pool))
         pool.shutdown(wait=True)
     flush_all()
     bar.close()
@@ -825,8 +810,41 @@ def extract_many(
     return results
 
 
+def _prepare_each(paths, prepare):
+    """``(path, prepared tracks or the exception, CPU seconds)`` for each path, in this process.
+
+    CPU time of this process (its threads included): other jobs on the machine do not count.
+    """
+    for p in paths:
+        t = time.process_time()
+        try:
+            prepared = prepare(p)
+        except Exception as err:  # noqa: BLE001 - one bad file must not stop the batch
+            prepared = err
+        yield p, prepared, time.process_time() - t
+
+
+def _prepare_in_pool(paths, submit, *, in_flight: int):
+    """``(path, prepared tracks or the exception, None)`` as worker processes finish them, with
+    at most ``in_flight`` tracks submitted at once (``submit(path)`` returns a future)."""
+    queue = list(reversed(paths))
+    running = {}
+    while queue or running:
+        while queue and len(running) < in_flight:
+            p = queue.pop()
+            running[submit(p)] = p
+        done, _ = wait(running, return_when=FIRST_COMPLETED)
+        for fut in done:
+            p = running.pop(fut)
+            try:
+                prepared = fut.result()
+            except Exception as err:  # noqa: BLE001
+                prepared = err
+            yield p, prepared, None
+
+
 #: Where features are cached unless told otherwise (``GENREVISION_CACHE`` overrides it).
-DEFAULT_CACHE = os.environ.get("GENREVISION_CACHE", user_cache("features"))
+DEFAULT_CACHE = feature_cache()
 
 
 def extract_cached(paths: list[str], settings: FeatureSettings, *, cache: str | None = DEFAULT_CACHE,

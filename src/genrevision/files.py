@@ -9,12 +9,15 @@ check and the open cannot slip through.
 """
 from __future__ import annotations
 
-import errno
+import contextlib
 import os
 import stat
+import tempfile
+
+from .errors import NotRegularFile
 
 __all__ = ["NotRegularFile", "open_regular", "open_regular_fd", "check_regular", "os_reason", "user_cache",
-           "printable"]
+           "printable", "atomic_path", "atomic_write", "feature_cache"]
 
 
 def user_cache(name: str) -> str:
@@ -22,20 +25,67 @@ def user_cache(name: str) -> str:
     return os.path.join(os.path.expanduser("~"), ".cache", "genrevision", name)
 
 
-class NotRegularFile(OSError):
-    """A path that exists but is not a regular file (a FIFO, socket, device or folder)."""
+def feature_cache() -> str:
+    """The feature store's folder: ``$GENREVISION_CACHE`` when set, else ``~/.cache/genrevision/features``.
 
-    def __init__(self, path, kind: str = ""):
-        self.path = path
-        self.kind = kind
-        what = f" ({kind})" if kind else ""
-        super().__init__(errno.EINVAL, f"not a regular file{what}")
+    The one definition of the default every API and command uses (``extract_cached``,
+    ``evaluate``, ``train_model``, ``audit``, ``embed``, ``--cache``).
+    """
+    return os.environ.get("GENREVISION_CACHE") or user_cache("features")
 
-    def __str__(self) -> str:
-        return self.strerror
 
-    def __reduce__(self):
-        return (type(self), (self.path, self.kind))
+@contextlib.contextmanager
+def atomic_path(path, *, suffix: str | None = None):
+    """A temporary path beside ``path`` to write; on success it is synced and renamed onto ``path``.
+
+    A reader sees the whole file or none; the temporary file (``.tmp-*``, a name readers of a
+    folder skip) is removed on any failure. The file gets the mode ``open()`` would give it (or
+    the one ``path`` had). Use it where a library writes to a path (ONNX export, Parquet);
+    :func:`atomic_write` where it writes to a file object.
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(path) or "."
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-",
+                               suffix=os.path.splitext(path)[1] if suffix is None else suffix)
+    try:
+        try:  # mkstemp makes 0600
+            mode = stat.S_IMODE(os.stat(path).st_mode)
+        except OSError:
+            mode = 0o666 & ~_umask()
+        os.fchmod(fd, mode)
+        os.close(fd)
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write(path, write) -> None:
+    """``write(f)`` into a temporary file beside ``path``, synced, then renamed onto ``path``:
+    a reader sees the whole file or none (the temporary file is removed on any failure)."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            write(f)
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux allows (os.umask sets it: a race
+    with other threads creating files)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _kind(mode: int) -> str:

@@ -24,6 +24,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils.validation import check_array, check_is_fitted, check_X_y
 
+from ._utils.validation import check_scalar
 from .classifiers import ViewSVM, accepts_groups, make_inner_cv
 from .ragged import Ragged
 
@@ -143,8 +144,7 @@ def fuse_probabilities(probas, weights, *, rule="sum", floor=1e-12):
 
 
 def _check_floor(floor):
-    if isinstance(floor, bool) or not isinstance(floor, numbers.Real) or not 0 < floor < 1:
-        raise ValueError(f"floor must be a number in (0, 1); got {floor!r}.")
+    check_scalar(floor, "floor", kind=float, min=0, max=1, include_boundaries="neither")
 
 
 def _simplex_grid(n_views, n_steps):
@@ -397,12 +397,7 @@ class LateFusionClassifier(ClassifierMixin, BaseEstimator):
         """
         if self.rule not in _RULES:
             raise ValueError(f"rule must be 'sum' or 'product'; got {self.rule!r}.")
-        if (
-            isinstance(self.inner_cv, bool)
-            or not isinstance(self.inner_cv, numbers.Integral)
-            or self.inner_cv < 2
-        ):
-            raise ValueError(f"inner_cv must be an integer >= 2; got {self.inner_cv!r}.")
+        check_scalar(self.inner_cv, "inner_cv", kind=int, min=2)
         X, y = self._check_fit_data(X, y)
         self.n_features_in_ = X.shape[1]
         self.classes_ = np.unique(y)

@@ -39,17 +39,18 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import html
 import math
 import os
 import re
-import sys
 import unicodedata
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .files import user_cache
+from ._utils.rendering import render
+from ._utils.progress import progress_bar
+from ._utils.validation import check_scalar
+from .files import feature_cache
 
 __all__ = [
     "MIN_TRACKS",
@@ -83,7 +84,7 @@ NOVELTY_QUANTILE = 0.95
 #: by a random projection; measured on the shared tracks, PCA to 16-64 dimensions loses the
 #: speech/noise signal, which lies outside the music's main directions).
 NOVELTY_DIMS = 512
-_FEATURE_CACHE = user_cache("features")
+_FEATURE_CACHE = feature_cache()  # GENREVISION_CACHE honoured, as everywhere
 _SEPARATORS = re.compile(r"\s*[;/,|\x00]\s*")
 
 
@@ -198,18 +199,15 @@ def read_library(inputs, *, mapping=None, min_tracks: int = MIN_TRACKS, progress
     (connected components); a file with none of them is grouped with its folder (usually its
     album).
     """
-    from tqdm.auto import tqdm
-
     from .dataset import Dataset
     from .tagging import TagError, find_taggable, read_tag_fields
 
-    if isinstance(min_tracks, bool) or int(min_tracks) != min_tracks or min_tracks < 1:
-        raise ValueError(f"min_tracks must be an integer >= 1, got {min_tracks!r}")
+    check_scalar(min_tracks, "min_tracks", kind=int, min=1, whole_floats=True)
     inputs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
     mapping = _normal_mapping(mapping)
     files, failures = find_taggable(inputs, follow_symlinks=follow_symlinks)
     rows, untagged, several, fields = [], [], 0, {}
-    for p in tqdm(files, desc="read tags", unit="file", disable=not progress, file=sys.stderr, dynamic_ncols=True):
+    for p in progress_bar(files, desc="read tags", unit="file", enabled=progress):
         try:
             f = read_tag_fields(p)
         except TagError as err:
@@ -285,8 +283,7 @@ def precision_thresholds(proba, y, classes, precision: float) -> dict:
     run qualifies (the genre is too confused, or too rarely predicted, to be written at that
     precision).
     """
-    if not (isinstance(precision, (int, float)) and 0 < precision <= 1):
-        raise ValueError(f"precision must be a number in (0, 1], got {precision!r}")
+    check_scalar(precision, "precision", kind=float, min=0, max=1, include_boundaries="right")
     proba, y = np.asarray(proba, dtype=float), np.asarray(y)
     top = proba.argmax(1)
     out = {}
@@ -565,8 +562,6 @@ def train_library(library: Library, *, recipe="library", precision: float = DEFA
     Raises ValueError when the library has no genre with enough files, or too few artists
     for grouped folds.
     """
-    from tqdm.auto import tqdm
-
     from .audiohash import audio_digest
     from .evaluation import make_splits, single_group_classes
     from .features import extract_dataset
@@ -605,8 +600,7 @@ def train_library(library: Library, *, recipe="library", precision: float = DEFA
     proba = np.full((len(y), len(labels)), np.nan)
     fold_of = np.full(len(y), -1)
     judged = np.zeros(len(y), dtype=bool)
-    for n, fold in enumerate(tqdm(splits, desc="grouped cross-validation", unit="fold", disable=not progress, file=sys.stderr,
-                     dynamic_ncols=True)):
+    for n, fold in enumerate(progress_bar(splits, desc="grouped cross-validation", unit="fold", enabled=progress)):
         fold_of[fold.test] = n
         # The audit judges a file only where its genre was learned from 2 or more other groups in
         # that fold: with one (or none) its low probability says little about the tag.
@@ -629,8 +623,7 @@ def train_library(library: Library, *, recipe="library", precision: float = DEFA
     for c in once:  # never tested: no out-of-fold evidence that it can be written at this precision
         thresholds[c] = None
     digests = []
-    for p in tqdm(ds.paths, desc="audio digests", unit="file", disable=not progress, file=sys.stderr,
-                  dynamic_ncols=True):
+    for p in progress_bar(ds.paths, desc="audio digests", unit="file", enabled=progress):
         digests.append(audio_digest(p))
     report = LibraryReport(labels, list(ds.paths), y, groups, proba, tested, nearest, float(precision), thresholds,
                            limit, k, library, once, fold_of)
@@ -821,58 +814,22 @@ def write_report(report: LibraryReport, folder, *, audit=None, top: int = 50) ->
                        + [f"{x:.6f}" if report.tested[i] else "" for x in report.proba[i]])
     if audit is not None:
         out["audit"] = audit_csv(audit, os.path.join(folder, "audit.csv"))
-    esc = html.escape
-    table = lambda head, body: ("<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr>"  # noqa: E731
-                                + "".join("<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in r) + "</tr>" for r in body)
-                                + "</table>")
     genre_rows = [[r["genre"], r["files"], r["artists"], r["tested"], _pct(r["recall"]), _pct(r["precision"]),
                    "never" if r["threshold"] is None else f"{r['threshold']:.2f}", _pct(r["coverage"]), r["status"]]
                   for r in per]
-    most = max(1, int(m.max()) if m.size else 1)
-    conf = ("<table><tr><th>true \\ predicted</th>" + "".join(f"<th>{esc(c)}</th>" for c in report.labels) + "</tr>"
-            + "".join("<tr><th>" + esc(c) + "</th>" + "".join(
-                f'<td style="background:rgba(74,120,181,{v / most:.2f})">{int(v)}</td>' for v in row) + "</tr>"
-                for c, row in zip(report.labels, m)) + "</table>")
     lib = report.library
-    dropped = [[g, why] for g, why in sorted((lib.dropped if lib else {}).items())]
-    extra = ""
-    if lib is not None:
-        extra = (f"<p>{len(report.y)} labelled files, {len(lib.untagged)} without a genre (the ones to tag), "
-                 f"{lib.several} with several genres (the first is used), {len(lib.failures)} unreadable.</p>"
-                 + table(["genre", "spellings merged"], [[k, ", ".join(v)] for k, v in sorted(lib.spellings.items())]))
-    audit_html = ""
-    if audit is not None:
-        audit_html = (f"<h2>Most doubtful tags (audit, top {min(top, len(audit))} of {len(audit)})</h2>"
-                      "<p>Judged by out-of-fold models that never trained on the file's artist; nothing is written "
-                      "unless asked (<code>genrevision audit ... --write N</code>, undoable).</p>"
-                      + table(["rank", "file", "tagged", "suggested", "p(suggested)", "p(tagged)", "source"],
-                              [[i, r.path, r.tagged, r.suggested, f"{r.p_suggested:.2f}", f"{r.p_tagged:.2f}",
-                                r.source] for i, r in enumerate(audit[:top], 1)])
-                      + '<p>All: <a href="audit.csv">audit.csv</a></p>')
-    page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>genrevision library report</title>
-<style>body{{font-family:sans-serif;margin:2em;max-width:80em}} table{{border-collapse:collapse;margin:.5em 0}}
-td,th{{border:1px solid #ccc;padding:.2em .5em;text-align:left}}</style></head><body>
-<h1>What to expect on your library</h1>
-<p>{'<br>'.join(esc(line) for line in report.summary_lines())}</p>
-<p>Every figure is out-of-fold: files are judged by a model trained without their artist or album
-(artist/album-grouped folds), so it is what to expect for music by artists new to the library;
-files by artists the library already has usually do better. A genre's <em>threshold</em> is the
-probability its files need to be tagged at precision {report.precision:.2f}; <em>coverage</em>
-is the share of its tested files that reach it. Novelty threshold
-{report.novelty_threshold:.3f} (files further from the library are "not sure").</p>
-{extra}
-<h2>Per genre</h2>
-{table(["genre", "files", "artists", "tested", "recall %", "precision %", "threshold", "coverage %", "status"], genre_rows)}
-<h2>Confusion matrix (out-of-fold)</h2>
-{conf}
-<h2>Dropped genres</h2>
-{table(["genre", "why"], dropped) if dropped else "<p>none</p>"}
-{audit_html}
-<p>Files: <a href="genres.csv">genres.csv</a>, <a href="confusion.csv">confusion.csv</a>,
-<a href="out_of_fold.csv">out_of_fold.csv</a>.</p>
-</body></html>
-"""
+    library = None if lib is None else {
+        "n_labelled": len(report.y), "n_untagged": len(lib.untagged), "several": lib.several,
+        "n_failures": len(lib.failures), "spellings": [[k, ", ".join(v)] for k, v in sorted(lib.spellings.items())]}
+    audit_rows = None if audit is None else [
+        [i, r.path, r.tagged, r.suggested, f"{r.p_suggested:.2f}", f"{r.p_tagged:.2f}", r.source]
+        for i, r in enumerate(audit[:top], 1)]
+    page = render("library_report.html", summary_lines=report.summary_lines(), precision=report.precision,
+                  novelty_threshold=report.novelty_threshold, library=library, genre_rows=genre_rows,
+                  labels=list(report.labels), confusion=[(c, [int(v) for v in row]) for c, row in zip(report.labels, m)],
+                  most=max(1, int(m.max()) if m.size else 1),
+                  dropped=[[g, why] for g, why in sorted((lib.dropped if lib else {}).items())],
+                  audit=audit, audit_rows=audit_rows, top=top)
     out["html"] = os.path.join(folder, "report.html")
     with open(out["html"], "w", encoding="utf-8") as fh:
         fh.write(page)

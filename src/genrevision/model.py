@@ -55,8 +55,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._utils.progress import progress_bar
 from .audio import AudioError, audio_info
-from .files import NotRegularFile, open_regular, user_cache
+from .errors import ModelError
+from .files import NotRegularFile, atomic_write, feature_cache, open_regular
 
 __all__ = [
     "ModelError",
@@ -102,19 +104,7 @@ _MAX_SKOPS_MEMBERS = 10_000
 _SHA_KEY = {"classifier.skops": "classifier_sha256", "views.skops": "view_classifier_sha256",
             "tuned.npz": "tuned_sha256", "library.npz": "library_sha256"}
 
-_DEFAULT_CACHE = user_cache("features")
-
-
-class ModelError(ValueError):
-    """A model file that cannot be used; ``str(err)`` is one line "<path>: <reason>"."""
-
-    def __init__(self, path, reason: str):
-        self.path = os.fspath(path) if not isinstance(path, str) else path
-        self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
-
-    def __reduce__(self):
-        return (type(self), (self.path, self.reason))
+_DEFAULT_CACHE = feature_cache()  # GENREVISION_CACHE honoured, as everywhere
 
 
 @dataclass
@@ -310,8 +300,6 @@ class GenreModel:
 
     def save(self, path) -> str:
         """Write the model file (zip of meta.json + classifier.skops), atomically."""
-        import tempfile
-
         import skops.io as sio
 
         path = os.fspath(path)
@@ -345,20 +333,13 @@ class GenreModel:
         # The checksum covers exactly what is stored (JSON round trip: tuples become lists).
         meta = json.loads(json.dumps(meta))
         meta["meta_sha256"] = meta_checksum(meta)
-        folder = os.path.dirname(os.path.abspath(path))
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".model")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as z:
-                    z.writestr("meta.json", json.dumps(meta, indent=2, sort_keys=True))
-                    for member, payload in payloads.items():
-                        z.writestr(member, payload)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        def write(f):
+            with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as z:
+                z.writestr("meta.json", json.dumps(meta, indent=2, sort_keys=True))
+                for member, payload in payloads.items():
+                    z.writestr(member, payload)
+
+        atomic_write(os.path.abspath(path), write)  # synced, then renamed: a reader sees the whole model or none
         return path
 
     # -- predicting ------------------------------------------------------------
@@ -468,11 +449,8 @@ class GenreModel:
 
     def predict_many(self, paths, *, progress: bool = True, timeline: bool = False, segments: int | None = None):
         """Predict every file; returns (list of Prediction, [(path, reason)] failures)."""
-        from tqdm.auto import tqdm
-
         preds, failures = [], []
-        for p in tqdm(list(paths), desc="predict", unit="file", disable=not progress,
-                      file=sys.stderr, dynamic_ncols=True):
+        for p in progress_bar(list(paths), desc="predict", unit="file", enabled=progress):
             try:
                 preds.append(self.predict(p, timeline=timeline, segments=segments))
             except AudioError as err:
@@ -603,14 +581,11 @@ def fit_recipe(recipe, features: list[dict], labels, *, groups=None, weights=Non
     """
     import dataclasses
 
-    from tqdm.auto import tqdm
-
     labels = np.asarray(labels)
     X, views = recipe.matrix(features)
     view_layout = _split_joined(views)
     steps = 1 + (view_layout != views)
-    with tqdm(total=steps, desc="fit", unit="step", disable=not progress, file=sys.stderr,
-              dynamic_ncols=True) as bar:
+    with progress_bar(total=steps, desc="fit", unit="step", enabled=progress) as bar:
         rows = X.data.shape[0] if hasattr(X, "data") else len(X)
         bar.set_postfix_str(f"classifier: {len(X)} tracks, {rows} rows x {X.shape[1]} features")
         clf = _fit(recipe.classifier(views, weights=weights), X, labels, groups)

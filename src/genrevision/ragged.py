@@ -14,6 +14,8 @@ import numbers
 
 import numpy as np
 
+from ._utils.validation import check_scalar
+
 __all__ = ["Ragged"]
 
 
@@ -64,8 +66,7 @@ class Ragged:
     def from_fixed(cls, X, n_rows: int) -> "Ragged":
         """Tracks stored as fixed-width rows of ``n_rows`` windows each (window-major)."""
         X = np.asarray(X)
-        if isinstance(n_rows, bool) or not isinstance(n_rows, numbers.Integral) or n_rows < 1:
-            raise ValueError(f"n_rows must be an integer >= 1; got {n_rows!r}.")
+        check_scalar(n_rows, "n_rows", kind=int, min=1)
         if X.ndim != 2 or X.shape[1] % n_rows:
             raise ValueError(f"X of shape {X.shape} does not split into {n_rows} equal windows per row.")
         return cls(X.reshape(X.shape[0] * n_rows, X.shape[1] // n_rows), np.arange(X.shape[0] + 1) * n_rows)

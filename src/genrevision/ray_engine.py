@@ -29,14 +29,17 @@ from __future__ import annotations
 import io
 import json
 import os
-import sys
 import tempfile
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from ._utils.progress import progress_bar
+from ._utils.validation import check_scalar
+from .errors import RayUnavailable
 from .features import ExtractionResult, FeatureSettings, _failure_reason, prepare_track, prepared_features
+from .files import atomic_path
 from .store import content_digest
 
 __all__ = [
@@ -65,10 +68,6 @@ PARQUET_COLUMNS = ("track_id", "path", "view", "window", "start", "vector")
 # requests are not fused), which would run decoding behind the CNN, one
 # track at a time per actor.
 _PREPARE_MEMORY = 400 * 2**20
-
-
-class RayUnavailable(RuntimeError):
-    """Ray (or pyarrow) is not installed; the message says how to install it."""
 
 
 def require_ray():
@@ -286,15 +285,9 @@ def _write_parquet_part(folder: str, tracks: list) -> str:
     schema = _parquet_schema()
     table = pa.table({**{k: pa.array(v, type=schema.field(k).type) for k, v in cols.items()},
                       "vector": pa.ListArray.from_arrays(offsets, values)}, schema=schema)
-    os.makedirs(folder, exist_ok=True)
     name = os.path.join(folder, f"part-{uuid.uuid4().hex}.parquet")
-    tmp = os.path.join(folder, f".tmp-{uuid.uuid4().hex}.parquet")  # readers skip names starting with "."
-    try:
+    with atomic_path(name) as tmp:  # ".tmp-…": readers skip names starting with "."
         pq.write_table(table, tmp)
-        os.replace(tmp, name)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return name
 
 
@@ -380,11 +373,9 @@ def _digests(paths: list[str]) -> list:
 
 
 def _check_positive(name: str, value, *, integer: bool, allow_zero: bool = False) -> None:
-    ok = (not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
-          and (value >= 0 if allow_zero else value > 0) and (not integer or int(value) == value))
-    if not ok:
-        kind = "an integer" if integer else "a number"
-        raise ValueError(f"{name} must be {kind} {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+    # Ray options may come from JSON or the command line as 2.0: whole floats count as integers.
+    check_scalar(value, name, kind=int if integer else float, min=0, whole_floats=True,
+                 include_boundaries="left" if allow_zero else "neither")
 
 
 def _check_concurrency(concurrency) -> None:
@@ -483,8 +474,6 @@ def extract_dataset_ray(
         raise ValueError(f"{out_parquet}: exists and is not a folder (Parquet output is a folder of part files)")
     require_ray()
 
-    from tqdm.auto import tqdm
-
     paths = [os.fspath(p) for p in paths]
     result = ExtractionResult({}, [])
     done = _parquet_track_ids(out_parquet) if out_parquet is not None else set()
@@ -530,8 +519,8 @@ def extract_dataset_ray(
                                "keep_features": keep_features},
     )
     failed = []
-    bar = tqdm(total=len(paths), initial=len(paths) - len(todo), desc="extract (ray)", unit="track",
-               disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    bar = progress_bar(total=len(paths), initial=len(paths) - len(todo), desc="extract (ray)", unit="track",
+                       enabled=progress)
     try:
         for batch in _stream(ray, ds):
             for idx, p, err, blob in zip(batch["index"], batch["path"], batch["error"], batch["payload"]):
@@ -630,8 +619,6 @@ def predict_files_ray(
     if not paths:
         return [], []
 
-    from tqdm.auto import tqdm
-
     ray = connect(address)
     _configure_data(progress)
     from ray.data import ActorPoolStrategy
@@ -644,8 +631,7 @@ def predict_files_ray(
                         fn_constructor_kwargs={"model_bytes": model_bytes, "timeline": bool(timeline),
                                                "segments": segments})
     answers, failed = [], []
-    with tqdm(total=len(paths), desc="predict (ray)", unit="file", disable=not progress, file=sys.stderr,
-              dynamic_ncols=True) as bar:
+    with progress_bar(total=len(paths), desc="predict (ray)", unit="file", enabled=progress) as bar:
         for batch in _stream(ray, ds):
             for idx, p, err, pred in zip(batch["index"], batch["path"], batch["error"], batch["prediction"]):
                 if err:

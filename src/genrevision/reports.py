@@ -24,7 +24,6 @@ the same predictions as another row on every fold).
 from __future__ import annotations
 
 import base64
-import html
 import io
 import json
 import math
@@ -33,6 +32,9 @@ import re
 from pathlib import Path
 
 import numpy as np
+
+from ._utils.rendering import render
+from .files import atomic_write
 
 __all__ = [
     "ROW_ORDER",
@@ -224,18 +226,7 @@ def _table_title(results, kind):
 
 
 def _markdown(header, rows):
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
-    for row in rows:
-        lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |")
-    return "\n".join(lines)
-
-
-def _html_table(header, rows):
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return render("table.md", header=list(header), rows=[list(r) for r in rows]).rstrip("\n")
 
 
 def paper_table_markdown(results, *, kind="svm"):
@@ -590,22 +581,34 @@ def write_report(results, out_dir, *, dpi=100):
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = {"confusion": {}}
-
     results_path = out / "results.json"
-    tmp = out / f".results.json.{os.getpid()}.tmp"
-    tmp.write_text(results_json(results))
-    os.replace(tmp, results_path)
+    atomic_write(results_path, lambda f: f.write(results_json(results).encode()))
     written["results"] = results_path
+    figures = _write_confusions(results, out, dpi=dpi)
+    written["confusion"] = {f["label"]: {"txt": f["txt"], "png": f["png"]} for f in figures}
+    # One model of the sections; the Markdown and the HTML are two templates over it.
+    title, blocks = _report_title(results), _report_blocks(results, figures)
+    for key, name, template in (("tables", "tables.md", "evaluation_report.md"),
+                                ("html", "report.html", "evaluation_report.html")):
+        written[key] = out / name
+        written[key].write_text(render(template, title=title, blocks=blocks), encoding="utf-8")
+    return written
 
-    std_all = results.get("std") or {}
-    title = (
-        f"GTZAN genre recognition, protocol {results.get('protocol')!s}, "
-        f"{results.get('n_tracks', '?')} tracks, backbone {results.get('backbone', '?')}"
-    )
+
+def _report_title(results) -> str:
     recipes_cfg = (results.get("config") or {}).get("recipes") or {}
     if recipes_cfg:
-        title = (f"Genre recognition, protocol {results.get('protocol')!s}, {results.get('n_tracks', '?')} tracks, "
-                 + ", ".join(f"{n} recipe on {c.get('backbone', '?')}" for n, c in recipes_cfg.items()))
+        return (f"Genre recognition, protocol {results.get('protocol')!s}, {results.get('n_tracks', '?')} tracks, "
+                + ", ".join(f"{n} recipe on {c.get('backbone', '?')}" for n, c in recipes_cfg.items()))
+    return (f"GTZAN genre recognition, protocol {results.get('protocol')!s}, "
+            f"{results.get('n_tracks', '?')} tracks, backbone {results.get('backbone', '?')}")
+
+
+def _summary_rows(results) -> list[tuple[str, str]]:
+    """The report's first table: (item, value) rows saying what ran and how fast."""
+    std_all = results.get("std") or {}
+    config = results.get("config") or {}
+    recipes_cfg = config.get("recipes") or {}
     summary = [("Protocol", str(results.get("protocol")) + (f" ({results['protocol_note']})"
                                                              if results.get("protocol_note") else "")),
                ("Tracks", str(results.get("n_tracks", _DASH)))]
@@ -621,118 +624,79 @@ def write_report(results, out_dir, *, dpi=100):
                                           f"views {c.get('views', '?')}"))
     if results.get("default") is not None:
         ci = (results.get("ci95") or {}).get("default")
-        summary.append(
-            ("Default recipe accuracy (%)",
-             format_accuracy(results.get("default"), std_all.get("default"))
-             + (f" (95 % CI of the mean {format_interval(ci)})" if ci else ""))
-        )
-
-    for name, t in ((results.get("config") or {}).get("extraction") or {}).items():
+        summary.append(("Default recipe accuracy (%)",
+                        format_accuracy(results.get("default"), std_all.get("default"))
+                        + (f" (95 % CI of the mean {format_interval(ci)})" if ci else "")))
+    for name, t in (config.get("extraction") or {}).items():
         speed = t.get("tracks_per_s")
         summary.append((f"Extraction, recipe {name} (tracks/s)",
                         f"{speed:.2f}" if speed else f"from the cache ({t.get('cached', '?')} tracks)"))
-    for name, t in ((results.get("config") or {}).get("fitting") or {}).items():
+    for name, t in (config.get("fitting") or {}).items():
         summary.append((f"Fitting, {name} (s)", f"{t.get('seconds', 0):.1f} ({t.get('folds_fitted', '?')} folds fitted, "
                                                f"{t.get('folds_loaded', '?')} loaded from a previous run)"))
-    ran = _what_ran(results)
-    dup_note = _duplicates_note(results)
-    svm_title, ft_title = _table_title(results, "svm"), _table_title(results, "finetune")
+    return summary
 
-    md = [f"# {title}", ""]
-    md += [_markdown(("Item", "Value"), summary), ""]
+
+def _write_confusions(results, out: Path, *, dpi) -> list[dict]:
+    """confusion_<label>.txt and .png for every confusion matrix; one dict per matrix for the report."""
+    figures = []
+    for label, entry in (results.get("confusion") or {}).items():
+        matrix, labels = np.asarray(entry["matrix"]), list(entry["labels"])
+        stem = "confusion_" + _safe_name(label)
+        text = confusion_text(matrix, labels)
+        txt, png = out / f"{stem}.txt", out / f"{stem}.png"
+        txt.write_text("".join(f"# {entry[k]}\n" for k in ("title", "caption") if entry.get(k)) + text,
+                       encoding="utf-8")
+        png_data = _png_bytes(matrix, labels, title=str(entry.get("title") or label), dpi=dpi)
+        png.write_bytes(png_data)
+        figures.append({"label": label, "title": str(entry.get("title") or label), "caption": entry.get("caption"),
+                        "txt": txt, "png": png, "png_data": png_data, "text": text})
+    return figures
+
+
+def _block(kind, *, html_only=False, **fields) -> dict:
+    return {"kind": kind, "html_only": html_only, **fields}
+
+
+def _report_blocks(results, figures) -> list[dict]:
+    """The report as a list of blocks (heading, table, text, note, figure, pre), in order.
+
+    ``evaluation_report.md`` and ``evaluation_report.html`` render the same list; blocks
+    with ``html_only`` (the configuration dump) appear in the page only.
+    """
+    heading = lambda level, text: _block("heading", level=level, text=text)  # noqa: E731
+    table = lambda header, rows: _block("table", header=list(header), rows=[list(r) for r in rows])  # noqa: E731
+    text = lambda t: _block("text", text=t)  # noqa: E731
+    blocks = [heading(1, _report_title(results)), table(("Item", "Value"), _summary_rows(results))]
+    ran = _what_ran(results)
     if ran:
-        md += [ran, ""]
-    md += [f"## {svm_title}", "", paper_table_markdown(results, kind="svm"), ""]
-    md += ["Paper fusion weights (original/harmonic/percussive): .5/.1/.4.", ""]
-    md += [f"## {ft_title}", "",
-           paper_table_markdown(results, kind="finetune"), ""]
-    md += ["Table III of the paper reports only the original view (68) and the "
-           "original+percussive fusion (72).", ""]
+        blocks.append(text(ran))
+    blocks += [heading(2, _table_title(results, "svm")),
+               table(_header(results), paper_table_rows(results, kind="svm")),
+               text("Paper fusion weights (original/harmonic/percussive): .5/.1/.4."),
+               heading(2, _table_title(results, "finetune")),
+               table(_header(results), paper_table_rows(results, kind="finetune")),
+               text("Table III of the paper reports only the original view (68) and the "
+                    "original+percussive fusion (72).")]
     ablation = results.get("ablation")
     if ablation:
-        md += ["## Every row of every recipe", "", ablation_table_markdown(ablation, results), ""]
+        blocks += [heading(2, "Every row of every recipe"),
+                   table(_ablation_header(ablation, results), _ablation_rows(ablation))]
+    dup_note = _duplicates_note(results)
     if dup_note:
-        md += [dup_note, ""]
-    md += ["## Note on GTZAN", "", GTZAN_NOTE, ""]
-
-    images = []
-    for label, entry in (results.get("confusion") or {}).items():
-        matrix = np.asarray(entry["matrix"])
-        labels = list(entry["labels"])
-        stem = "confusion_" + _safe_name(label)
-        txt = out / f"{stem}.txt"
-        head = "".join(f"# {entry[k]}\n" for k in ("title", "caption") if entry.get(k))
-        txt.write_text(head + confusion_text(matrix, labels), encoding="utf-8")
-        png_data = _png_bytes(matrix, labels, title=str(entry.get("title") or label), dpi=dpi)
-        png = out / f"{stem}.png"
-        png.write_bytes(png_data)
-        written["confusion"][label] = {"txt": txt, "png": png}
-        images.append((label, png_data))
-    if images:
-        md += ["## Confusion matrices", ""]
-        for label, _ in images:
-            entry = results["confusion"][label]
-            stem = "confusion_" + _safe_name(label)
-            md += [f"### {entry.get('title') or label}", ""]
-            if entry.get("caption"):
-                md += [f"Counts: {entry['caption']}.", ""]
-            md += [f"![{label}]({stem}.png)", "", "```",
-                   confusion_text(entry["matrix"], entry["labels"]).rstrip("\n"), "```", ""]
-
-    tables_path = out / "tables.md"
-    tables_path.write_text("\n".join(md), encoding="utf-8")
-    written["tables"] = tables_path
-
-    esc = html.escape
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{esc(title)}</title>",
-        "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto;}"
-        "table{border-collapse:collapse;margin:1em 0;}"
-        "th,td{border:1px solid #999;padding:.3em .7em;text-align:right;}"
-        "th:first-child,td:first-child{text-align:left;}"
-        ".note{background:#fff6d6;padding:.7em;border-left:4px solid #e0b000;}"
-        "pre{background:#f4f4f4;padding:.5em;}</style>",
-        "</head><body>",
-        f"<h1>{esc(title)}</h1>",
-        _html_table(("Item", "Value"), summary),
-    ]
-    if ran:
-        parts.append(f"<p>{esc(ran)}</p>")
-    parts += [
-        f"<h2>{esc(svm_title)}</h2>",
-        _html_table(_header(results), paper_table_rows(results, kind="svm")),
-        "<p>Paper fusion weights (original/harmonic/percussive): .5/.1/.4.</p>",
-        f"<h2>{esc(ft_title)}</h2>",
-        _html_table(_header(results), paper_table_rows(results, kind="finetune")),
-        "<p>Table III of the paper reports only the original view (68) and the "
-        "original+percussive fusion (72).</p>",
-    ]
-    if ablation:
-        parts += ["<h2>Every row of every recipe</h2>",
-                  _html_table(_ablation_header(ablation, results), _ablation_rows(ablation))]
-    if dup_note:
-        parts.append(f"<p>{esc(dup_note)}</p>")
-    parts += ["<h2>Note on GTZAN</h2>", f'<p class="note">{esc(GTZAN_NOTE)}</p>']
-    if images:
-        parts.append("<h2>Confusion matrices</h2>")
-        for label, png_data in images:
-            b64 = base64.b64encode(png_data).decode("ascii")
-            entry = results["confusion"][label]
-            parts += [f"<h3>{esc(str(entry.get('title') or label))}</h3>"]
-            if entry.get("caption"):
-                parts.append(f"<p>Counts: {esc(entry['caption'])}.</p>")
-            parts += [
-                f'<img alt="confusion {esc(str(label))}" src="data:image/png;base64,{b64}">',
-                f"<pre>{esc(confusion_text(entry['matrix'], entry['labels']))}</pre>",
-            ]
+        blocks.append(text(dup_note))
+    blocks += [heading(2, "Note on GTZAN"), _block("note", text=GTZAN_NOTE)]
+    if figures:
+        blocks.append(heading(2, "Confusion matrices"))
+    for f in figures:
+        blocks.append(heading(3, f["title"]))
+        if f["caption"]:
+            blocks.append(text(f"Counts: {f['caption']}."))
+        blocks += [_block("figure", label=str(f["label"]), file=f["png"].name,
+                          png_base64=base64.b64encode(f["png_data"]).decode("ascii")),
+                   _block("pre", text=f["text"])]
     config = results.get("config")
     if config:
-        parts += ["<h2>Configuration (what ran)</h2>",
-                  f"<pre>{esc(json.dumps(_to_jsonable(config), indent=2, sort_keys=True))}</pre>"]
-    parts.append("</body></html>")
-    html_path = out / "report.html"
-    html_path.write_text("\n".join(parts) + "\n", encoding="utf-8")
-    written["html"] = html_path
-    return written
+        blocks += [_block("heading", html_only=True, level=2, text="Configuration (what ran)"),
+                   _block("pre", html_only=True, text=json.dumps(_to_jsonable(config), indent=2, sort_keys=True))]
+    return blocks

@@ -18,6 +18,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.ndimage
 
+from ._utils.validation import check_scalar
+
 try:  # numba ships with librosa; without it the scipy filter gives the same numbers, slower
     import numba as _numba
 except Exception:  # noqa: BLE001 - any import failure means "no JIT"
@@ -29,10 +31,9 @@ __all__ = ["VIEWS", "stft_magnitude", "hpss_masks", "separate", "separate_audio"
 VIEWS = ("original", "harmonic", "percussive")
 
 
-def _odd_kernel(k, name: str) -> int:
-    if int(k) != k or k < 1:
-        raise ValueError(f"{name} must be a positive integer number of bins/frames, got {k!r}")
-    return int(k)
+def _kernel_length(k, name: str) -> int:
+    """A median-filter length in bins/frames: any whole number >= 1 (even lengths are allowed)."""
+    return int(check_scalar(k, name, kind=int, min=1, whole_floats=True))
 
 
 def _running_median_rows_py(x: np.ndarray, k: int, out: np.ndarray) -> np.ndarray:
@@ -158,8 +159,8 @@ def hpss_masks(
         kernel_size = (kernel_size, kernel_size)
     if np.ndim(margin) == 0:
         margin = (margin, margin)
-    kh = _odd_kernel(kernel_size[0], "kernel_size (harmonic)")
-    kp = _odd_kernel(kernel_size[1], "kernel_size (percussive)")
+    kh = _kernel_length(kernel_size[0], "kernel_size (harmonic)")
+    kp = _kernel_length(kernel_size[1], "kernel_size (percussive)")
     mh, mp = float(margin[0]), float(margin[1])
     if mh < 1 or mp < 1:
         raise ValueError(f"margin must be >= 1, got {margin}")

@@ -53,6 +53,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.requests import ClientDisconnect
 
+from ._utils.validation import Interval, check_scalar, validate_params
 from .audio import AUDIO_EXTENSIONS, AudioError, audio_info, load_audio
 from .model import GenreModel, load_model
 
@@ -518,6 +519,17 @@ class _TooLarge(Exception):
 # ----------------------------------------------------------------------------- the app
 
 
+#: create_app's limits, checked by one validate_params call.
+_APP_CONSTRAINTS = {
+    "max_upload_mb": Interval(float, 0, None, closed="neither"),
+    "max_duration_s": Interval(float, 1, None),
+    "workers": Interval(int, 1, 32),
+    "max_queue": Interval(int, 0, 10_000),
+    "image_store_mb": Interval(float, 0, None, closed="neither"),
+    "upload_timeout_s": Interval(float, 0, None, closed="neither"),
+}
+
+
 def create_app(model, *, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, max_duration_s: float = DEFAULT_MAX_DURATION_S,
                workers: int = DEFAULT_WORKERS, max_queue: int = DEFAULT_MAX_QUEUE,
                image_store_mb: float = DEFAULT_IMAGE_STORE_MB, upload_dir: str | None = None,
@@ -553,18 +565,9 @@ def create_app(model, *, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, max_durat
     -------
     fastapi.FastAPI; its ``state.service`` holds the model.
     """
-    if not max_upload_mb > 0:
-        raise ValueError(f"max_upload_mb must be > 0, got {max_upload_mb}")
-    if not max_duration_s >= 1:
-        raise ValueError(f"max_duration_s must be at least 1 s, got {max_duration_s}")
-    if not (isinstance(workers, int) and 1 <= workers <= 32):
-        raise ValueError(f"workers must be an integer in [1, 32], got {workers!r}")
-    if not (isinstance(max_queue, int) and 0 <= max_queue <= 10_000):
-        raise ValueError(f"max_queue must be an integer in [0, 10000], got {max_queue!r}")
-    if not image_store_mb > 0:
-        raise ValueError(f"image_store_mb must be > 0, got {image_store_mb}")
-    if not upload_timeout_s > 0:
-        raise ValueError(f"upload_timeout_s must be > 0, got {upload_timeout_s}")
+    validate_params(dict(max_upload_mb=max_upload_mb, max_duration_s=max_duration_s, workers=workers,
+                         max_queue=max_queue, image_store_mb=image_store_mb, upload_timeout_s=upload_timeout_s),
+                    _APP_CONSTRAINTS)
     if upload_dir is not None and not os.path.isdir(upload_dir):
         raise ValueError(f"upload_dir {upload_dir!r} is not a folder")
     if not isinstance(model, GenreModel):
@@ -727,8 +730,7 @@ def run_server(model, *, host: str = "127.0.0.1", port: int = 8000, **options) -
     """
     import uvicorn
 
-    if not 0 <= int(port) <= 65535:
-        raise ValueError(f"port must be in [0, 65535], got {port}")
+    check_scalar(port, "port", kind=int, min=0, max=65535, whole_floats=True)
     options.setdefault("allowed_hosts", _loopback_names(host))
     app = create_app(model, **options)
     uvicorn.run(app, host=host, port=int(port), log_level="info")

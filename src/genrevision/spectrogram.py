@@ -17,7 +17,10 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-__all__ = ["SpectrogramConfig", "log_image", "frequency_scale", "window_images", "resize", "to_png"]
+from ._utils.validation import check_scalar
+
+__all__ = ["SpectrogramConfig", "log_image", "frequency_scale", "count_windows", "pick_windows", "window_images",
+           "resize", "to_png"]
 
 
 @dataclass(frozen=True)
@@ -75,14 +78,11 @@ class SpectrogramConfig:
             raise ValueError(f"scale must be 'mel' or 'linear', got {self.scale!r}")
         if self.layout not in ("windows", "whole"):
             raise ValueError(f"layout must be 'windows' or 'whole', got {self.layout!r}")
-        if not 8 <= self.n_mels <= 512:
-            raise ValueError(f"n_mels must be in [8, 512], got {self.n_mels}")
-        if not 10 <= self.top_db <= 200:
-            raise ValueError(f"top_db must be in [10, 200] dB, got {self.top_db}")
+        check_scalar(self.n_mels, "n_mels", kind=int, min=8, max=512, whole_floats=True)
+        check_scalar(self.top_db, "top_db", kind=float, min=10, max=200)
         if self.window_seconds <= 0 or self.window_hop_seconds <= 0:
             raise ValueError("window_seconds and window_hop_seconds must be > 0")
-        if self.max_windows < 1:
-            raise ValueError(f"max_windows must be >= 1, got {self.max_windows}")
+        check_scalar(self.max_windows, "max_windows", kind=int, min=1, whole_floats=True)
         if self.image_size is not None:
             h, w = self.image_size
             if h < 16 or w < 16:
@@ -148,6 +148,20 @@ def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return out[0, 0].numpy()
 
 
+def count_windows(n_frames: int, frames_per_window: int, hop_frames: int) -> int:
+    """Real windows in an image ``n_frames`` long: 1 when it is shorter than one window (tiled)."""
+    return 1 if n_frames < frames_per_window else (n_frames - frames_per_window) // hop_frames + 1
+
+
+def pick_windows(n_frames: int, frames_per_window: int, hop_frames: int, windows=None) -> np.ndarray:
+    """Indices of the windows to cut: all of them, or those of ``windows`` that exist (the last
+    window when none does)."""
+    available = count_windows(n_frames, frames_per_window, hop_frames)
+    if windows is None:
+        return np.arange(available)
+    return np.asarray([i for i in windows if i < available] or [available - 1])
+
+
 def window_images(image: np.ndarray, *, frames_per_window: int, hop_frames: int, indices=None) -> np.ndarray:
     """Cut a (height, n_frames) image into windows along time.
 
@@ -163,7 +177,7 @@ def window_images(image: np.ndarray, *, frames_per_window: int, hop_frames: int,
         reps = int(np.ceil(frames_per_window / max(n, 1)))
         image = np.tile(image, (1, reps))[:, :frames_per_window]
         n = frames_per_window
-    starts = np.arange(0, n - frames_per_window + 1, hop_frames)
+    starts = np.arange(count_windows(n, frames_per_window, hop_frames)) * hop_frames
     if indices is not None:
         starts = starts[np.asarray(indices, dtype=np.int64)]
     return np.stack([image[:, s : s + frames_per_window] for s in starts])

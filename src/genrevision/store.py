@@ -13,14 +13,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import stat
-import tempfile
 import warnings
 import zipfile
 
 import numpy as np
 
-from .files import open_regular
+from .files import atomic_write, open_regular
 
 __all__ = ["FeatureStore", "content_digest", "atomic_write"]
 
@@ -40,45 +38,6 @@ def content_digest(source) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def atomic_write(path: str, write) -> None:
-    """``write(f)`` into a temporary file beside ``path``, synced, then renamed onto ``path``:
-    a reader sees the whole file or none (the temporary file is removed on any failure)."""
-    folder = os.path.dirname(path) or "."
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.splitext(path)[1])
-    try:
-        # mkstemp makes 0600; the file gets the mode open() would give it (or the one it had).
-        try:
-            mode = stat.S_IMODE(os.stat(path).st_mode)
-        except OSError:
-            mode = 0o666 & ~_umask()
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _umask() -> int:
-    """The process's umask, read without changing it where Linux allows (os.umask sets it: a race
-    with other threads creating files)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def _for(about) -> str:

@@ -42,7 +42,6 @@ import contextlib
 import csv
 import datetime
 import errno
-import html
 import io
 import json
 import math
@@ -55,6 +54,9 @@ import threading
 import uuid
 from dataclasses import asdict, dataclass, field
 
+from ._utils.rendering import render
+from ._utils.validation import check_scalar
+from .errors import TagError
 from .files import printable as _printable
 
 __all__ = [
@@ -89,14 +91,6 @@ DEFAULT_LOG = os.path.join(os.environ.get("XDG_DATA_HOME") or os.path.join(os.pa
 _MODES = ("keep", "force", "merge")
 
 
-class TagError(ValueError):
-    """A file whose tags cannot be read or written; ``str(err)`` is one line "<path>: <reason>"."""
-
-    def __init__(self, path, reason: str):
-        self.path, self.reason = os.fspath(path), reason
-        super().__init__(f"{self.path}: {reason}")
-
-
 # ----------------------------------------------------------------------------- choosing genres
 
 
@@ -115,10 +109,8 @@ def choose_genres(probabilities: dict, *, top: int = DEFAULT_TOP, min_prob: floa
         The user's names for the model's labels; labels mapped to one name add
         their probabilities; unmapped labels keep their own name.
     """
-    if isinstance(top, bool) or int(top) != top or top < 1:
-        raise ValueError(f"top must be an integer >= 1, got {top!r}")
-    if not (isinstance(min_prob, (int, float)) and 0 <= min_prob <= 1):
-        raise ValueError(f"min_prob must be a number in [0, 1], got {min_prob!r}")
+    check_scalar(top, "top", kind=int, min=1, whole_floats=True)
+    check_scalar(min_prob, "min_prob", kind=float, min=0, max=1)
     mapping = mapping or {}
     summed: dict[str, float] = {}
     for label, p in probabilities.items():
@@ -1214,57 +1206,32 @@ def write_report(result: TagResult, folder) -> dict[str, str]:
     for d in result.decisions:
         if d.action in ("tagged", "would tag", "unchanged") and d.genre:
             counts[d.genre] = counts.get(d.genre, 0) + 1
-    esc = html.escape
     low = [d for d in result.decisions if d.genre and (d.low_confidence or d.probability < 0.5)]
     failed = [d for d in result.decisions if d.action == "failed"]
     by_action: dict[str, int] = {}
     for d in result.decisions:
         by_action[d.action] = by_action.get(d.action, 0) + 1
-    rows = lambda items: "\n".join(items) or '<tr><td colspan="4">none</td></tr>'  # noqa: E731
-    page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>genrevision tag report</title>
-<style>body{{font-family:sans-serif;margin:2em;max-width:70em}} table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:.2em .5em;text-align:left}} .bar{{fill:#4a78b5}} text{{font-size:12px}}</style>
-</head><body>
-<h1>genrevision tag report</h1>
-<p>{'Dry run (--pretend): nothing was written. ' if result.pretend else ''}{len(result.decisions)} files:
-{', '.join(f'{n} {esc(a)}' for a, n in sorted(by_action.items()))}. Model <code>{esc(result.model)}</code>
-(sha256 {esc(result.model_sha256[:16])}…); {result.computed} predicted, {result.cached} from the cache.
-{f'Undo: <code>genrevision tag --undo {esc(result.log)}</code>' if result.log else ''}</p>
-<h2>Genres written (best genre per file)</h2>
-{_svg_bars(counts)}
-<h2>Low-confidence files ({len(low)})</h2>
-<p>Best genre below 0.5, or audio poorer than the training audio.</p>
-<table><tr><th>file</th><th>genre</th><th>probability</th><th>why</th></tr>
-{rows(f'<tr><td>{esc(d.path)}</td><td>{esc(d.genre)}</td><td>{d.probability:.2f}</td><td>{esc("; ".join(d.warnings) or "below 0.5")}</td></tr>' for d in low)}
-</table>
-<h2>Failures ({len(failed)})</h2>
-<table><tr><th>file</th><th>reason</th></tr>
-{rows(f'<tr><td>{esc(d.path)}</td><td>{esc(d.reason)}</td></tr>' for d in failed)}
-</table>
-<p>Every decision: <a href="decisions.csv">decisions.csv</a>.</p>
-</body></html>
-"""
+    chart, bars = _bar_chart(counts)
+    page = render("tag_report.html", pretend=result.pretend, n_files=len(result.decisions),
+                  by_action=sorted((a, n) for a, n in by_action.items()), model=result.model,
+                  model_sha256=result.model_sha256, computed=result.computed, cached=result.cached, log=result.log,
+                  chart=chart, bars=bars, low=low, failed=failed)
     html_path = os.path.join(folder, "report.html")
     with open(html_path, "w", encoding="utf-8") as fh:
         fh.write(page)
     return {"html": html_path, "csv": csv_path}
 
 
-def _svg_bars(counts: dict[str, int]) -> str:
-    """An inline SVG bar chart (no script, no network)."""
-    if not counts:
-        return "<p>No genres written.</p>"
+def _bar_chart(counts: dict[str, int]) -> tuple[dict, list[dict]]:
+    """The inline SVG bar chart's size and bars (no script, no network): most files first."""
     items = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-    most, row, left, width = max(counts.values()), 22, 140, 400
+    most, row, left, width = max(counts.values(), default=1), 22, 140, 400
     bars = []
     for i, (name, n) in enumerate(items):
         y, w = i * row, max(1, round(width * n / most))
-        bars.append(f'<text x="{left - 6}" y="{y + 15}" text-anchor="end">{html.escape(name)}</text>'
-                    f'<rect class="bar" x="{left}" y="{y + 3}" width="{w}" height="{row - 6}"/>'
-                    f'<text x="{left + w + 4}" y="{y + 15}">{n}</text>')
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" role="img" aria-label="genre distribution" '
-            f'width="{left + width + 50}" height="{len(items) * row}">' + "".join(bars) + "</svg>")
+        bars.append({"name": name, "n": n, "label_x": left - 6, "text_y": y + 15, "x": left, "y": y + 3, "w": w,
+                     "h": row - 6, "count_x": left + w + 4})
+    return {"width": left + width + 50, "height": len(items) * row}, bars
 
 
 def decision_dict(d: Decision) -> dict:

@@ -37,12 +37,14 @@ Augmentation, and where it happens (the honest part):
 from __future__ import annotations
 
 import copy
-import sys
 
 import numpy as np
 
+from ._utils.early_stopping import EarlyStopping
+from ._utils.progress import progress_bar
+from ._utils.validation import Interval, validate_params
 from .features import FeatureSettings, decode_segments, plan_segments, view_images
-from .spectrogram import window_images
+from .spectrogram import pick_windows, window_images
 
 __all__ = [
     "FORMAT",
@@ -98,10 +100,7 @@ def _cut(full: dict, settings: FeatureSettings, *, offset: int, windows=None) ->
         if offset and n_frames < per:
             out[view] = np.zeros((0, img.shape[0], per), np.float32)
             continue
-        available = 1 if n_frames < per else (n_frames - per) // hop + 1
-        idx = np.arange(available)
-        if windows is not None:
-            idx = np.asarray([i for i in windows if i < available] or [available - 1])
+        idx = pick_windows(n_frames, per, hop, windows)
         out[view] = window_images(img, frames_per_window=per, hop_frames=hop, indices=idx).astype(np.float32)
     return out
 
@@ -221,8 +220,6 @@ def dataset_activations(paths, settings: FeatureSettings, *, cache: str | None, 
     arrays : dict path → arrays (see :func:`track_activations`)
     failures : list of (path, reason)
     """
-    from tqdm.auto import tqdm
-
     from .backbone import Backbone
     from .store import FeatureStore, content_digest
 
@@ -234,7 +231,7 @@ def dataset_activations(paths, settings: FeatureSettings, *, cache: str | None, 
         return None if "act_hw" in a and all(f"{v}.act_shift" in a for v in settings.view_names) else "missing arrays"
 
     out, failures = {}, []
-    for p in tqdm(paths, desc="frozen stages", unit="track", disable=not progress, file=sys.stderr):
+    for p in progress_bar(paths, desc="frozen stages", unit="track", enabled=progress):
         try:
             if store is None:
                 out[p] = track_activations(p, settings, backbone=bb, start=start, shift=shift)
@@ -306,6 +303,13 @@ def _to_torch(a):
     return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
 
 
+def _check_pools(pools, y) -> None:
+    if len(pools) != len(y) or not len(y):
+        raise ValueError(f"pools and y must have the same non-zero length, got {len(pools)} and {len(y)}")
+    if any(p.ndim != 5 or p.shape[1:] != pools[0].shape[1:] or len(p) == 0 for p in pools):
+        raise ValueError("every pool must be a non-empty (n, V, C, h, w) array with the same V, C, h, w")
+
+
 class FineTuner:
     """Train the last stage(s) of EfficientNet-Lite + a linear classifier on cached activations.
 
@@ -370,19 +374,16 @@ class FineTuner:
         self.random_state = random_state
         self.progress = progress
 
+    _parameter_constraints = {
+        **{name: Interval(int, 1, None, whole_floats=True)
+           for name in ("epochs", "patience", "windows_per_track", "batch_size", "n_stages")},
+        **{name: Interval(float, 0, None, closed="neither") for name in ("lr", "head_lr")},
+        **{name: Interval(float, 0, 1, closed="left") for name in ("dropout", "mixup", "mask", "crop", "weight_decay")},
+        "val_fraction": Interval(float, 0, 0.5, closed="neither"),
+    }
+
     def _check_params(self):
-        for name in ("epochs", "patience", "windows_per_track", "batch_size", "n_stages"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or int(v) != v or v < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
-        for name in ("lr", "head_lr"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
-        for name in ("dropout", "mixup", "mask", "crop", "weight_decay"):
-            if not 0 <= getattr(self, name) < 1:
-                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
-        if not 0 < self.val_fraction < 0.5:
-            raise ValueError(f"val_fraction must be in (0, 0.5), got {self.val_fraction!r}")
+        validate_params(self, self._parameter_constraints)
 
     def _split(self, y, groups, rng):
         """Validation tracks: ~val_fraction of each genre's groups (at least one when a genre has 3+)."""
@@ -413,17 +414,12 @@ class FineTuner:
         self
         """
         import torch
-        import torch.nn as nn
-        from tqdm.auto import tqdm
 
-        from .backbone import Backbone, torch_threads
+        from .backbone import torch_threads
 
         self._check_params()
         y = np.asarray(y)
-        if len(pools) != len(y) or not len(y):
-            raise ValueError(f"pools and y must have the same non-zero length, got {len(pools)} and {len(y)}")
-        if any(p.ndim != 5 or p.shape[1:] != pools[0].shape[1:] or len(p) == 0 for p in pools):
-            raise ValueError("every pool must be a non-empty (n, V, C, h, w) array with the same V, C, h, w")
+        _check_pools(pools, y)
         groups = np.arange(len(y)) if groups is None else np.asarray(groups)
         with torch_threads(self.threads):
             torch.manual_seed(int(self.random_state))
@@ -431,74 +427,96 @@ class FineTuner:
             self.classes_ = np.unique(y)
             yi = np.searchsorted(self.classes_, y)
             val = self._split(yi, groups, rng)
-            tr = np.flatnonzero(~val)
-            bb = Backbone(self.backbone, engine="torch")
-            self.start_ = tail_start(bb.module, n_stages=self.n_stages)
-            tail = TunedTail(bb.module, self.start_).to(memory_format=torch.channels_last)
-            n_views = pools[0].shape[1]
-            width = tail.head.weight.shape[0]
-            clf = nn.Sequential(nn.Dropout(self.dropout), nn.Linear(n_views * width, len(self.classes_)))
-            opt = torch.optim.AdamW([{"params": tail.parameters(), "lr": self.lr},
-                                     {"params": clf.parameters(), "lr": self.head_lr}], weight_decay=self.weight_decay)
-            loss_fn = nn.CrossEntropyLoss()
-            by_class = {c: tr[yi[tr] == c] for c in range(len(self.classes_))}
-
-            def logits(x):
-                b, v = x.shape[:2]
-                _, pen = tail(x.reshape(b * v, *x.shape[2:]).contiguous(memory_format=torch.channels_last))
-                return clf(pen.reshape(b, v * width))
-
-            val_x = _to_torch(np.concatenate([pools[i] for i in np.flatnonzero(val)])) if val.any() else None
-            val_y = torch.from_numpy(np.concatenate([np.full(len(pools[i]), yi[i]) for i in np.flatnonzero(val)])) if val.any() else None
-
-            def val_loss():
-                if val_x is None:
-                    return float("nan")
-                tail.eval(), clf.eval()
-                with torch.inference_mode():
-                    out = torch.cat([logits(val_x[i : i + 128]) for i in range(0, len(val_x), 128)])
-                    return float(loss_fn(out, val_y))
-
+            tail, clf, opt = self._build_network(n_views=pools[0].shape[1])
+            val_loss = self._validation_loss(tail, clf, [pools[i] for i in np.flatnonzero(val)], yi[val])
             # At epoch 0 the classifier is random: its loss is no baseline to beat.
-            best = (float("inf"), 0, copy.deepcopy(tail.state_dict()), copy.deepcopy(clf.state_dict()))
+            stopper = EarlyStopping(self.patience,
+                                    snapshot=lambda: (copy.deepcopy(tail.state_dict()), copy.deepcopy(clf.state_dict())))
             history = []
-            bar = tqdm(range(int(self.epochs)), desc="fine-tuning", unit="epoch", disable=not self.progress, file=sys.stderr)
-            stale = 0
+            bar = progress_bar(range(int(self.epochs)), desc="fine-tuning", unit="epoch", enabled=self.progress)
             for epoch in bar:
-                # This epoch's windows: windows_per_track drawn from each training track's pool.
-                items = [(i, j) for i in tr for j in rng.choice(len(pools[i]), size=min(self.windows_per_track, len(pools[i])), replace=False)]
-                order = rng.permutation(len(items))
-                tail.train(), clf.train()
-                total, seen = 0.0, 0
-                for s in range(0, len(order), self.batch_size):
-                    batch = [items[k] for k in order[s : s + self.batch_size]]
-                    x = np.stack([pools[i][j] for i, j in batch])  # (B, V, C, h, w)
-                    x = self._augment(x, [yi[i] for i, _ in batch], pools, by_class, rng)
-                    target = torch.from_numpy(yi[[i for i, _ in batch]])
-                    loss = loss_fn(logits(_to_torch(x)), target)
-                    opt.zero_grad()
-                    loss.backward()
-                    opt.step()
-                    total += float(loss.detach()) * len(batch)
-                    seen += len(batch)
+                train_loss = self._train_epoch(tail, clf, opt, pools, yi, np.flatnonzero(~val), rng)
                 vl = val_loss()
-                history.append({"epoch": epoch + 1, "train_loss": total / seen, "val_loss": vl})
-                bar.set_postfix(train=f"{total / seen:.3f}", val=f"{vl:.3f}")
-                if vl < best[0] or val_x is None:
-                    best = (vl, epoch + 1, copy.deepcopy(tail.state_dict()), copy.deepcopy(clf.state_dict()))
-                    stale = 0
-                else:
-                    stale += 1
-                    if stale >= self.patience:
-                        break
+                history.append({"epoch": epoch + 1, "train_loss": train_loss, "val_loss": vl})
+                bar.set_postfix(train=f"{train_loss:.3f}", val=f"{vl:.3f}")
+                if stopper.update(epoch + 1, vl if val.any() else None):
+                    break
             bar.close()
-            tail.load_state_dict(best[2])
-            clf.load_state_dict(best[3])
+            tail.load_state_dict(stopper.best_state[0])
+            clf.load_state_dict(stopper.best_state[1])
             self.tail_, self.classifier_ = tail.eval(), clf.eval()
-            self.best_epoch_, self.history_ = best[1], history
+            self.best_epoch_, self.history_ = stopper.best_epoch, history
             self.val_tracks_ = np.flatnonzero(val)
-            self.width_ = width
         return self
+
+    def _build_network(self, *, n_views: int):
+        """The tail (the backbone's last ``n_stages``), a new classifier over the views' joined
+        penultimate vectors, and AdamW over both (each with its own learning rate)."""
+        import torch
+        import torch.nn as nn
+
+        from .backbone import Backbone
+
+        bb = Backbone(self.backbone, engine="torch")
+        self.start_ = tail_start(bb.module, n_stages=self.n_stages)
+        tail = TunedTail(bb.module, self.start_).to(memory_format=torch.channels_last)
+        self.width_ = tail.head.weight.shape[0]
+        clf = nn.Sequential(nn.Dropout(self.dropout), nn.Linear(n_views * self.width_, len(self.classes_)))
+        opt = torch.optim.AdamW([{"params": tail.parameters(), "lr": self.lr},
+                                 {"params": clf.parameters(), "lr": self.head_lr}], weight_decay=self.weight_decay)
+        return tail, clf, opt
+
+    def _logits(self, tail, clf, x):
+        import torch
+
+        b, v = x.shape[:2]
+        _, pen = tail(x.reshape(b * v, *x.shape[2:]).contiguous(memory_format=torch.channels_last))
+        return clf(pen.reshape(b, v * self.width_))
+
+    def _validation_loss(self, tail, clf, val_pools, val_labels):
+        """A function giving the mean loss over every window of the validation tracks (NaN when none)."""
+        import torch
+        import torch.nn as nn
+
+        if not val_pools:
+            return lambda: float("nan")
+        val_x = _to_torch(np.concatenate(val_pools))
+        val_y = torch.from_numpy(np.concatenate([np.full(len(p), c) for p, c in zip(val_pools, val_labels)]))
+        loss_fn = nn.CrossEntropyLoss()
+
+        def loss():
+            tail.eval(), clf.eval()
+            with torch.inference_mode():
+                out = torch.cat([self._logits(tail, clf, val_x[i : i + 128]) for i in range(0, len(val_x), 128)])
+                return float(loss_fn(out, val_y))
+
+        return loss
+
+    def _train_epoch(self, tail, clf, opt, pools, yi, tr, rng) -> float:
+        """One epoch over ``windows_per_track`` windows drawn from each training track's pool;
+        returns the mean training loss."""
+        import torch
+        import torch.nn as nn
+
+        loss_fn = nn.CrossEntropyLoss()
+        by_class = {c: tr[yi[tr] == c] for c in range(len(self.classes_))}
+        items = [(i, j) for i in tr
+                 for j in rng.choice(len(pools[i]), size=min(self.windows_per_track, len(pools[i])), replace=False)]
+        order = rng.permutation(len(items))
+        tail.train(), clf.train()
+        total, seen = 0.0, 0
+        for s in range(0, len(order), self.batch_size):
+            batch = [items[k] for k in order[s : s + self.batch_size]]
+            x = np.stack([pools[i][j] for i, j in batch])  # (B, V, C, h, w)
+            x = self._augment(x, [yi[i] for i, _ in batch], pools, by_class, rng)
+            target = torch.from_numpy(yi[[i for i, _ in batch]])
+            loss = loss_fn(self._logits(tail, clf, _to_torch(x)), target)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(batch)
+            seen += len(batch)
+        return total / seen
 
     def _augment(self, x, labels, pools, by_class, rng):
         x = x.copy()

@@ -16,6 +16,8 @@ import threading
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 
+from ._utils.validation import check_scalar
+
 __all__ = ["start_pool", "stop_pool", "worker_init", "die_with_parent", "threads_per_worker"]
 
 
@@ -36,8 +38,7 @@ def start_pool(workers: int, *, threads: int = 1, initializer=None, initargs=())
     initializer, initargs : optional
         Run in each worker after :func:`worker_init` (e.g. load a model once).
     """
-    if int(workers) < 1:
-        raise ValueError(f"workers must be >= 1, got {workers!r}")
+    check_scalar(workers, "workers", kind=int, min=1, whole_floats=True)
     # spawn: workers must not inherit the parent's torch/OpenMP thread state.
     return ProcessPoolExecutor(max_workers=int(workers), mp_context=_SpawnWithoutMain(),
                                initializer=worker_init, initargs=(os.getpid(), int(threads), initializer, initargs))
