@@ -70,6 +70,7 @@ def main(argv=None):
                     help="group: artist-grouped folds (5 × 3), training side cut in artists per genre")
     ap.add_argument("--sizes", type=int, nargs="+", default=[2, 3, 5, 7], help="training tracks per genre (all are added)")
     ap.add_argument("--cache", default=os.environ.get("GENREVISION_CACHE") or user_cache("features"))
+    ap.add_argument("--repeats", type=int, default=None, help="repeats of the folds (default: 3 for group, 5 otherwise)")
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--json", default=None)
     ap.add_argument("--plot", default=None, help="PNG of the curves")
@@ -82,7 +83,8 @@ def main(argv=None):
     by_artist = args.protocol == "group"
     groups = None if ds.groups is None else np.asarray(ds.groups)
     folds = make_splits(args.protocol, labels=y, track_ids=ds.track_ids, groups=groups,
-                        n_splits=5 if by_artist else 10, n_repeats=3 if by_artist else 5, random_state=0)
+                        n_splits=5 if by_artist else 10,
+                        n_repeats=args.repeats or (3 if by_artist else 5), random_state=0)
     unit = "artists" if by_artist else "tracks"
     recipe = get_recipe("default")
     F = dataset_features(extract_cached(ds.paths, recipe.features, cache=args.cache), ds.paths)
