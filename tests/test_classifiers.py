@@ -392,6 +392,20 @@ def test_inner_cv_with_too_few_artists_splits_by_sample_and_says_so():
         assert set(y[train]) == {"metal", "classical"}
 
 
+def test_inner_cv_keeps_a_class_of_one_track_in_training():
+    # One artist per genre, and country's artist has one track (a learning curve at one artist
+    # per genre): that track can never be validated, so it trains in every fold; the rest split.
+    y = np.array(["blues"] * 4 + ["rock"] * 3 + ["country"])
+    artists = np.array(["hooker"] * 4 + ["morphine"] * 3 + ["paisley"])
+    with pytest.warns(UserWarning, match="split by sample"):
+        splits = make_inner_cv(y, artists, n_splits=3)
+    tested = np.concatenate([te for _, te in splits])
+    assert 7 not in tested and all(7 in tr for tr, _ in splits)
+    assert np.array_equal(np.sort(tested), np.arange(7))
+    for train, test in splits:
+        assert set(y[test]) <= {"blues", "rock"} and set(y[train]) == {"blues", "rock", "country"}
+
+
 def _today_view_svm(X, y, groups, est):
     """ViewSVM as it was fitted before precomputed kernels: GridSearchCV over a Pipeline, then
     StandardScaler + CalibratedClassifierCV(SVC(kernel="rbf")) on the same inner splits."""

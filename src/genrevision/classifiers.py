@@ -145,10 +145,12 @@ def make_inner_cv(y, groups=None, *, n_splits=3, random_state=0, one_group="trai
     single = [c for c, n in zip(classes, sizes) if n < 2] if groups is not None else []
     scored = [n for n in sizes if n >= 2] if groups is not None else sizes
     k = min(n_splits, min(scored)) if len(scored) >= 2 else 1
-    if groups is not None and k < 2 and single and all(np.sum(y == c) >= 2 for c in classes):
+    counts = {c: int(np.sum(y == c)) for c in classes}
+    if groups is not None and k < 2 and single and sum(n >= 2 for n in counts.values()) >= 2:
         # Too few groups to validate across them (e.g. a nested search on a small training part):
-        # spread the one-group classes sample by sample rather than fail, and say so.
-        k = min([n_splits] + scored + [int(np.sum(y == c)) for c in single])
+        # spread the one-group classes sample by sample rather than fail, and say so. A class of
+        # one sample cannot be validated at all: it stays on the training side of every fold.
+        k = min([n_splits] + scored + [counts[c] for c in single if counts[c] >= 2])
         one_group = "tracks"
         warnings.warn("inner cross-validation: fewer than 2 classes have 2 groups here, so "
                       f"{', '.join(map(str, single))} {'is' if len(single) == 1 else 'are'} split by sample "
@@ -186,6 +188,8 @@ def make_inner_cv(y, groups=None, *, n_splits=3, random_state=0, one_group="trai
     if one_group == "tracks":
         rng = np.random.default_rng(random_state)
         for c in single:
+            if counts[c] < 2:
+                continue
             for i, idx in enumerate(rng.permutation(np.flatnonzero(y == c))):
                 parts[i % k] = np.append(parts[i % k], idx)
         everything = np.arange(y.shape[0])
