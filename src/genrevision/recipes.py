@@ -14,9 +14,9 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .features import FeatureSettings, feature_matrix
-from .separation import VIEWS
-from .spectrogram import SpectrogramConfig
+from .features.extraction import FeatureSettings, feature_matrix
+from .signal.separation import VIEWS
+from .signal.spectrogram import SpectrogramConfig
 
 __all__ = ["Recipe", "RECIPES", "get_recipe"]
 
@@ -89,7 +89,7 @@ class Recipe:
     def __post_init__(self):
         if self.tune is None:
             return
-        from .tuning import FineTuner
+        from .features.tuning import FineTuner
 
         if not isinstance(self.tune, dict):
             raise ValueError(f"recipe {self.name!r}: tune must be a dict of FineTuner parameters or None, "
@@ -112,7 +112,7 @@ class Recipe:
 
     def columns(self):
         """Column indices of each stored window vector the classifiers use (None = all)."""
-        from .backbone import _spec
+        from .features.backbone import _spec
 
         stored = self.features.layers
         if self.layers not in ("last", "mean", "max", "meanmax"):
@@ -135,7 +135,7 @@ class Recipe:
         return idx
 
     def _stored_width(self) -> int:
-        from .backbone import get_backbone
+        from .features.backbone import get_backbone
 
         bb = get_backbone(self.features.backbone)
         return bb.features(np.zeros((1, 64, 64), np.float32), layers=self.features.layers).shape[1]
@@ -172,7 +172,7 @@ class Recipe:
         (a per-track vector such as the MFCC view is repeated on each window);
         "attention" takes the windows of each track itself.
         """
-        from .classifiers import LinearHead, SoftmaxHead, ViewSVM, WindowedClassifier
+        from .learn.classifiers import LinearHead, SoftmaxHead, ViewSVM, WindowedClassifier
 
         kind = kind or self.head
         if self.aggregate not in ("logmean", "lse"):
@@ -180,7 +180,7 @@ class Recipe:
         if kind == "attention":
             if self.pooling != "windows":
                 raise ValueError(f"recipe {self.name!r}: head='attention' needs pooling='windows', got {self.pooling!r}")
-            from .attention import AttentionPoolingClassifier
+            from .learn.attention import AttentionPoolingClassifier
 
             return AttentionPoolingClassifier()
         if kind == "svm":
@@ -199,7 +199,7 @@ class Recipe:
 
     def classifier(self, views, *, head: str | None = None, weights=None):
         """The recipe's fused classifier for a view layout from :meth:`matrix`."""
-        from .fusion import LateFusionClassifier
+        from .learn.fusion import LateFusionClassifier
 
         weights = self.fusion_weights if weights is None else weights
         if len(views) == 1 and isinstance(weights, str):
@@ -267,7 +267,7 @@ LIBRARY = replace(DEFAULT, name="library", features=FROZEN_WINDOWS.features,
 def _tuner_defaults(**changes) -> dict:
     # Every FineTuner parameter spelled out: the recipe (in model files and fold-file keys) then says
     # exactly how it was tuned, even if FineTuner's defaults change later.
-    from .tuning import FineTuner
+    from .features.tuning import FineTuner
 
     return {k: v for k, v in vars(FineTuner(**changes)).items() if k not in ("backbone", "progress")}
 

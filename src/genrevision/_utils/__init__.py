@@ -1,0 +1,39 @@
+"""Plumbing shared by every layer: regular-file opening and the user cache (files), worker
+processes (workers) and the audio-stream digest (audiohash).
+
+Public names are re-exported here from their modules on first use, so importing the package
+stays cheap (no torch/librosa until a name that needs them is used).
+"""
+import importlib
+
+_SUBMODULES = ('audiohash', 'files', 'workers')
+_EXPORTS = {
+    'NotRegularFile': 'files',
+    'audio_digest': 'audiohash',
+    'audio_ranges': 'audiohash',
+    'check_regular': 'files',
+    'die_with_parent': 'workers',
+    'open_regular': 'files',
+    'open_regular_fd': 'files',
+    'os_reason': 'files',
+    'printable': 'files',
+    'start_pool': 'workers',
+    'stop_pool': 'workers',
+    'threads_per_worker': 'workers',
+    'user_cache': 'files',
+    'worker_init': 'workers',
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    module = _EXPORTS.get(name)
+    if module is not None:
+        value = getattr(importlib.import_module(f".{module}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS) | set(_SUBMODULES))
