@@ -112,7 +112,7 @@ class Recipe:
 
     def columns(self):
         """Column indices of each stored window vector the classifiers use (None = all)."""
-        from .features.backbone import _spec
+        from .features.backbone import backbone_spec
 
         stored = self.features.layers
         if self.layers not in ("last", "mean", "max", "meanmax"):
@@ -121,7 +121,7 @@ class Recipe:
             if self.layers != "last":
                 raise ValueError(f"recipe {self.name!r}: layers={self.layers!r} needs features with every stage")
             return None
-        d = _spec(self.features.backbone).feature_dim
+        d = backbone_spec(self.features.backbone).feature_dim
         if self.layers == "last":
             return slice(-d, None)
         if stored == "all":
@@ -257,7 +257,7 @@ DEFAULT = replace(
 
 # For a model learned from a user's library (genrevision train --labels-from-tags): the default
 # without the per-band mean removal. Its "not sure" check compares a file's image features with the
-# library's, and flattened bands make noise look like music (tests/test_library.py: white noise fell
+# library's, and flattened bands make noise look like music (tests/apps/test_library.py: white noise fell
 # below the novelty threshold with band_norm="mean", clearly above it without).
 LIBRARY = replace(DEFAULT, name="library", features=FROZEN_WINDOWS.features,
                   description="the default recipe without the per-band mean removal (the images keep the recording's "

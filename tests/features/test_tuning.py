@@ -198,16 +198,16 @@ def tiny_tuned(**tune):
 def test_tuned_recipe_is_registered_and_survives_the_model_json():
     import json
 
-    from genrevision.model.genre_model import _recipe_from_dict, _recipe_to_dict
+    from genrevision.model.genre_model import recipe_from_dict, recipe_to_dict
     from genrevision.recipes import RECIPES, Recipe
 
     rec = RECIPES["tuned"]
     assert rec.tune["n_stages"] == 1 and rec.tune["epochs"] == 8 and rec.tune["patience"] == 3
     assert rec.tune["threads"] is None and "backbone" not in rec.tune
     assert rec.fine_tuner_params()["backbone"] == rec.features.backbone == RECIPES["default"].features.backbone
-    back = _recipe_from_dict(json.loads(json.dumps(_recipe_to_dict(rec))))
+    back = recipe_from_dict(json.loads(json.dumps(recipe_to_dict(rec))))
     assert back == rec and hash(back) == hash(rec)
-    assert "tune" not in _recipe_to_dict(RECIPES["default"])  # recipes without it keep their dict (fold keys)
+    assert "tune" not in recipe_to_dict(RECIPES["default"])  # recipes without it keep their dict (fold keys)
     with pytest.raises(ValueError, match="unknown fine-tuning parameters epoch;"):
         Recipe(name="x", features=rec.features, tune={"epoch": 3})
     with pytest.raises(ValueError, match="fine-tuning needs window images"):

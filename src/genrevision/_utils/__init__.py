@@ -13,6 +13,7 @@ _EXPORTS = {
     'audio_ranges': 'audiohash',
     'check_regular': 'files',
     'die_with_parent': 'workers',
+    'iff_chunks': 'audiohash',
     'open_regular': 'files',
     'open_regular_fd': 'files',
     'os_reason': 'files',

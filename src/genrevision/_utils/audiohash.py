@@ -20,7 +20,7 @@ import struct
 
 from .files import open_regular
 
-__all__ = ["audio_digest", "audio_ranges"]
+__all__ = ["audio_digest", "audio_ranges", "iff_chunks"]
 
 _CHUNK = 1 << 20
 
@@ -64,9 +64,9 @@ def _layout(f, size: int) -> tuple[str, list[tuple[int, int]]]:
     if head[:4] == b"OggS":
         return "ogg", []
     if head[:4] == b"RIFF" and head[8:12] in (b"WAVE", b"RF64"):
-        return "wav", _chunks(f, size, 12, "<I", {b"fmt ", b"data"}) or [(0, size)]
+        return "wav", iff_chunks(f, size, 12, "<I", {b"fmt ", b"data"}) or [(0, size)]
     if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
-        return "aiff", _chunks(f, size, 12, ">I", {b"COMM", b"SSND"}) or [(0, size)]
+        return "aiff", iff_chunks(f, size, 12, ">I", {b"COMM", b"SSND"}) or [(0, size)]
     if head[4:8] == b"ftyp":
         return "mp4", _mdat(f, size) or [(0, size)]
     start = _skip_id3v2(f, 0, size)
@@ -127,7 +127,9 @@ def _flac(f, start: int, size: int) -> list[tuple[int, int]]:
     return pieces + [(min(pos, size), end)]
 
 
-def _chunks(f, size: int, pos: int, fmt: str, keep: set) -> list[tuple[int, int]]:
+def iff_chunks(f, size: int, pos: int, fmt: str, keep: set) -> list[tuple[int, int]]:
+    """(start, stop) byte ranges of the chunks whose 4-byte ids are in ``keep``, walking the chunks
+    of an IFF-style file (RIFF/WAVE: ``fmt="<I"``; AIFF: ``">I"``) of ``size`` bytes from ``pos``."""
     out = []
     while pos + 8 <= size:
         f.seek(pos)

@@ -60,6 +60,7 @@ _EXPORTS = {
     'precision_thresholds': 'library',
     'predict_files': 'engine',
     'predict_files_ray': 'ray_engine',
+    'predict_paths': 'engine',
     'read_genres': 'tagging',
     'read_library': 'library',
     'read_parquet_features': 'ray_engine',

@@ -106,7 +106,8 @@ class GenrevisionEmbedding(torch.nn.Module):
         Pieces start on window boundaries of the whole sound, so the windows and their hop are the
         ones of one pass over it (as HEAR's timestamps need), not restarted every 30 s as a file's
         segments are."""
-        from ..features.extraction import _baseline, extract_signal
+        from ..features.extraction import extract_signal
+        from ..signal.baseline import mfcc_features
 
         s = self.settings
         per, hop = s.window_frames
@@ -128,7 +129,7 @@ class GenrevisionEmbedding(torch.nn.Module):
             first += core
         feats = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         if self.recipe.hybrid_mfcc:
-            feats["mfcc"] = _baseline(y, s.sr)
+            feats["mfcc"] = mfcc_features(y, sr=s.sr).astype(np.float32)
         return feats
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
@@ -150,7 +151,7 @@ def load_model(model_file_path: str = "") -> GenrevisionEmbedding:
         from ..model.genre_model import load_model as load_genre_model
 
         genre_model = load_genre_model(model_file_path)
-        return GenrevisionEmbedding(genre_model.recipe, backbone=genre_model._backbone())
+        return GenrevisionEmbedding(genre_model.recipe, backbone=genre_model.feature_backbone())
     from ..recipes import get_recipe
 
     return GenrevisionEmbedding(get_recipe("default"))

@@ -36,7 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ..features.extraction import ExtractionResult, FeatureSettings, _failure_reason, prepare_track, prepared_features
+from ..features.extraction import ExtractionResult, FeatureSettings, failure_reason, prepare_track, prepared_features
 from ..features.store import content_digest
 
 __all__ = [
@@ -185,7 +185,7 @@ def _prepare_row(row: dict, *, settings: dict) -> dict:
         out["digest"] = content_digest(data)  # the key of what was decoded, even if the file changed since
         out["payload"] = _pack_prepared(*prepare_track(data, FeatureSettings.from_dict(settings)))
     except Exception as err:  # noqa: BLE001 - one bad file is a row with its reason, never a failed job
-        out["error"] = _failure_reason(row["path"], err)
+        out["error"] = failure_reason(row["path"], err)
     return out
 
 
@@ -232,7 +232,7 @@ class _CNNActor:
         feats: dict[int, dict] = {}
         for i, f in zip(ok, self._features([_unpack_prepared(batch["payload"][i]) for i in ok])):
             if isinstance(f, Exception):
-                errors[i] = _failure_reason(str(batch["path"][i]), f)
+                errors[i] = failure_reason(str(batch["path"][i]), f)
             else:
                 feats[i] = f
         if self.store is not None:
@@ -366,11 +366,10 @@ def read_parquet_features(folder: str, *, track_ids=None) -> dict[str, dict[str,
 
 def _digests(paths: list[str]) -> list:
     """(digest, None) or (None, reason) per path, as the local engine words a file it cannot hash."""
-    from ..features.extraction import _digest
 
     def one(p):
         try:
-            return _digest(p), None
+            return content_digest(p), None
         except OSError as err:
             return None, "no such file" if isinstance(err, FileNotFoundError) else str(err)
 

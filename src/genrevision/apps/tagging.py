@@ -624,7 +624,7 @@ def _frame_ids(raw: bytes) -> list[str] | None:
 
 def _raw_id3(path: str) -> bytes:
     """The bytes of the file's ID3v2 tag (front of an MP3, the ``id3 `` chunk of a WAV/AIFF); b"" when none."""
-    from .._utils.audiohash import _chunks
+    from .._utils.audiohash import iff_chunks
     from .._utils.files import open_regular
 
     with open_regular(path) as f:
@@ -636,7 +636,7 @@ def _raw_id3(path: str) -> bytes:
             return f.read(10 + n)
         if head[:4] in (b"RIFF", b"FORM"):
             fmt = "<I" if head[:4] == b"RIFF" else ">I"
-            for start, stop in _chunks(f, size, 12, fmt, {b"id3 ", b"ID3 "}):
+            for start, stop in iff_chunks(f, size, 12, fmt, {b"id3 ", b"ID3 "}):
                 f.seek(start + 8)
                 return f.read(min(stop - start - 8, 1 << 26))
     return b""
@@ -847,24 +847,10 @@ def find_taggable(inputs, *, follow_symlinks: bool = False) -> tuple[list[str], 
     listed with a reason, not tagged, unless ``follow_symlinks`` (a link can
     lead anywhere: to another user's music, a system file).
     """
-    from ..evaluation.dataset import find_audio
+    from ..evaluation.dataset import find_inputs
 
-    files, missing = [], []
-    for item in inputs:
-        item = os.fspath(item)
-        if not os.path.exists(item):
-            missing.append((item, "no such file or folder"))
-        elif os.path.isdir(item):
-            root = os.path.realpath(item)
-            for p in find_audio(item, extensions=TAG_EXTENSIONS):
-                if not follow_symlinks and os.path.islink(p) and \
-                        os.path.commonpath([root, os.path.realpath(p)]) != root:
-                    missing.append((p, f"a symbolic link to {_printable(os.path.realpath(p))}, outside {item}; "
-                                       "not followed (--follow-symlinks tags its target)"))
-                else:
-                    files.append(p)
-        else:
-            files.append(item)
+    files, missing = find_inputs(inputs, extensions=TAG_EXTENSIONS, follow_symlinks=follow_symlinks,
+                                 symlink_hint=" (--follow-symlinks tags its target)")
     seen = set()
     return [p for p in files if not (p in seen or seen.add(p))], missing
 

@@ -34,6 +34,7 @@ _EXPORTS = {
     'evaluate_predictions': 'protocols',
     'evaluate_recipe': 'experiment',
     'find_audio': 'dataset',
+    'find_inputs': 'dataset',
     'fold_rows': 'experiment',
     'format_accuracy': 'reports',
     'gtzan_split_labels': 'protocols',

@@ -20,7 +20,7 @@ from ..signal.audio import AUDIO_EXTENSIONS
 from .._utils.files import NotRegularFile, open_regular
 
 __all__ = ["Dataset", "DatasetError", "load_dataset", "load_mirdata", "canonical_label", "LABEL_ALIASES",
-           "find_audio", "gtzan_track_number"]
+           "find_audio", "find_inputs", "gtzan_track_number"]
 
 #: Label spellings of other sources → GTZAN's folder names (the one place they are mapped):
 #: mirdata's gtzan_genre loader calls the hiphop folder "hip-hop".
@@ -85,6 +85,41 @@ def find_audio(path: str, *, extensions: tuple[str, ...] = AUDIO_EXTENSIONS) -> 
             if name.lower().endswith(tuple(extensions)) and not name.startswith("."):
                 found.append(os.path.join(dirpath, name))
     return found
+
+
+def find_inputs(inputs, *, extensions: tuple[str, ...] = AUDIO_EXTENSIONS, follow_symlinks: bool = True,
+                symlink_hint: str = "", empty_folders: bool = True) -> tuple[list[str], list[tuple[str, str]]]:
+    """(files, [(name, reason)]): the files named in ``inputs`` as given, and the audio files under
+    the folders named (:func:`find_audio`, in input order, duplicates kept).
+
+    A name that does not exist is listed with the reason "no such file or folder". Unless
+    ``follow_symlinks``, a symbolic link met in a folder whose target lies outside that folder is
+    listed with a reason (ending in ``symlink_hint``), not returned: a link can lead anywhere, to
+    another user's music or a system file. Without ``empty_folders``, a folder holding no audio
+    file raises ValueError (one line naming it and the extensions looked for).
+    """
+    from .._utils.files import printable
+
+    files, missing = [], []
+    for item in inputs:
+        item = os.fspath(item)
+        if not os.path.exists(item):
+            missing.append((item, "no such file or folder"))
+        elif os.path.isdir(item):
+            found = find_audio(item, extensions=extensions)
+            if not found and not empty_folders:
+                raise ValueError(f"{item}: no audio files found (looked for {', '.join(extensions)})")
+            root = os.path.realpath(item)
+            for p in found:
+                if not follow_symlinks and os.path.islink(p) and \
+                        os.path.commonpath([root, os.path.realpath(p)]) != root:
+                    missing.append((p, f"a symbolic link to {printable(os.path.realpath(p))}, outside {item}; "
+                                       f"not followed{symlink_hint}"))
+                else:
+                    files.append(p)
+        else:
+            files.append(item)
+    return files, missing
 
 
 def _from_folders(root: str) -> Dataset:

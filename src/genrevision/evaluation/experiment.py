@@ -598,7 +598,7 @@ def evaluate(data, *, protocol: str = "cv", recipes=("default", "paper"), folds:
     n_repeats = len({f.repeat for f in fold_list})
     single = len(fold_list) == 1
     folder = os.path.join(os.fspath(out), "folds") if out is not None else None
-    from ..model.genre_model import _recipe_to_dict, _versions
+    from ..model.genre_model import recipe_to_dict, environment_versions
 
     base_key = {"format": _FOLD_FORMAT, "paths": [os.path.abspath(p) for p in ds.paths], "labels": y.tolist(),
                 "protocol": protocol, "folds": folds, "repeats": repeats, "seed": seed,
@@ -622,13 +622,13 @@ def evaluate(data, *, protocol: str = "cv", recipes=("default", "paper"), folds:
                           "test_size": 0.1 if protocol == "paper" else None,
                           "repeats": n_repeats, "seed": seed, "n_folds_run": len(fold_list),
                           "folds_per_repeat": len(fold_list) // n_repeats,
-                          "versions": _versions(), "extraction": timing}}
+                          "versions": environment_versions(), "extraction": timing}}
     scores, fit_timing = {}, {}
     classes = sorted(set(y.tolist()))
     for r in recs:
         track_feats = [feats[r.name][p] for p in ds.paths]
         t = time.perf_counter()
-        key = _key({**base_key, "recipe": _recipe_to_dict(r)})
+        key = _key({**base_key, "recipe": recipe_to_dict(r)})
         extra = {}
         if r.tune is not None:
             extra = {"activations": [acts[r.name][p] for p in ds.paths], "paths": list(ds.paths)}

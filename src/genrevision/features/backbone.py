@@ -41,6 +41,7 @@ __all__ = [
     "get_backbone",
     "image_features",
     "available_backbones",
+    "backbone_spec",
     "torch_threads",
 ]
 
@@ -449,7 +450,8 @@ def available_backbones() -> list[str]:
     return sorted(BACKBONES)
 
 
-def _spec(name: str) -> BackboneSpec:
+def backbone_spec(name: str) -> BackboneSpec:
+    """The :class:`BackboneSpec` of a registry name (or ``timm:<model>``), without building the network."""
     if name in BACKBONES:
         return BACKBONES[name]
     if name.startswith("timm:") and len(name) > 5:
@@ -499,7 +501,7 @@ class Backbone:
         if engine not in ("auto", "torch", "onnxruntime"):
             raise ValueError(f"engine must be 'auto', 'torch' or 'onnxruntime', got {engine!r}")
 
-        self.spec = _spec(name)
+        self.spec = backbone_spec(name)
         self.name = self.spec.name
         if threads:
             torch.set_num_threads(int(threads))

@@ -58,6 +58,7 @@ __all__ = [
     "extract_cached",
     "extract_many",
     "extract_cached_many",
+    "failure_reason",
     "DEFAULT_CACHE",
     "ExtractionResult",
     "pool_windows",
@@ -496,7 +497,9 @@ class ExtractionResult:
     probe: dict = field(default_factory=dict)
 
 
-def _failure_reason(path: str, err: BaseException) -> str:
+def failure_reason(path: str, err: BaseException) -> str:
+    """One line saying why ``path`` gave no features: an AudioError's reason, else the error's type and
+    first line (what :class:`ExtractionResult` failures hold, for every engine)."""
     if isinstance(err, AudioError):
         return err.reason
     return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}".rstrip(": ")
@@ -737,7 +740,7 @@ def extract_many(
                 flush(k)
 
     def fail(p, err):
-        reason = _failure_reason(p, err)
+        reason = failure_reason(p, err)
         for k in needs[p]:
             results[k].failures.append((p, reason))
         bar.update(1)

@@ -1,4 +1,5 @@
-"""The trained model file: train, save, load and predict (genre_model).
+"""The trained model file: train, save, load and predict (genre_model); how unlike its training
+library a file is (novelty, used by library-trained models).
 
 Public names are re-exported here from their modules on first use, so importing the package
 stays cheap (no torch/librosa until a name that needs them is used).
@@ -6,7 +7,7 @@ stays cheap (no torch/librosa until a name that needs them is used).
 import importlib
 import warnings
 
-_SUBMODULES = ('genre_model',)
+_SUBMODULES = ('genre_model', 'novelty')
 _EXPORTS = {
     'ALLOWED_TYPES': 'genre_model',
     'FORMAT_VERSION': 'genre_model',
@@ -14,10 +15,13 @@ _EXPORTS = {
     'MAX_MEMBER_BYTES': 'genre_model',
     'ModelError': 'genre_model',
     'Prediction': 'genre_model',
+    'environment_versions': 'genre_model',
     'fit_recipe': 'genre_model',
     'load_model': 'genre_model',
     'meta_checksum': 'genre_model',
     'read_meta': 'genre_model',
+    'recipe_from_dict': 'genre_model',
+    'recipe_to_dict': 'genre_model',
     'train_model': 'genre_model',
 }
 __all__ = sorted(_EXPORTS)

@@ -66,6 +66,9 @@ __all__ = [
     "fit_recipe",
     "load_model",
     "read_meta",
+    "recipe_to_dict",
+    "recipe_from_dict",
+    "environment_versions",
     "ALLOWED_TYPES",
     "FORMAT_VERSION",
     "MAX_MEMBER_BYTES",
@@ -202,7 +205,9 @@ class Prediction:
 # ----------------------------------------------------------------------------- recipes <-> JSON
 
 
-def _recipe_to_dict(recipe) -> dict:
+def recipe_to_dict(recipe) -> dict:
+    """A :class:`~genrevision.recipes.Recipe` as the JSON-ready dict a model's meta.json (and an
+    evaluation's fold keys) hold; :func:`recipe_from_dict` reads it back."""
     out = {}
     for f in dataclasses.fields(recipe):
         v = getattr(recipe, f.name)
@@ -218,7 +223,8 @@ def _recipe_to_dict(recipe) -> dict:
     return out
 
 
-def _recipe_from_dict(d: dict):
+def recipe_from_dict(d: dict):
+    """The :class:`~genrevision.recipes.Recipe` of a :func:`recipe_to_dict` dict (unknown keys ignored)."""
     from ..features.extraction import FeatureSettings
     from ..recipes import Recipe
 
@@ -230,7 +236,9 @@ def _recipe_from_dict(d: dict):
     return Recipe(**kw)
 
 
-def _versions() -> dict:
+def environment_versions() -> dict:
+    """Versions of genrevision, numpy, scikit-learn, Python and torch: what a model or an evaluation
+    records of the environment that made it."""
     import sklearn
 
     from .. import __version__
@@ -272,7 +280,7 @@ class GenreModel:
         self.views = tuple(tuple(v) for v in views)
         self.backbone_sha256 = backbone_sha256
         self.n_train = int(n_train)
-        self.versions = versions or _versions()
+        self.versions = versions or environment_versions()
         #: Training files that could not be used: [(path, reason)].
         self.failures = list(failures or [])
         self.source = source
@@ -316,7 +324,7 @@ class GenreModel:
         return {
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,
-            "recipe": _recipe_to_dict(self.recipe),
+            "recipe": recipe_to_dict(self.recipe),
             "recipe_name": self.recipe.name,
             "feature_settings": self.recipe.features.to_dict(),
             "backbone": {"name": self.backbone_name, "weights_sha256": self.backbone_sha256},
@@ -386,7 +394,7 @@ class GenreModel:
 
     # -- predicting ------------------------------------------------------------
 
-    def _backbone(self):
+    def feature_backbone(self):
         """The network this model's features come from: the shared frozen one, or (recipes with
         ``tune``) this model's own copy carrying its tuned tail, made once per model."""
         from ..features.backbone import get_backbone
@@ -447,7 +455,7 @@ class GenreModel:
         duration = float(audio_info(path_s).duration)
         settings = self.settings
         plan = plan_segments(duration, settings, max_segments=segments)
-        bb = self._backbone()
+        bb = self.feature_backbone()
         found, total, view_sums, weight_sum, seg_feats = [], 0.0, {}, 0.0, []
         for seg, y in decode_segments(path_s, settings, plan):
             seg_len = y.size / settings.sr
@@ -477,7 +485,7 @@ class GenreModel:
         per-track feature dicts of one file) are; None for a model without a library reference."""
         if self.library_arrays is None:
             return None
-        from ..apps.library import novelty
+        from .novelty import novelty
 
         return novelty(features, self.library, self.library_arrays)
 
@@ -778,7 +786,7 @@ def _read_verified(path_s: str) -> tuple[dict, dict]:
 
 def _build_model(path_s: str, meta: dict, payloads: dict, *, check_backbone: bool) -> GenreModel:
     try:
-        recipe = _recipe_from_dict(meta["recipe"])
+        recipe = recipe_from_dict(meta["recipe"])
         bb_name = meta["backbone"]["name"]
         bb_sha = meta["backbone"]["weights_sha256"]
         labels, views = meta["labels"], meta["views"]
