@@ -37,6 +37,7 @@ __all__ = [
     "Outcome",
     "EngineStats",
     "predict_files",
+    "predict_paths",
     "model_digest",
     "parse_segments",
 ]
@@ -357,8 +358,8 @@ class PredictionEngine:
         def finished(digest, path, status, value):
             from ..model.genre_model import Prediction
 
-            if status == "fatal":
-                raise RuntimeError(f"{self.model_path}: {value}")
+            if status == "fatal":  # a ModelError's text names the file already
+                raise RuntimeError(value if value.startswith(f"{self.model_path}: ") else f"{self.model_path}: {value}")
             if status == "failed":
                 return Outcome(path, reason=value, digest=digest)
             pred = Prediction.from_dict(value)
@@ -410,6 +411,44 @@ class PredictionEngine:
             stop_pool(pool)
             raise
         pool.shutdown(wait=True)
+
+
+def predict_paths(model_path, paths, *, engine: str = "local", segments=None, timeline: bool = False,
+                  jobs: int | None = None, cache=DEFAULT_PREDICTION_CACHE, address: str | None = None,
+                  actors: int | None = None, progress: bool = True):
+    """Predict every file on the engine named, with one set of parameters for both.
+
+    Parameters
+    ----------
+    engine : "local" or "ray"
+        local: :class:`PredictionEngine` (worker processes on this machine, the prediction
+        cache); ray: :func:`genrevision.apps.ray_engine.predict_files_ray` on a Ray cluster.
+    segments : int, "all" or None
+        30 s segments classified per file ("all"/None: every one).
+    timeline : bool
+        Report a file of one piece as one segment too.
+    jobs, cache : local engine only: worker processes and the prediction cache folder (None: none).
+    address, actors : ray only: the cluster to join and the prediction actors.
+    progress : bool
+        Progress bar on stderr.
+
+    Only the model file's metadata is read here; the workers (or the actors) load the model.
+
+    Returns
+    -------
+    (list of Prediction in input order, [(path, reason)] failures)
+    """
+    segments = parse_segments(segments)
+    if engine == "ray":
+        from .ray_engine import predict_files_ray
+
+        return predict_files_ray(model_path, paths, segments=segments, timeline=timeline, address=address,
+                                 concurrency=actors, progress=progress)
+    if engine != "local":
+        raise ValueError(f"engine must be 'local' or 'ray', got {engine!r}")
+    preds, failures, _ = predict_files(model_path, paths, segments=segments, timeline=timeline, jobs=jobs,
+                                       cache=cache, progress=progress)
+    return preds, failures
 
 
 def _renamed(prediction, path: str):
