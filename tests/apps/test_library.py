@@ -28,8 +28,8 @@ import soxr
 from testkit import SR, run_cli
 
 from genrevision._utils.audiohash import audio_digest
-from genrevision.apps.library import (abstention, audit_library, genre_key, read_library, split_genres, train_library,
-                                 write_audit, write_report)
+from genrevision.apps.library import (LibraryReport, abstention, audit_library, genre_key, read_library, split_genres,
+                                      train_library, write_audit, write_report)
 from genrevision.model.genre_model import load_model
 from genrevision.apps.tagging import read_genres, tag_files, undo
 
@@ -291,6 +291,9 @@ def test_report_says_what_to_expect(trained, tmp_path):
     acc = report.accuracy()
     lo, hi = report.accuracy_ci()
     assert lo <= acc <= hi and 0.5 < acc  # four far-apart genres, new artists: well above chance (0.25)
+    a_acc, a_lo, a_hi = report.artist_accuracy()
+    assert a_lo <= a_acc <= a_hi and 0.5 < a_acc
+    assert any(line.startswith("by artist") for line in report.summary_lines())
     cov, prec = report.coverage()
     assert 0 < cov <= 1 and prec >= PRECISION
     assert model.library["thresholds"].keys() == set(model.labels)
@@ -368,3 +371,15 @@ def test_cli_train_audit(library_src, tmp_path):
     out = run_cli("audit", lib, "--model", tmp_path / "m.model", "--csv", tmp_path / "a.csv", "--top", "3", "--quiet")
     assert out.returncode == 0, out.stderr
     assert "audited" in out.stdout and (tmp_path / "a.csv").exists()
+
+
+def test_artist_accuracy_counts_every_artist_once():
+    # Artist A: 8 files, all right; artist B: 2 files, both wrong. By file 80 %, by artist 50 %.
+    y = np.array(["x"] * 8 + ["y"] * 2)
+    groups = np.array(["A"] * 8 + ["B"] * 2)
+    proba = np.array([[0.9, 0.1]] * 8 + [[0.8, 0.2]] * 2)
+    report = LibraryReport(["x", "y"], [f"f{i}" for i in range(10)], y, groups, proba, np.ones(10, bool),
+                           np.zeros(10), 0.9, {"x": None, "y": None}, 1.0, 2)
+    assert report.accuracy() == pytest.approx(0.8)
+    acc, lo, hi = report.artist_accuracy()
+    assert acc == pytest.approx(0.5) and lo == pytest.approx(0.0) and hi == pytest.approx(1.0)
