@@ -229,8 +229,8 @@ def test_tuned_model_round_trip_and_its_tuned_network_is_used(tuned_model_file, 
     after = again.predict(song)
     assert after.probabilities == before.probabilities and after.genre == before.genre
     # The tuned tail is really what runs: with the frozen network the same classifier answers otherwise.
-    tuned_bb = again._backbone()
-    assert tuned_bb is again._backbone() and tuned_bb.engine == "torch"
+    tuned_bb = again.feature_backbone()
+    assert tuned_bb is again.feature_backbone() and tuned_bb.engine == "torch"
     assert tuned_bb.weights_sha256 != get_backbone(tuned_bb.name).weights_sha256
     again._tuned_backbone = get_backbone(tuned_bb.name)
     frozen = again.predict(song)

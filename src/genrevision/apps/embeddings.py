@@ -188,7 +188,7 @@ def embed(data, *, recipe="default", windows: bool = False, cache: str | None = 
         # Its network is tuned on labelled tracks: the features belong to a trained model, not to the recipe.
         raise ValueError(f"recipe {rec.name!r} fine-tunes the network on labelled tracks, so its features come from "
                          "a trained model: train one (genrevision train DATA --recipe tuned --model FILE) and take "
-                         "its features with genrevision.hear.load_model(FILE), or embed with --recipe default")
+                         "its features with genrevision.apps.hear.load_model(FILE), or embed with --recipe default")
     if backbone:
         rec = replace(rec, features=rec.features.with_(backbone=backbone))
     ds = data if isinstance(data, Dataset) else load_dataset(os.fspath(data))

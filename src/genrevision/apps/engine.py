@@ -339,6 +339,10 @@ class PredictionEngine:
                 ready.append(Outcome(p, hit, cached=True, digest=digest))
         done_digests = {o.digest for o in ready if o.cached}
         todo = [(d, ps[0]) for d, ps in holders.items() if d not in done_digests]
+        in_process = not (len(todo) > 1 and self.jobs > 1)
+        if todo and in_process and self.model is None:
+            # Before the progress bar: a model that cannot be used fails in one line.
+            self.model = load_model(self.model_path)
         bar = tqdm(total=len(paths), desc=self.desc, unit="file", disable=not self.progress, file=sys.stderr,
                    dynamic_ncols=True)
 
@@ -371,12 +375,10 @@ class PredictionEngine:
         try:
             for o in ready:
                 yield from emit(o)
-            if len(todo) > 1 and self.jobs > 1:
+            if not in_process:
                 yield from self._run_pool(todo, finished, emit)
             else:
                 st.workers = 0
-                if todo and self.model is None:
-                    self.model = load_model(self.model_path)
                 for digest, p in todo:
                     yield from emit(finished(digest, p, *_predict_one(self.model, p, self.segments, self.timeline, digest)))
         finally:

@@ -65,7 +65,7 @@ class GenrevisionEmbedding(torch.nn.Module):
         super().__init__()
         if recipe.tune is not None and backbone is None:
             raise ValueError(f"recipe {recipe.name!r} fine-tunes the network on labelled tracks: its features come "
-                             "from a trained model; pass the model file to genrevision.hear.load_model")
+                             "from a trained model; pass the model file to genrevision.apps.hear.load_model")
         self._backbone = backbone
         # The CNN views' window features only: a hybrid recipe's MFCC view summarises a whole
         # sound (no timestamps) and would need the whole sound in memory at once.
@@ -159,7 +159,7 @@ def load_model(model_file_path: str = "") -> GenrevisionEmbedding:
 
 def _check(audio, model):
     if not isinstance(model, GenrevisionEmbedding):
-        raise TypeError(f"model must come from genrevision.hear.load_model, got {type(model).__name__}")
+        raise TypeError(f"model must come from genrevision.apps.hear.load_model, got {type(model).__name__}")
     if not isinstance(audio, torch.Tensor) or audio.ndim != 2:
         raise ValueError("audio must be a torch.Tensor of shape (n_sounds, n_samples) at "
                          f"{model.sample_rate} Hz, got {getattr(audio, 'shape', type(audio).__name__)}")

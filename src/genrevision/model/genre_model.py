@@ -725,6 +725,12 @@ def read_meta(path) -> dict:
     meta = _read_verified(path_s)[0]
     if not isinstance(meta.get("labels"), list) or not meta["labels"]:
         raise ModelError(path_s, "damaged (meta.json has no labels)")
+    try:
+        reads, checked = meta["recipe"]["features"]["backbone"], meta["backbone"]["name"]
+    except (KeyError, TypeError):
+        reads = checked = None  # load_model names what is missing
+    if reads != checked:  # as load_model: the checked weights must be the ones predicting
+        raise ModelError(path_s, f"damaged (its recipe reads backbone {reads}, its weights checksum is of {checked})")
     return meta
 
 
