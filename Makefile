@@ -17,7 +17,7 @@ CHROMIUM ?= /usr/bin/chromium
 ESPEAK  ?= /usr/bin/espeak-ng
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup chromium espeak evaluate model test test-core test-vision clean
+.PHONY: setup chromium espeak evaluate model docs test test-core test-vision clean
 
 $(BIN)/genrevision: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -72,7 +72,18 @@ model: $(MODEL)
 $(MODEL): $(MODEL_DATA) $(shell find ../shared/data/gtzan-mini ../shared/data/gtzan-more -type f 2>/dev/null) src/genrevision/recipes.py | $(BIN)/genrevision
 	$(BIN)/genrevision train $(MODEL_DATA) --model $@
 
-test: test-core test-vision
+# The docs site (mkdocs.yml, docs/): the `docs` extra installed once into the project's venv (the
+# stamp; again only when pyproject.toml changes), then a strict build into site/: a broken link, a
+# missing page or an API reference to an object that does not exist fails it. Offline: no CDN
+# fonts, nothing fetched at build time; the site opens from site/index.html without a server.
+$(BIN)/.docs-stamp: pyproject.toml | $(BIN)/genrevision
+	$(BIN)/pip install -q -e ".[docs]"
+	touch $@
+
+docs: $(BIN)/.docs-stamp
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -d site/
+
+test: test-core test-vision docs
 
 test-core: setup chromium espeak
 	$(BIN)/python -m pytest -q
@@ -81,4 +92,4 @@ test-vision: $(VBIN)/.vision-stamp
 	$(VBIN)/python -m pytest -q tests/vision
 
 clean:
-	rm -rf $(VENV) $(VENV)-vision .pytest_cache
+	rm -rf $(VENV) $(VENV)-vision .pytest_cache site

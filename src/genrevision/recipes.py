@@ -4,7 +4,8 @@
 allows: one whole-track linear-frequency spectrogram per view squeezed into a
 square image, penultimate-layer features, one RBF-SVM per view, fused with
 0.5/0.1/0.4. ``default`` is the best recipe measured on the shared GTZAN
-tracks (see README, "Beyond the paper"). ``tuned`` is the default recipe on
+tracks (see docs/results/artist-disjoint.md, "Choosing the default by
+cross-artist accuracy"). ``tuned`` is the default recipe on
 a network whose last stage is fine-tuned on the training tracks
 (:mod:`genrevision.tuning`).
 """

@@ -278,6 +278,8 @@ class PredictionEngine:
     model : GenreModel, optional
         The loaded model (used when predicting in this process; else loaded when first needed).
 
+    Notes
+    -----
     After :meth:`run`, :attr:`stats` holds the counts and the time taken.
     """
 

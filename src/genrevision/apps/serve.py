@@ -25,7 +25,7 @@ line naming the file, never a stack trace.
 Run it with ``genrevision serve --model genres.model`` or::
 
     import uvicorn
-    from genrevision.serve import create_app
+    from genrevision.apps.serve import create_app
     uvicorn.run(create_app("genres.model"), host="127.0.0.1", port=8000)
 """
 from __future__ import annotations

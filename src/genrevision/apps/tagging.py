@@ -909,12 +909,14 @@ def tag_files(
         Leave files the model is not sure about untagged, as "not sure" (default: True for a
         model trained on a library's tags; other models cannot abstain).
 
-    Every file is written crash-safely: a tagged copy beside it is renamed over it
-    (see :class:`_Copy`), so a kill at any instant leaves the old file or the new one.
-
     Returns
     -------
     TagResult with one :class:`Decision` per file, in input order.
+
+    Notes
+    -----
+    Every file is written crash-safely: a tagged copy beside it is renamed over it
+    (see :class:`_Copy`), so a kill at any instant leaves the old file or the new one.
     """
     from .engine import DEFAULT_PREDICTION_CACHE, DEFAULT_SEGMENTS, PredictionEngine, parse_segments
     from ..model.genre_model import read_meta

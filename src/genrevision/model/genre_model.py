@@ -446,8 +446,10 @@ class GenreModel:
             that many equal stretches of the file (a fast look at a long file,
             from its body rather than its intro and outro); None reads them all.
 
-        Raises :class:`~genrevision.audio.AudioError` (one line naming the
-        file) for input that is not usable audio.
+        Raises
+        ------
+        genrevision.audio.AudioError
+            One line naming the file, for input that is not usable audio.
         """
         from ..features.extraction import decode_segments, extract_signal, plan_segments
 
