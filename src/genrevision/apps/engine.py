@@ -422,6 +422,8 @@ def predict_paths(model_path, paths, *, engine: str = "local", segments=None, ti
                   actors: int | None = None, progress: bool = True):
     """Predict every file on the engine named, with one set of parameters for both.
 
+    Only the model file's metadata is read here; the workers (or the actors) load the model.
+
     Parameters
     ----------
     engine : "local" or "ray"
@@ -435,8 +437,6 @@ def predict_paths(model_path, paths, *, engine: str = "local", segments=None, ti
     address, actors : ray only: the cluster to join and the prediction actors.
     progress : bool
         Progress bar on stderr.
-
-    Only the model file's metadata is read here; the workers (or the actors) load the model.
 
     Returns
     -------
