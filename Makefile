@@ -13,7 +13,7 @@ BIN      = $(VENV)/bin
 VVENV   ?= $(VENV)-vision
 VBIN     = $(VVENV)/bin
 CHROMIUM ?= /usr/bin/chromium
-# tests/test_library.py speaks its "not music" files with espeak-ng.
+# tests/apps/test_library.py speaks its "not music" files with espeak-ng.
 ESPEAK  ?= /usr/bin/espeak-ng
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -24,7 +24,7 @@ $(BIN)/genrevision: pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# torch 2.13.0 CPU is a local wheel here; elsewhere pip takes it from PyPI.
 	$(BIN)/pip install -q "torch==2.13.0" -e ".[test,lite,fast,serve,serve-test,ray,embed,mirdata,tag,tag-test]"
-	# The HEAR 2021 validator (tests/test_hear.py): without its tensorflow dependency, which it
+	# The HEAR 2021 validator (tests/apps/test_hear.py): without its tensorflow dependency, which it
 	# needs only for TensorFlow models.
 	$(BIN)/pip install -q --no-deps "hearvalidator==2021.0.2"
 	touch $@

@@ -2,7 +2,7 @@
 
 Prints a Markdown table (mean ± std accuracy over all folds of all repeats)
 and writes it with the raw numbers as JSON. Each row is a Recipe variant
-evaluated with ``genrevision.experiment.evaluate_recipe`` (inner CV chooses
+evaluated with ``genrevision.evaluation.experiment.evaluate_recipe`` (inner CV chooses
 every hyper-parameter on training folds only); the MFCC baseline runs on the
 same folds. Features come from the shared cache, so only the first run pays
 for extraction.
@@ -22,11 +22,11 @@ import warnings
 
 import numpy as np
 
-from genrevision.dataset import load_dataset
-from genrevision.evaluation import gtzan_split_labels, make_splits
-from genrevision.experiment import evaluate_baseline, evaluate_recipe
-from genrevision.features import extract_cached
-from genrevision.files import feature_cache
+from genrevision.evaluation.dataset import load_dataset
+from genrevision._utils.files import feature_cache
+from genrevision.evaluation.protocols import gtzan_split_labels, make_splits
+from genrevision.evaluation.experiment import evaluate_baseline, evaluate_recipe
+from genrevision.features.extraction import extract_cached
 from genrevision.recipes import get_recipe
 
 DEFAULT_CACHE = feature_cache()

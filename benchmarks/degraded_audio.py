@@ -33,7 +33,7 @@ def main(argv=None):
     import soxr
 
     from genrevision import load_model
-    from genrevision.dataset import load_dataset
+    from genrevision.evaluation.dataset import load_dataset
 
     model = load_model(args.model)
     ds = load_dataset(os.path.join(args.data, "genres"))

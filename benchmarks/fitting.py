@@ -6,10 +6,10 @@ Plain script (not a test)::
     python benchmarks/fitting.py --folds 5 --use 2 --json out.json
 
 Features come from the feature cache (``extract_cached``: computed first if
-missing). Each fold runs :func:`genrevision.experiment.fold_rows` for every
+missing). Each fold runs :func:`genrevision.evaluation.experiment.fold_rows` for every
 head of a recipe, as one fold worker of ``evaluate`` does (one BLAS thread:
 ``evaluate`` runs folds side by side). The paper recipe runs twice per fold,
-interleaved: with today's :class:`~genrevision.classifiers.ViewSVM`
+interleaved: with today's :class:`~genrevision.learn.classifiers.ViewSVM`
 (precomputed kernels) and with the reference implementation kept here (the
 GridSearchCV + rbf-SVC pipeline it replaced); the script prints both times,
 their ratio, and the largest difference of any row's test likelihoods and
@@ -45,7 +45,7 @@ def reference_view_svm():
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVC
 
-    from genrevision.classifiers import ViewSVM, _check_groups, _validate_fit_data, make_inner_cv
+    from genrevision.learn.classifiers import ViewSVM, _check_groups, _validate_fit_data, make_inner_cv
 
     class ReferenceViewSVM(ViewSVM):
         def fit(self, X, y, groups=None):
@@ -81,10 +81,10 @@ def main():
     ap.add_argument("--json")
     args = ap.parse_args()
 
-    from genrevision.dataset import load_dataset
-    from genrevision.evaluation import make_splits
-    from genrevision.experiment import fold_rows
-    from genrevision.features import extract_cached
+    from genrevision.evaluation.dataset import load_dataset
+    from genrevision.evaluation.protocols import make_splits
+    from genrevision.evaluation.experiment import fold_rows
+    from genrevision.features.extraction import extract_cached
     from genrevision.recipes import Recipe, get_recipe
 
     ds = load_dataset(args.manifest)

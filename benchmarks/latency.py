@@ -8,7 +8,7 @@ Plain script (not a test)::
 
 Loads the model once, predicts once to warm up (backbone load, ONNX session),
 then times ``model.predict(track)`` ``--runs`` times and prints the median and
-best, split into feature extraction (:func:`genrevision.features.extract_track`)
+best, split into feature extraction (:func:`genrevision.features.extraction.extract_track`)
 and classification (the fitted heads on those features).
 """
 from __future__ import annotations
@@ -32,7 +32,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     from genrevision import load_model
-    from genrevision.features import extract_track
+    from genrevision.features.extraction import extract_track
 
     t = time.perf_counter()
     model = load_model(args.model)

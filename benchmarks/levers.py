@@ -6,7 +6,7 @@ Rows (paired per-fold differences against the default are printed):
 * stacking as the fusion: views separate, a meta-classifier on inner
   out-of-fold likelihoods (C fixed at 0.01, as in ablation.py);
 * attention pooling over windows instead of the log-mean
-  (:class:`genrevision.attention.AttentionPoolingClassifier`; weight decay
+  (:class:`genrevision.learn.attention.AttentionPoolingClassifier`; weight decay
   and epochs chosen on inner folds);
 * learned soft-maximum (LSE) pooling of the window log-likelihoods, its
   sharpness chosen on inner folds (``Recipe(aggregate="lse")``);
@@ -43,7 +43,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from ablation import dataset_features, run_cli  # noqa: E402
 
-from genrevision.experiment import _rows_by_head, _run_folds  # noqa: E402
+from genrevision.evaluation.experiment import _rows_by_head, _run_folds  # noqa: E402
 from genrevision.recipes import get_recipe  # noqa: E402
 
 OHP = "original+harmonic+percussive"
@@ -80,8 +80,8 @@ def shifted_window_rows(ds, cache):
 def backbone_ensemble_rows(ds, cache, backbones=("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")):
     """``(folds, jobs) -> rows``: the default recipe on each backbone, and their window-level
     log-likelihoods averaged (each head's track log-likelihoods, then their mean, renormalised)."""
-    from genrevision.classifiers import _softmax
-    from genrevision.features import extract_cached
+    from genrevision.learn.classifiers import _softmax
+    from genrevision.features.extraction import extract_cached
 
     d = get_recipe("default")
     y = ds.labels

@@ -40,8 +40,8 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "src"))
 
-from genrevision.library import audit_library, read_library, train_library, write_report  # noqa: E402
-from genrevision.tagging import tag_files  # noqa: E402
+from genrevision.apps.library import audit_library, read_library, train_library, write_report  # noqa: E402
+from genrevision.apps.tagging import tag_files  # noqa: E402
 
 SHARED = os.path.join(HERE, "..", "..", "shared", "data")
 SPELLINGS = {"hiphop": ["Hip-Hop", "hip hop", "HipHop", "Hip Hop"], "rock": ["Rock", "rock", "ROCK"],

@@ -34,7 +34,7 @@ def main(argv=None) -> int:
         sys.exit("--seconds and --hop must be > 0")
 
     sys.path.insert(0, os.path.join(HERE, "..", "src"))
-    from genrevision.dataset import load_dataset
+    from genrevision.evaluation.dataset import load_dataset
 
     ds = load_dataset(args.data)
     rows = []

@@ -3,7 +3,7 @@
 
 Runs in the MAIN environment (genrevision installed).  Reads the ``.npz``
 written by ``benchmarks/musicnn_features.py`` (run in the musicnn venv),
-computes :func:`genrevision.baseline.mfcc_features` on the very same tracks
+computes :func:`genrevision.signal.baseline.mfcc_features` on the very same tracks
 (full excerpts, loaded with ``soundfile``), and evaluates every feature set
 with the same protocol:
 
@@ -43,7 +43,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
-from genrevision.baseline import BASELINE_NAME, mfcc_features
+from genrevision.signal.baseline import BASELINE_NAME, mfcc_features
 
 C_GRID = (1.0, 10.0, 100.0)
 DEFAULT_MUSICNN = ("penultimate_meanstd", "penultimate_mean")
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         sets[f"musicnn {name}"] = np.asarray(data[name], dtype=np.float64)
     if not args.no_baseline:
         t0 = time.perf_counter()
-        sets[f"{BASELINE_NAME} (genrevision.baseline)"] = baseline_features(root, paths)
+        sets[f"{BASELINE_NAME} (genrevision.signal.baseline)"] = baseline_features(root, paths)
         dt = time.perf_counter() - t0
         print(f"{BASELINE_NAME} features: {dt / len(paths):.2f} s/track")
 

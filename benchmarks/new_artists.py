@@ -29,11 +29,11 @@ sys.path.insert(0, HERE)
 
 from ablation import dataset_features  # noqa: E402
 
-from genrevision.dataset import load_dataset  # noqa: E402
-from genrevision.evaluation import Fold, make_splits, single_group_classes  # noqa: E402
-from genrevision.experiment import evaluate_baseline, evaluate_recipe  # noqa: E402
-from genrevision.features import extract_cached  # noqa: E402
-from genrevision.files import feature_cache  # noqa: E402
+from genrevision.evaluation.dataset import load_dataset  # noqa: E402
+from genrevision._utils.files import feature_cache  # noqa: E402
+from genrevision.evaluation.protocols import Fold, make_splits, single_group_classes  # noqa: E402
+from genrevision.evaluation.experiment import evaluate_baseline, evaluate_recipe  # noqa: E402
+from genrevision.features.extraction import extract_cached  # noqa: E402
 from genrevision.recipes import get_recipe  # noqa: E402
 
 MANIFEST = os.path.join(HERE, "..", "manifests", "gtzan-shared.csv")

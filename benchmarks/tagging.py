@@ -15,7 +15,7 @@ written as FLAC. Then, in one run, on the same songs:
 * **serial**: one process, every 30 s segment of every song, as ``predict``
   did before the engine (``GenreModel.predict_many``; loading the model
   counted), then the genre written with the same tag writer;
-* **engine**: ``genrevision.tagging.tag_files`` (worker processes that each
+* **engine**: ``genrevision.apps.tagging.tag_files`` (worker processes that each
   load the model once, ``--segments`` sampled segments, a fresh answer cache),
   worker start-up included;
 
@@ -66,8 +66,8 @@ def split_tracks(data: str) -> tuple[dict[str, list[str]], dict[str, list[str]]]
 
 def train_holdout(train: dict[str, list[str]], path: str) -> str:
     """The default recipe fitted on the training half (features from the shared feature cache)."""
-    from genrevision.dataset import Dataset
-    from genrevision.model import train_model
+    from genrevision.evaluation.dataset import Dataset
+    from genrevision.model.genre_model import train_model
 
     paths = [p for g in sorted(train) for p in train[g]]
     labels = np.array([g for g in sorted(train) for _ in train[g]])
@@ -98,8 +98,8 @@ def build_library(by_genre: dict[str, list[str]], folder: str, n: int) -> tuple[
 def serial(model_path: str, paths: list[str]):
     """Every segment of every song in this one process, then the tag written; the model's
     loading counted, as the engine's workers' is."""
-    from genrevision.model import load_model
-    from genrevision.tagging import _open, _write, choose_genres
+    from genrevision.model.genre_model import load_model
+    from genrevision.apps.tagging import _open, _write, choose_genres
 
     t0 = time.perf_counter()
     model = load_model(model_path)
@@ -112,8 +112,8 @@ def serial(model_path: str, paths: list[str]):
 
 def sampled_genre(pred, n: int, labels, settings) -> str:
     """The genre ``predict(segments=n)`` gives, from an all-segment prediction's segments
-    (the same segments, chosen by the same :func:`~genrevision.features.plan_segments`)."""
-    from genrevision.features import plan_segments
+    (the same segments, chosen by the same :func:`~genrevision.features.extraction.plan_segments`)."""
+    from genrevision.features.extraction import plan_segments
 
     starts = {float(p.start) for p in plan_segments(pred.duration, settings, max_segments=n)}
     picked = [s for s in pred.segments if float(s[0]) in starts]
@@ -145,8 +145,8 @@ def main(argv=None) -> int:
     ap.add_argument("--json", default=None, help="also write the figures here")
     args = ap.parse_args(argv)
 
-    from genrevision.engine import DEFAULT_SEGMENTS, parse_segments
-    from genrevision.tagging import read_genres, tag_files
+    from genrevision.apps.engine import DEFAULT_SEGMENTS, parse_segments
+    from genrevision.apps.tagging import read_genres, tag_files
 
     if args.model and not os.path.exists(args.model):
         print(f"{args.model}: no such model", file=sys.stderr)

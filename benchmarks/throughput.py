@@ -6,14 +6,14 @@ Plain script (not a test)::
     python benchmarks/throughput.py --tracks 50 --json out.json
     python benchmarks/throughput.py --engine ray    # Ray engine vs the local process pool, all 109 tracks
 
-``--engine ray`` prints tracks/s of :func:`genrevision.ray_engine.extract_dataset_ray`
+``--engine ray`` prints tracks/s of :func:`genrevision.apps.ray_engine.extract_dataset_ray`
 on a local Ray runtime against :func:`extract_dataset` (the process pool) on the
 same tracks with the default recipe's settings, in one run, their ratio (Ray's
 overhead here), the largest difference of their features, and the per-track
 costs of the two stages (one thread each) that the README's throughput model
 for a catalogue uses. Without ``--engine ray``:
 
-Prints, for the default :class:`genrevision.features.FeatureSettings`:
+Prints, for the default :class:`genrevision.features.extraction.FeatureSettings`:
 
 * tracks/s of :func:`extract_dataset` end to end (no cache, default jobs);
 * seconds per track of each stage (decode, STFT, HPSS masks, mel images,
@@ -88,7 +88,7 @@ def _peak_rss_mb() -> dict[str, float]:
 
 def _backbone(**kw):
     """A Backbone with the given options, or None when this checkout lacks them."""
-    from genrevision.backbone import Backbone
+    from genrevision.features.backbone import Backbone
 
     try:
         return Backbone(**kw)
@@ -138,12 +138,12 @@ def main(argv=None) -> dict:
 
     import torch
 
-    import genrevision.features as F
-    from genrevision.audio import load_audio
-    from genrevision.backbone import get_backbone
-    from genrevision.baseline import mfcc_features
-    from genrevision.separation import VIEWS, hpss_masks, stft_magnitude
-    from genrevision.spectrogram import frequency_scale, log_image, window_images
+    import genrevision.features.extraction as F
+    from genrevision.signal.audio import load_audio
+    from genrevision.features.backbone import get_backbone
+    from genrevision.signal.baseline import mfcc_features
+    from genrevision.signal.separation import VIEWS, hpss_masks, stft_magnitude
+    from genrevision.signal.spectrogram import frequency_scale, log_image, window_images
 
     paths = _tracks(args.data, args.tracks)
     if not paths:
@@ -371,9 +371,9 @@ class _CpuMeter:
 
 def ray_vs_local(args) -> dict:
     """tracks/s of the Ray engine and of the local process pool on the same tracks, in one run."""
-    import genrevision.features as F
-    from genrevision.backbone import get_backbone
-    from genrevision.ray_engine import connect, extract_dataset_ray
+    import genrevision.features.extraction as F
+    from genrevision.features.backbone import get_backbone
+    from genrevision.apps.ray_engine import connect, extract_dataset_ray
     from genrevision.recipes import get_recipe
 
     paths = _tracks(args.data, args.tracks or 10**9)

@@ -6,7 +6,7 @@ track copies the windows of a random real track with small Gaussian noise
 (5 % of each feature's spread) and keeps its genre; its source track is its
 group, so the inner cross-validation that chooses C never sees copies of one
 track on both sides. What is timed is exactly what ``genrevision train`` does
-after extraction: :func:`genrevision.model.fit_recipe` (the joined O|H|P
+after extraction: :func:`genrevision.model.genre_model.fit_recipe` (the joined O|H|P
 window-level head with its inner search of C, then the per-view heads).
 
     python benchmarks/training.py                    # 100 500 1000 2000 5000
@@ -29,12 +29,12 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "src"))
 
-from genrevision.dataset import load_dataset  # noqa: E402
-from genrevision.features import extract_dataset  # noqa: E402
-from genrevision.files import feature_cache  # noqa: E402
-from genrevision.model import fit_recipe  # noqa: E402
+from genrevision.evaluation.dataset import load_dataset  # noqa: E402
+from genrevision._utils.files import feature_cache  # noqa: E402
+from genrevision.features.extraction import extract_dataset  # noqa: E402
+from genrevision.model.genre_model import fit_recipe  # noqa: E402
 from genrevision.recipes import get_recipe  # noqa: E402
-from genrevision.store import FeatureStore  # noqa: E402
+from genrevision.features.store import FeatureStore  # noqa: E402
 
 DATA = os.path.join(HERE, "..", "..", "shared", "data", "gtzan-mini")
 CACHE = feature_cache()

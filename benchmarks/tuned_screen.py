@@ -9,7 +9,7 @@ first), on the training tracks only:
   identical to ``Backbone.features(..., layers="all+max")`` in PyTorch) →
   the default recipe's head (window-level LinearHead, C by inner CV, log-mean
   per track);
-* tuned: :class:`genrevision.tuning.FineTuner` trains the last stage + head
+* tuned: :class:`genrevision.features.tuning.FineTuner` trains the last stage + head
   conv + a new linear classifier (early stopping on ~10 % of the training
   tracks), then the same head on the tuned network's window features;
 * tuned (own classifier): the tuned network's classifier, log-mean per track;
@@ -35,12 +35,12 @@ import warnings
 
 import numpy as np
 
-from genrevision.dataset import load_dataset
-from genrevision.evaluation import make_splits
-from genrevision.files import feature_cache
-from genrevision.ragged import Ragged
+from genrevision.evaluation.dataset import load_dataset
+from genrevision._utils.files import feature_cache
+from genrevision.evaluation.protocols import make_splits
+from genrevision.learn.ragged import Ragged
 from genrevision.recipes import get_recipe
-from genrevision.tuning import FineTuner, TunedTail, dataset_activations, tail_features, tail_start, track_tensor
+from genrevision.features.tuning import FineTuner, TunedTail, dataset_activations, tail_features, tail_start, track_tensor
 
 DEFAULT_CACHE = feature_cache()
 
@@ -89,7 +89,7 @@ def frozen_window_features(base, shift, settings):
     An untrained tail gives exactly ``Backbone.features(layers="all+max")``
     (PyTorch), so these are the default features, also for shifted windows.
     """
-    from genrevision.backbone import Backbone
+    from genrevision.features.backbone import Backbone
 
     bb = Backbone(settings.backbone, engine="torch")
     frozen = TunedTail(bb.module, tail_start(bb.module))
@@ -121,7 +121,7 @@ def main(argv=None):
     y = ds.labels
     split = None
     if args.protocol == "split":
-        from genrevision.evaluation import gtzan_split_labels
+        from genrevision.evaluation.protocols import gtzan_split_labels
 
         split = gtzan_split_labels(ds.paths, os.path.join(os.path.dirname(os.path.abspath(args.data.rstrip("/"))), "gtzan-splits"))
     folds = make_splits(args.protocol, labels=y, split=split, track_ids=ds.track_ids, n_splits=args.n_splits, n_repeats=5,

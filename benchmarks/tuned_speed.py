@@ -34,8 +34,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(HERE, "..", "src")
 sys.path.insert(0, SRC)
 
-from genrevision.dataset import load_dataset  # noqa: E402
-from genrevision.files import feature_cache  # noqa: E402
+from genrevision.evaluation.dataset import load_dataset  # noqa: E402
+from genrevision._utils.files import feature_cache  # noqa: E402
 from genrevision.recipes import get_recipe  # noqa: E402
 
 DATA = os.path.join(HERE, "..", "..", "shared", "data", "gtzan-mini")
@@ -71,9 +71,9 @@ def cli(*args, env=None, timed=False):
 
 def cache_state(paths, cache) -> dict:
     """How many tracks' frozen features and frozen-stage activations the cache holds."""
-    from genrevision.backbone import get_backbone
-    from genrevision.store import FeatureStore, content_digest
-    from genrevision.tuning import _settings_key, tail_start
+    from genrevision.features.backbone import get_backbone
+    from genrevision.features.store import FeatureStore, content_digest
+    from genrevision.features.tuning import _settings_key, tail_start
 
     rec = get_recipe("tuned")
     frozen = FeatureStore(cache, rec.features.to_dict())

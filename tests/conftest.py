@@ -1,4 +1,6 @@
-"""Shared fixtures: the real GTZAN subset, synthetic audio files, fast settings."""
+"""Shared fixtures: the real GTZAN subset, synthetic audio files, fast settings, one small model.
+
+Helpers that tests call directly (run_cli, real_excerpt, small_recipe, ...) live in testkit.py."""
 from __future__ import annotations
 
 import csv
@@ -9,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-SR = 22050
+from testkit import SR, genre_paths, real_excerpt, small_recipe, train_subset  # noqa: F401  (SR: the rate of every synthetic file)
 
 
 def _find_gtzan() -> Path:
@@ -64,36 +66,92 @@ def write_wav(tmp_path):
     return _write
 
 
-def real_excerpt(gtzan_root: Path, rel: str, seconds: float) -> np.ndarray:
-    """The first ``seconds`` of a real GTZAN track as float32 (native 22050 Hz)."""
-    y, sr = sf.read(gtzan_root / "genres" / rel, frames=int(seconds * SR), dtype="float32")
-    assert sr == SR
-    return y
-
-
 @pytest.fixture(scope="session")
 def small_settings():
-    from genrevision.features import FeatureSettings
-    from genrevision.spectrogram import SpectrogramConfig
+    from genrevision.features.extraction import FeatureSettings
+    from genrevision.signal.spectrogram import SpectrogramConfig
 
     return FeatureSettings(segment_seconds=6.0, spectrogram=SpectrogramConfig(max_windows=2))
-
-
-def run_cli(*args, timeout=300):
-    """Run ``genrevision`` in a subprocess; a traceback on stderr is always a failure."""
-    import subprocess
-    import sys
-
-    proc = subprocess.run([sys.executable, "-m", "genrevision.cli", *map(str, args)],
-                          capture_output=True, text=True, timeout=timeout)
-    assert "Traceback" not in proc.stderr, proc.stderr
-    return proc
 
 
 @pytest.fixture(scope="session")
 def model_file(gtzan_root, tmp_path_factory):
     """One small default-recipe model, trained once for every CLI and hard-input test."""
-    from test_model import small_recipe, train_subset
-
     d = tmp_path_factory.mktemp("clim")
     return train_subset(gtzan_root, small_recipe(), tmp_path_factory.getbasetemp() / "feature-cache").save(d / "genres.model")
+
+
+@pytest.fixture(scope="module")
+def excerpt(gtzan_root):
+    """Four seconds of a real classical track."""
+    return real_excerpt(gtzan_root, "classical/classical.00006.wav", 4.0)
+
+
+@pytest.fixture
+def three_songs(tmp_path, gtzan_root):
+    """Three short real excerpts (two genres) and a byte-identical copy of the first under another name."""
+    out = {}
+    for name, rel in (("c1.wav", "classical/classical.00000.wav"), ("c2.wav", "classical/classical.00001.wav"),
+                      ("m1.wav", "metal/metal.00000.wav"), ("m2.wav", "metal/metal.00001.wav")):
+        sf.write(tmp_path / name, real_excerpt(gtzan_root, rel, 3.0), SR)
+        out[name] = tmp_path / name
+    (tmp_path / "copy of c1.wav").write_bytes(out["c1.wav"].read_bytes())
+    out["copy"] = tmp_path / "copy of c1.wav"
+    return out
+
+
+@pytest.fixture(scope="module")
+def degraded(gtzan_root, tmp_path_factory):
+    """A held-out classical excerpt as 16-bit 22 kHz, 8-bit 22 kHz and 16-bit 8 kHz WAV."""
+    import soxr
+
+    d = tmp_path_factory.mktemp("degraded")
+    y = real_excerpt(gtzan_root, "classical/classical.00006.wav", 10.0)
+    y = 0.95 * y / np.abs(y).max()
+    out = {"clean": d / "clean.wav", "8-bit": d / "eight bit.wav", "8 kHz": d / "eight khz.wav"}
+    sf.write(out["clean"], y, SR, subtype="PCM_16")
+    sf.write(out["8-bit"], y, SR, subtype="PCM_U8")
+    sf.write(out["8 kHz"], soxr.resample(y, SR, 8000), 8000, subtype="PCM_16")
+    return {k: str(v) for k, v in out.items()}
+
+
+@pytest.fixture(scope="module")
+def hard_files(gtzan_root, tmp_path_factory):
+    """(good, bad): good = {path: expected genre or None}, bad = {path: words of the reason}."""
+    d = tmp_path_factory.mktemp("hard")
+    classical, _ = sf.read(genre_paths(gtzan_root, "classical")[6], frames=10 * SR, dtype="float32")
+    good, bad = {}, {}
+
+    def w(name, y, sr=SR, **kw):
+        p = d / name
+        sf.write(p, y, sr, **kw)
+        return str(p)
+
+    # 8-bit files are written at full scale (a quiet track in 8 bits is mostly quantisation noise).
+    good[w("pcm_u8.wav", 0.95 * classical / np.abs(classical).max(), subtype="PCM_U8")] = "classical"
+    good[w("float32.wav", classical, subtype="FLOAT")] = "classical"
+    stereo = np.stack([classical, classical], axis=1)
+    import soxr
+
+    good[w("stereo 48k.wav", soxr.resample(stereo, SR, 48000), 48000)] = "classical"
+    good[w("Café del Mar – ñandú ölçü.wav", classical)] = "classical"
+    if "MP3" in sf.available_formats():
+        good[w("song.mp3", classical, format="MP3")] = "classical"
+    full = w("full.wav", classical)
+    data = open(full, "rb").read()
+    trunc = d / "truncated.wav"
+    trunc.write_bytes(data[: len(data) // 2])  # header says 10 s, 5 s of samples remain
+    good[str(trunc)] = None  # decodable prefix: any genre is a correct answer
+    os.unlink(full)
+
+    bad[str(d / "missing.wav")] = "no such file"
+    (d / "zero.wav").write_bytes(b"")
+    bad[str(d / "zero.wav")] = "empty file (0 bytes)"
+    (d / "text.wav").write_text("this is not audio\n" * 50)
+    bad[str(d / "text.wav")] = "not a readable audio file"
+    bad[w("silence.wav", np.zeros(5 * SR, np.float32))] = "silent"
+    nan = classical[: 3 * SR].copy()
+    nan[100], nan[200] = np.nan, np.inf
+    bad[w("nan.wav", nan, subtype="FLOAT")] = "NaN or infinite"
+    bad[w("tiny.wav", classical[: SR // 10])] = "too short"
+    return good, bad

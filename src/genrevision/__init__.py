@@ -7,8 +7,8 @@ Three lines::
     print(model.predict("song.mp3").genre)
 
 For researchers: ``genrevision.evaluate(data, protocol="cv")`` (an
-:class:`~genrevision.experiment.EvaluationResult`), ``genrevision.embed``
-(features of a recipe for other tools), :mod:`genrevision.hear` (the HEAR 2021
+:class:`~genrevision.evaluation.experiment.EvaluationResult`), ``genrevision.embed``
+(features of a recipe for other tools), :mod:`genrevision.apps.hear` (the HEAR 2021
 API) and ``genrevision.load_mirdata`` (a mirdata index as a dataset).
 """
 __version__ = "0.1.0"
@@ -29,20 +29,25 @@ __all__ = [
     "load_mirdata",
 ]
 
+# The flat layout's module paths (genrevision.classifiers, ...) still import, with a DeprecationWarning.
+from ._utils import moved as _moved
+
+_moved.install()
+
 # Imported on first use, so ``import genrevision`` stays cheap (no torch/librosa).
 _LAZY = {
-    "load_model": "model",
-    "train_model": "model",
-    "GenreModel": "model",
-    "Prediction": "model",
-    "ModelError": "model",
+    "load_model": "model.genre_model",
+    "train_model": "model.genre_model",
+    "GenreModel": "model.genre_model",
+    "Prediction": "model.genre_model",
+    "ModelError": "model.genre_model",
     "GenrevisionError": "errors",
-    "extract_track": "features",
-    "image_features": "backbone",
-    "evaluate": "experiment",
-    "EvaluationResult": "experiment",
-    "embed": "embeddings",
-    "load_mirdata": "dataset",
+    "extract_track": "features.extraction",
+    "image_features": "features.backbone",
+    "evaluate": "evaluation.experiment",
+    "EvaluationResult": "evaluation.experiment",
+    "embed": "apps.embeddings",
+    "load_mirdata": "evaluation.dataset",
 }
 
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .features import FeatureSettings, feature_matrix
-from .separation import VIEWS
-from .spectrogram import SpectrogramConfig
+from .features.extraction import FeatureSettings, feature_matrix
+from .signal.separation import VIEWS
+from .signal.spectrogram import SpectrogramConfig
 
 __all__ = ["Recipe", "RECIPES", "get_recipe"]
 
@@ -90,7 +90,7 @@ class Recipe:
     def __post_init__(self):
         if self.tune is None:
             return
-        from .tuning import FineTuner
+        from .features.tuning import FineTuner
 
         if not isinstance(self.tune, dict):
             raise ValueError(f"recipe {self.name!r}: tune must be a dict of FineTuner parameters or None, "
@@ -113,7 +113,7 @@ class Recipe:
 
     def columns(self):
         """Column indices of each stored window vector the classifiers use (None = all)."""
-        from .backbone import _spec
+        from .features.backbone import backbone_spec
 
         stored = self.features.layers
         if self.layers not in ("last", "mean", "max", "meanmax"):
@@ -122,7 +122,7 @@ class Recipe:
             if self.layers != "last":
                 raise ValueError(f"recipe {self.name!r}: layers={self.layers!r} needs features with every stage")
             return None
-        d = _spec(self.features.backbone).feature_dim
+        d = backbone_spec(self.features.backbone).feature_dim
         if self.layers == "last":
             return slice(-d, None)
         if stored == "all":
@@ -136,7 +136,7 @@ class Recipe:
         return idx
 
     def _stored_width(self) -> int:
-        from .backbone import get_backbone
+        from .features.backbone import get_backbone
 
         bb = get_backbone(self.features.backbone)
         return bb.features(np.zeros((1, 64, 64), np.float32), layers=self.features.layers).shape[1]
@@ -173,7 +173,7 @@ class Recipe:
         (a per-track vector such as the MFCC view is repeated on each window);
         "attention" takes the windows of each track itself.
         """
-        from .classifiers import LinearHead, SoftmaxHead, ViewSVM, WindowedClassifier
+        from .learn.classifiers import LinearHead, SoftmaxHead, ViewSVM, WindowedClassifier
 
         kind = kind or self.head
         if self.aggregate not in ("logmean", "lse"):
@@ -181,7 +181,7 @@ class Recipe:
         if kind == "attention":
             if self.pooling != "windows":
                 raise ValueError(f"recipe {self.name!r}: head='attention' needs pooling='windows', got {self.pooling!r}")
-            from .attention import AttentionPoolingClassifier
+            from .learn.attention import AttentionPoolingClassifier
 
             return AttentionPoolingClassifier()
         if kind == "svm":
@@ -200,7 +200,7 @@ class Recipe:
 
     def classifier(self, views, *, head: str | None = None, weights=None):
         """The recipe's fused classifier for a view layout from :meth:`matrix`."""
-        from .fusion import LateFusionClassifier
+        from .learn.fusion import LateFusionClassifier
 
         weights = self.fusion_weights if weights is None else weights
         if len(views) == 1 and isinstance(weights, str):
@@ -258,7 +258,7 @@ DEFAULT = replace(
 
 # For a model learned from a user's library (genrevision train --labels-from-tags): the default
 # without the per-band mean removal. Its "not sure" check compares a file's image features with the
-# library's, and flattened bands make noise look like music (tests/test_library.py: white noise fell
+# library's, and flattened bands make noise look like music (tests/apps/test_library.py: white noise fell
 # below the novelty threshold with band_norm="mean", clearly above it without).
 LIBRARY = replace(DEFAULT, name="library", features=FROZEN_WINDOWS.features,
                   description="the default recipe without the per-band mean removal (the images keep the recording's "
@@ -268,7 +268,7 @@ LIBRARY = replace(DEFAULT, name="library", features=FROZEN_WINDOWS.features,
 def _tuner_defaults(**changes) -> dict:
     # Every FineTuner parameter spelled out: the recipe (in model files and fold-file keys) then says
     # exactly how it was tuned, even if FineTuner's defaults change later.
-    from .tuning import FineTuner
+    from .features.tuning import FineTuner
 
     return {k: v for k, v in vars(FineTuner(**changes)).items() if k not in ("backbone", "progress")}
 

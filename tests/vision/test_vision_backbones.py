@@ -26,8 +26,8 @@ except ImportError as err:  # not a skip: in .venv-vision these tests must run
         pytrace=False,
     )
 
-from genrevision import backbone as bb
-from genrevision.backbone import Backbone, BackboneUnavailable
+from genrevision.features import backbone as bb
+from genrevision.features.backbone import Backbone, BackboneUnavailable
 
 # name → (penultimate width, width of features(layers="all"))
 ARCHS = {
@@ -231,7 +231,7 @@ def test_timm_wrong_weights_names_the_file(tmp_path):
 _TIMM_OFFLINE = """
 import time, sys
 t0 = time.perf_counter()
-from genrevision.backbone import Backbone, BackboneUnavailable
+from genrevision.features.backbone import Backbone, BackboneUnavailable
 try:
     Backbone("timm:resnet18")
 except BackboneUnavailable as err:
