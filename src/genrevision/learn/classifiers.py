@@ -186,10 +186,12 @@ def make_inner_cv(y, groups=None, *, n_splits=3, random_state=0, one_group="trai
     parts = ([rest[te] for _, te in cv.split(dummy[rest], y[rest], groups[rest])] if rest.size
              else [np.zeros(0, int)] * k)
     if one_group == "tracks":
+        once = [str(c) for c in single if counts[c] < 2]
+        if once:  # a partition must test every sample, and a class seen once cannot be tested
+            raise ValueError(f"Inner cross-validation that tests every sample (e.g. Platt scaling) needs at least "
+                             f"2 samples per class; {', '.join(once)} {'has' if len(once) == 1 else 'have'} one.")
         rng = np.random.default_rng(random_state)
         for c in single:
-            if counts[c] < 2:
-                continue
             for i, idx in enumerate(rng.permutation(np.flatnonzero(y == c))):
                 parts[i % k] = np.append(parts[i % k], idx)
         everything = np.arange(y.shape[0])
