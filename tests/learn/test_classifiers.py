@@ -407,6 +407,9 @@ def test_inner_cv_keeps_a_class_of_one_track_in_training():
     assert np.array_equal(np.sort(tested), np.arange(7))
     for train, test in splits:
         assert set(y[test]) <= {"blues", "rock"} and set(y[train]) == {"blues", "rock", "country"}
+    # A caller that needs every sample tested once (Platt scaling) is told why it cannot be.
+    with pytest.raises(ValueError, match="2 samples per class; country has one"), pytest.warns(UserWarning):
+        make_inner_cv(y, artists, n_splits=3, one_group="tracks")
 
 
 def _today_view_svm(X, y, groups, est):

@@ -146,6 +146,7 @@ def make_inner_cv(y, groups=None, *, n_splits=3, random_state=0, one_group="trai
     scored = [n for n in sizes if n >= 2] if groups is not None else sizes
     k = min(n_splits, min(scored)) if len(scored) >= 2 else 1
     counts = {c: int(np.sum(y == c)) for c in classes}
+    partition = one_group == "tracks"  # the caller needs every sample tested once
     if groups is not None and k < 2 and single and sum(n >= 2 for n in counts.values()) >= 2:
         # Too few groups to validate across them (e.g. a nested search on a small training part):
         # spread the one-group classes sample by sample rather than fail, and say so. A class of
@@ -187,11 +188,13 @@ def make_inner_cv(y, groups=None, *, n_splits=3, random_state=0, one_group="trai
              else [np.zeros(0, int)] * k)
     if one_group == "tracks":
         once = [str(c) for c in single if counts[c] < 2]
-        if once:  # a partition must test every sample, and a class seen once cannot be tested
+        if once and partition:  # a partition must test every sample, and a class seen once cannot be
             raise ValueError(f"Inner cross-validation that tests every sample (e.g. Platt scaling) needs at least "
                              f"2 samples per class; {', '.join(once)} {'has' if len(once) == 1 else 'have'} one.")
         rng = np.random.default_rng(random_state)
         for c in single:
+            if counts[c] < 2:  # never tested: it trains in every fold
+                continue
             for i, idx in enumerate(rng.permutation(np.flatnonzero(y == c))):
                 parts[i % k] = np.append(parts[i % k], idx)
         everything = np.arange(y.shape[0])
