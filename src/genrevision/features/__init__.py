@@ -1,6 +1,6 @@
 """CNN features of spectrogram images: extraction settings and the per-track pipeline
-(extraction), ImageNet backbones (backbone), the on-disk feature cache (store) and fine-tuning
-the backbone's last stages (tuning).
+(extraction), ImageNet backbones (backbone), the on-disk feature cache (store), fine-tuning
+the backbone's last stages (tuning) and the matrix of every track's windows (ragged).
 
 Public names are re-exported here from their modules on first use, so importing the package
 stays cheap (no torch/librosa until a name that needs them is used).
@@ -8,7 +8,7 @@ stays cheap (no torch/librosa until a name that needs them is used).
 
 from .._utils.lazy import lazy_exports
 
-_SUBMODULES = ('backbone', 'extraction', 'store', 'tuning')
+_SUBMODULES = ('backbone', 'extraction', 'ragged', 'store', 'tuning')
 _EXPORTS = {
     'BACKBONES': 'backbone',
     'Backbone': 'backbone',
@@ -17,6 +17,7 @@ _EXPORTS = {
     'DEFAULT_BACKBONE': 'backbone',
     'DEFAULT_CACHE': 'extraction',
     'ExtractionResult': 'extraction',
+    'Ragged': 'ragged',
     'FORMAT': 'tuning',
     'FeatureSettings': 'extraction',
     'FeatureStore': 'store',

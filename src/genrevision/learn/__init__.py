@@ -1,6 +1,6 @@
 """Heads and fusion on top of the features: per-view classifiers and windowed heads
-(classifiers), attention pooling (attention), late fusion of the views (fusion) and the ragged
-window matrix (ragged).
+(classifiers), attention pooling (attention) and late fusion of the views (fusion); they learn
+from the window matrices of :mod:`genrevision.features.ragged`.
 
 Public names are re-exported here from their modules on first use, so importing the package
 stays cheap (no torch/librosa until a name that needs them is used).
@@ -8,14 +8,13 @@ stays cheap (no torch/librosa until a name that needs them is used).
 
 from .._utils.lazy import lazy_exports
 
-_SUBMODULES = ('attention', 'classifiers', 'fusion', 'ragged')
+_SUBMODULES = ('attention', 'classifiers', 'fusion')
 _EXPORTS = {
     'AttentionPoolingClassifier': 'attention',
     'LateFusionClassifier': 'fusion',
     'LinearHead': 'classifiers',
     'PAPER_FINETUNE_WEIGHTS': 'fusion',
     'PAPER_WEIGHTS': 'fusion',
-    'Ragged': 'ragged',
     'SoftmaxHead': 'classifiers',
     'ViewSVM': 'classifiers',
     'WindowedClassifier': 'classifiers',
