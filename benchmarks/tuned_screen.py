@@ -38,7 +38,7 @@ import numpy as np
 from genrevision.evaluation.dataset import load_dataset
 from genrevision._utils.files import feature_cache
 from genrevision.evaluation.protocols import make_splits
-from genrevision.learn.ragged import Ragged
+from genrevision.features.ragged import Ragged
 from genrevision.recipes import get_recipe
 from genrevision.features.tuning import FineTuner, TunedTail, dataset_activations, tail_features, tail_start, track_tensor
 

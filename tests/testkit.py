@@ -16,7 +16,7 @@ from genrevision import train_model
 from genrevision.evaluation.dataset import load_dataset
 from genrevision.features.extraction import FeatureSettings
 from genrevision.features.store import content_digest
-from genrevision.learn.ragged import Ragged
+from genrevision.features.ragged import Ragged
 from genrevision.recipes import get_recipe
 from genrevision.signal.spectrogram import SpectrogramConfig
 

@@ -1,6 +1,6 @@
 """mkdocs hook: the docstrings' Sphinx roles (:func:`x`, :class:`~a.b.C`) shown as code.
 
-mkdocstrings' numpy parser keeps ``:class:`~genrevision.learn.ragged.Ragged``` as text followed by a code
+mkdocstrings' numpy parser keeps ``:class:`~genrevision.features.ragged.Ragged``` as text followed by a code
 span; this turns it into the code span alone, with Sphinx's meaning of ``~`` (the last component).
 """
 import re

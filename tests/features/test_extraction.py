@@ -20,7 +20,7 @@ from genrevision.features.extraction import (
     track_images,
 )
 from genrevision.features.store import FeatureStore, content_digest
-from genrevision.learn.ragged import Ragged
+from genrevision.features.ragged import Ragged
 from genrevision.signal.separation import VIEWS
 from genrevision.signal.spectrogram import SpectrogramConfig
 

@@ -9,7 +9,7 @@ from sklearn.base import clone
 
 from genrevision.learn.attention import AttentionPoolingClassifier
 from genrevision.learn.classifiers import LinearHead, WindowedClassifier
-from genrevision.learn.ragged import Ragged
+from genrevision.features.ragged import Ragged
 
 from testkit import bags
 

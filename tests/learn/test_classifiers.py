@@ -15,7 +15,7 @@ from genrevision.learn.classifiers import (
     make_inner_cv,
 )
 from genrevision.learn.fusion import LateFusionClassifier
-from genrevision.learn.ragged import Ragged
+from genrevision.features.ragged import Ragged
 
 from testkit import bags
 
@@ -93,7 +93,7 @@ def test_viewsvm_copes_with_tiny_classes():
         (SoftmaxHead(solver="sgd"), "solver must be"),
         (LinearHead(n_components=0), "n_components must be"),
         (LinearHead(scoring="roc_auc"), "scoring must be"),
-        (WindowedClassifier(LinearHead()), "takes a genrevision.learn.ragged.Ragged"),
+        (WindowedClassifier(LinearHead()), "takes a genrevision.features.ragged.Ragged"),
     ],
 )
 def test_parameter_errors_are_raised_in_fit(est, message):

@@ -26,7 +26,7 @@ MOVED = {
         "baseline": "signal.baseline",
         "backbone": "features.backbone", "store": "features.store", "tuning": "features.tuning",
         "classifiers": "learn.classifiers", "attention": "learn.attention", "fusion": "learn.fusion",
-        "ragged": "learn.ragged",
+        "ragged": "features.ragged",
         "experiment": "evaluation.experiment", "reports": "evaluation.reports", "dataset": "evaluation.dataset",
         "tagging": "apps.tagging", "library": "apps.library", "serve": "apps.serve", "engine": "apps.engine",
         "ray_engine": "apps.ray_engine", "embeddings": "apps.embeddings", "hear": "apps.hear",

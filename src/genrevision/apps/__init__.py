@@ -7,7 +7,8 @@ stays cheap (no torch/librosa until a name that needs them is used).
 A name more than one module defines is not re-exported (import it from its module):
 ``write_report`` (``apps.library``, ``apps.tagging``).
 """
-import importlib
+
+from .._utils.lazy import lazy_exports
 
 _SUBMODULES = ('embeddings', 'engine', 'hear', 'library', 'ray_engine', 'serve', 'tagging')
 _EXPORTS = {
@@ -78,14 +79,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name):
-    module = _EXPORTS.get(name)
-    if module is not None:
-        value = getattr(importlib.import_module(f".{module}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS) | set(_SUBMODULES))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, _SUBMODULES)

@@ -6,8 +6,8 @@ stays cheap (no torch/librosa until a name that needs them is used).
 A name more than one module defines is not re-exported (import it from its module):
 ``gtzan_track_number`` here is ``evaluation.protocols``'s (as before the move), not ``evaluation.dataset``'s.
 """
-import importlib
-import warnings
+
+from .._utils.lazy import lazy_exports
 
 _SUBMODULES = ('dataset', 'experiment', 'protocols', 'reports')
 _EXPORTS = {
@@ -57,23 +57,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 #: Until it became a package, ``genrevision.evaluation`` was today's ``evaluation.protocols``: its other
 #: names (private helpers included) still resolve here, with a DeprecationWarning.
-_LEGACY_MODULE = 'protocols'
-
-
-def __getattr__(name):
-    module = _EXPORTS.get(name)
-    if module is not None:
-        value = getattr(importlib.import_module(f".{module}", __name__), name)
-        globals()[name] = value
-        return value
-    if name not in _SUBMODULES and not (name.startswith("__") and name.endswith("__")):
-        legacy = importlib.import_module(f".{_LEGACY_MODULE}", __name__)
-        if hasattr(legacy, name):
-            warnings.warn(f"{__name__}.{name} moved to {legacy.__name__}.{name}; import it from there",
-                          DeprecationWarning, stacklevel=2)
-            return getattr(legacy, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS) | set(_SUBMODULES))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, _SUBMODULES, legacy='protocols')

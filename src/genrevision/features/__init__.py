@@ -1,14 +1,14 @@
 """CNN features of spectrogram images: extraction settings and the per-track pipeline
-(extraction), ImageNet backbones (backbone), the on-disk feature cache (store) and fine-tuning
-the backbone's last stages (tuning).
+(extraction), ImageNet backbones (backbone), the on-disk feature cache (store), fine-tuning
+the backbone's last stages (tuning) and the matrix of every track's windows (ragged).
 
 Public names are re-exported here from their modules on first use, so importing the package
 stays cheap (no torch/librosa until a name that needs them is used).
 """
-import importlib
-import warnings
 
-_SUBMODULES = ('backbone', 'extraction', 'store', 'tuning')
+from .._utils.lazy import lazy_exports
+
+_SUBMODULES = ('backbone', 'extraction', 'ragged', 'store', 'tuning')
 _EXPORTS = {
     'BACKBONES': 'backbone',
     'Backbone': 'backbone',
@@ -17,6 +17,7 @@ _EXPORTS = {
     'DEFAULT_BACKBONE': 'backbone',
     'DEFAULT_CACHE': 'extraction',
     'ExtractionResult': 'extraction',
+    'Ragged': 'ragged',
     'FORMAT': 'tuning',
     'FeatureSettings': 'extraction',
     'FeatureStore': 'store',
@@ -67,23 +68,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 #: Until it became a package, ``genrevision.features`` was today's ``features.extraction``: its other
 #: names (private helpers included) still resolve here, with a DeprecationWarning.
-_LEGACY_MODULE = 'extraction'
-
-
-def __getattr__(name):
-    module = _EXPORTS.get(name)
-    if module is not None:
-        value = getattr(importlib.import_module(f".{module}", __name__), name)
-        globals()[name] = value
-        return value
-    if name not in _SUBMODULES and not (name.startswith("__") and name.endswith("__")):
-        legacy = importlib.import_module(f".{_LEGACY_MODULE}", __name__)
-        if hasattr(legacy, name):
-            warnings.warn(f"{__name__}.{name} moved to {legacy.__name__}.{name}; import it from there",
-                          DeprecationWarning, stacklevel=2)
-            return getattr(legacy, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS) | set(_SUBMODULES))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, _SUBMODULES, legacy='extraction')

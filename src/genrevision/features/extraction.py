@@ -1043,7 +1043,7 @@ def feature_matrix(
         return arr
 
     if pooling == "windows":
-        from ..learn.ragged import Ragged
+        from .ragged import Ragged
 
         rows = []
         for f in features:

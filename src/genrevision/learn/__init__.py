@@ -1,20 +1,20 @@
 """Heads and fusion on top of the features: per-view classifiers and windowed heads
-(classifiers), attention pooling (attention), late fusion of the views (fusion) and the ragged
-window matrix (ragged).
+(classifiers), attention pooling (attention) and late fusion of the views (fusion); they learn
+from the window matrices of :mod:`genrevision.features.ragged`.
 
 Public names are re-exported here from their modules on first use, so importing the package
 stays cheap (no torch/librosa until a name that needs them is used).
 """
-import importlib
 
-_SUBMODULES = ('attention', 'classifiers', 'fusion', 'ragged')
+from .._utils.lazy import lazy_exports
+
+_SUBMODULES = ('attention', 'classifiers', 'fusion')
 _EXPORTS = {
     'AttentionPoolingClassifier': 'attention',
     'LateFusionClassifier': 'fusion',
     'LinearHead': 'classifiers',
     'PAPER_FINETUNE_WEIGHTS': 'fusion',
     'PAPER_WEIGHTS': 'fusion',
-    'Ragged': 'ragged',
     'SoftmaxHead': 'classifiers',
     'ViewSVM': 'classifiers',
     'WindowedClassifier': 'classifiers',
@@ -27,14 +27,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name):
-    module = _EXPORTS.get(name)
-    if module is not None:
-        value = getattr(importlib.import_module(f".{module}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS) | set(_SUBMODULES))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, _SUBMODULES)

@@ -1165,11 +1165,11 @@ class WindowedClassifier(_ProbaClassifierMixin, ClassifierMixin, BaseEstimator):
 
     @staticmethod
     def _ragged(X):
-        from .ragged import Ragged
+        from ..features.ragged import Ragged
 
         if not isinstance(X, Ragged):
             raise ValueError(
-                "WindowedClassifier takes a genrevision.learn.ragged.Ragged matrix (the windows of each "
+                "WindowedClassifier takes a genrevision.features.ragged.Ragged matrix (the windows of each "
                 f"track); got {type(X).__name__}. Build one with Ragged.from_list or Ragged.from_fixed."
             )
         if not np.all(np.isfinite(X.data)):

@@ -26,7 +26,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, check_X_y
 
 from .._utils.validation import check_scalar
 from .classifiers import ViewSVM, accepts_groups, make_inner_cv
-from .ragged import Ragged
+from ..features.ragged import Ragged
 
 __all__ = [
     "PAPER_WEIGHTS",

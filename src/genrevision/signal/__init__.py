@@ -4,7 +4,8 @@
 Public names are re-exported here from their modules on first use, so importing the package
 stays cheap (no torch/librosa until a name that needs them is used).
 """
-import importlib
+
+from .._utils.lazy import lazy_exports
 
 _SUBMODULES = ('audio', 'baseline', 'separation', 'spectrogram')
 _EXPORTS = {
@@ -37,14 +38,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name):
-    module = _EXPORTS.get(name)
-    if module is not None:
-        value = getattr(importlib.import_module(f".{module}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS) | set(_SUBMODULES))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, _SUBMODULES)
