@@ -32,6 +32,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from ablation import dataset_features  # noqa: E402
+from new_artists import MANIFEST, per_genre  # noqa: E402
 
 from genrevision.signal.audio import load_audio, normalise  # noqa: E402
 from genrevision.evaluation.dataset import load_dataset  # noqa: E402
@@ -40,9 +41,6 @@ from genrevision.evaluation.experiment import evaluate_recipe  # noqa: E402
 from genrevision.features.extraction import extract_cached, extract_signal  # noqa: E402
 from genrevision._utils.files import user_cache  # noqa: E402
 from genrevision.recipes import get_recipe  # noqa: E402
-
-MANIFEST = os.path.join(HERE, "..", "manifests", "gtzan-shared.csv")
-
 
 def _speed(up: int, down: int):
     return lambda y, sr: resample_poly(y, up, down).astype(np.float32)
@@ -79,10 +77,8 @@ def variant_features(paths, variant, settings, cache):
     return out
 
 
-def per_genre(y, entry):
-    truth = np.concatenate([y[t] for t in entry["fold_test"]])
-    pred = np.concatenate([np.asarray(p, dtype=object) for p in entry["fold_pred"]])
-    return " ".join(f"{g} {100 * np.mean(pred[truth == g] == g):.0f}" for g in np.unique(truth))
+def genres(y, entry) -> str:
+    return " ".join(f"{g} {100 * a:.0f}" for g, a in per_genre(y, entry).items())
 
 
 def main(argv=None):
@@ -119,13 +115,13 @@ def main(argv=None):
         ra, _ = evaluate_recipe(recipe, feats, Y, [Fold(0, widen(np.flatnonzero(mini)), np.flatnonzero(~mini))],
                                 progress=False, groups=G)
         ea = ra[recipe.head]["fused"]
-        line = f"{'+'.join(variants) or 'originals':>12}: (a) {100 * ea['mean']:.1f} [{per_genre(Y, ea)}]"
+        line = f"{'+'.join(variants) or 'originals':>12}: (a) {100 * ea['mean']:.1f} [{genres(Y, ea)}]"
         if not args.only_a:
             rb, _ = evaluate_recipe(recipe, feats, Y, [Fold(f.repeat, widen(f.train), f.test) for f in folds_b],
                                     progress=False, groups=G)
             eb = rb[recipe.head]["fused"]
             line += (f"  (b) {100 * eb['mean']:.1f} ± {100 * eb['std']:.1f} "
-                     f"folds {np.round(100 * np.array(eb['fold_accuracies']), 1).tolist()} [{per_genre(Y, eb)}]")
+                     f"folds {np.round(100 * np.array(eb['fold_accuracies']), 1).tolist()} [{genres(Y, eb)}]")
         print(f"{line}  {time.perf_counter() - t:.0f} s, load average {os.getloadavg()[0]:.1f}", flush=True)
 
 
