@@ -400,7 +400,7 @@ def test_inner_cv_keeps_a_class_of_one_track_in_training():
     # per genre): that track can never be validated, so it trains in every fold; the rest split.
     y = np.array(["blues"] * 4 + ["rock"] * 3 + ["country"])
     artists = np.array(["hooker"] * 4 + ["morphine"] * 3 + ["paisley"])
-    with pytest.warns(UserWarning, match="split by sample"):
+    with pytest.warns(UserWarning, match=r"blues, rock are split by sample .*; country \(one sample\) only trains"):
         splits = make_inner_cv(y, artists, n_splits=3)
     tested = np.concatenate([te for _, te in splits])
     assert 7 not in tested and all(7 in tr for tr, _ in splits)

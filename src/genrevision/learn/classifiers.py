@@ -153,11 +153,14 @@ def make_inner_cv(y, groups=None, *, n_splits=3, random_state=0, one_group="trai
         # one sample cannot be validated at all: it stays on the training side of every fold.
         k = min([n_splits] + scored + [counts[c] for c in single if counts[c] >= 2])
         one_group = "tracks"
+        spread = [str(c) for c in single if counts[c] >= 2]
+        kept = [str(c) for c in single if counts[c] < 2]
         warnings.warn("inner cross-validation: fewer than 2 classes have 2 groups here, so "
-                      f"{', '.join(map(str, single))} {'is' if len(single) == 1 else 'are'} split by sample "
-                      "(the same group on both sides of the inner folds)", stacklevel=2)
+                      f"{', '.join(spread)} {'is' if len(spread) == 1 else 'are'} split by sample "
+                      "(the same group on both sides of the inner folds)"
+                      + (f"; {', '.join(kept)} (one sample) only trains" if kept else ""), stacklevel=2)
     if k < 2:
-        short = [(c, int(np.sum(y == c)), n) for c, n in zip(classes, sizes) if n < 2]
+        short = [(c, counts[c], n) for c, n in zip(classes, sizes) if n < 2]
         if groups is None:
             which = ", ".join(f"class {str(c)!r} has {t} sample{'s' * (t != 1)}" for c, t, _ in short)
             raise ValueError(
