@@ -112,3 +112,22 @@ def test_workers_die_with_a_killed_parent(tmp_path, twelve_songs):
     finally:
         proc.kill()
     assert left and _alive(workers) == set(), f"workers {_alive(workers)} still running 10 s after kill -9 of their parent"
+
+
+def test_a_pool_stopped_while_a_worker_sends_a_large_result_lets_python_exit():
+    # Found by CI: `extract --recipe paper` (results carry a track's images) stopped by SIGTERM
+    # sometimes never exited. A worker killed mid-send left the executor's manager thread waiting
+    # for the rest of the message, and interpreter exit joins that thread. Here both workers are
+    # sending 100 MB results back to back when the pool is stopped (without the fix: 6 hangs in 6).
+    script = (
+        "from concurrent.futures import wait, FIRST_COMPLETED\n"
+        "from genrevision._utils.workers import start_pool, stop_pool\n"
+        "pool = start_pool(2)\n"
+        "futures = [pool.submit(bytes, 100_000_000) for _ in range(8)]\n"
+        "wait(futures, return_when=FIRST_COMPLETED)\n"
+        "stop_pool(pool)\n"
+        "print('stopped', flush=True)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.strip() == "stopped", (proc.returncode, proc.stdout, proc.stderr)
+    assert "leaked" not in proc.stderr, proc.stderr

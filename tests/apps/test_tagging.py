@@ -21,7 +21,7 @@ import pytest
 import soundfile as sf
 import soxr
 
-from testkit import SR, genre_paths, run_cli
+from testkit import SR, genre_paths, real_excerpt, run_cli
 
 mutagen = pytest.importorskip("mutagen")  # the `tag` extra: pip install 'genrevision[tag]'
 
@@ -326,12 +326,21 @@ def test_bad_cache_entry_is_recomputed(library_src, model_file, tmp_path):
     assert engine.stats.cached == 1 and hit.cached
 
 
-def test_ctrl_c_stops_cleanly_and_the_rerun_resumes(library, model_file, tmp_path):
+def test_ctrl_c_stops_cleanly_and_the_rerun_resumes(library, model_file, gtzan_root, tmp_path):
     import signal
     import subprocess
     import sys
     import time
 
+    # Ten more files (distinct audio: the engine predicts equal audio once). The engine keeps at
+    # most 2 answers per worker ahead of the tags written, so when the first log line appears at
+    # least 16 - 1 - 4 files still need a prediction: Ctrl-C lands mid-run, however slow the
+    # parent was to write its first tag (with the 6 files alone it could finish first under load).
+    for i, genre in enumerate(("blues", "country", "disco", "jazz", "pop") * 2):
+        path = library / "more" / f"{genre}{i}.wav"
+        path.parent.mkdir(exist_ok=True)
+        sf.write(path, real_excerpt(gtzan_root, f"{genre}/{genre}.0000{4 + i // 5}.wav", 10.0), SR)
+    taggable = 6 + 10
     cache, log = tmp_path / "answers", tmp_path / "log.jsonl"
     cmd = [sys.executable, "-m", "genrevision.cli", "tag", str(library), "--model", str(model_file), "--segments",
            str(SEGMENTS), "--prediction-cache", str(cache), "--log", str(log), "--jobs", "2", "--quiet"]
@@ -348,11 +357,11 @@ def test_ctrl_c_stops_cleanly_and_the_rerun_resumes(library, model_file, tmp_pat
     assert proc.returncode == 130, (proc.returncode, err)
     assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("genrevision: error: interrupted")
     done = len(log.read_text().splitlines())
-    assert 1 <= done < 6
+    assert 1 <= done < taggable
     again = run_cli(*cmd[3:], timeout=600)
     # The files tagged before Ctrl-C now have a genre (kept); the rest are tagged now.
-    assert f"tagged {6 - done}, unchanged 0, skipped {1 + done}, failed 2" in again.stdout, again.stdout
-    assert len(log.read_text().splitlines()) == 6
+    assert f"tagged {taggable - done}, unchanged 0, skipped {1 + done}, failed 2" in again.stdout, again.stdout
+    assert len(log.read_text().splitlines()) == taggable
 
 
 def test_usage_errors_are_one_line(model_file, tmp_path):

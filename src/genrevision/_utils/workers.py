@@ -87,6 +87,7 @@ class _SpawnWithoutMain(_SPAWN):
 def stop_pool(pool: ProcessPoolExecutor) -> None:
     """Cancel queued jobs and end the worker processes at once (SIGTERM, then SIGKILL)."""
     procs = list((getattr(pool, "_processes", None) or {}).values())
+    results = getattr(pool, "_result_queue", None)  # shutdown() drops it
     pool.shutdown(wait=False, cancel_futures=True)
     for proc in procs:
         try:
@@ -99,6 +100,21 @@ def stop_pool(pool: ProcessPoolExecutor) -> None:
             if proc.is_alive():
                 proc.kill()
         except (OSError, ValueError, AssertionError, AttributeError):
+            pass
+    _release_result_reader(results)
+
+
+def _release_result_reader(results) -> None:
+    # A worker killed in the middle of sending a large result (a track's images) leaves the
+    # executor's manager thread blocked in recv() waiting for the rest of the message; as this
+    # process still holds the pipe's write end, that read never ends, and interpreter exit (which
+    # joins the manager thread) hangs for ever. The workers are dead: closing our write end turns
+    # the wait into end-of-file, which the manager thread treats as a broken pool and exits.
+    writer = getattr(results, "_writer", None)
+    if writer is not None:
+        try:
+            writer.close()
+        except (OSError, ValueError):
             pass
 
 
