@@ -5,7 +5,9 @@ differ, the same artist (group) as the original, so no inner or outer split sepa
 
 * ``slow`` / ``fast``: tape speed 0.94 / 1.06 (pitch and tempo ±1 semitone together);
 * ``compress``: tanh saturation (a loud, squashed master);
-* ``lowpass``: 6th-order Butterworth at 4 kHz (a band-limited recording).
+* ``lowpass``: 6th-order Butterworth at 4 kHz (a band-limited recording);
+* ``codec``: MP3 at 24 kb/s (constant; mono at 22 kHz) and back (a low-bit-rate rip: band limit,
+  pre-echo, holes in the spectrum).
 
 (EQ and gain are not variants: the default's per-band mean removal cancels a static EQ and a gain
 exactly.) Scored as in ``new_artists.py``: (a) trained on gtzan-mini (+ its variants), tested on
@@ -54,7 +56,19 @@ def _compress(y, sr):
     return (np.tanh(4 * y) / np.tanh(4)).astype(np.float32)
 
 
-VARIANTS = {"slow": _speed(50, 47), "fast": _speed(50, 53), "compress": _compress, "lowpass": _lowpass}
+def _codec(y, sr):
+    import io
+
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, y, sr, format="MP3", compression_level=0.9, bitrate_mode="CONSTANT")  # 24 kb/s mono at 22 kHz
+    buf.seek(0)
+    return sf.read(buf, dtype="float32")[0][: len(y)]
+
+
+VARIANTS = {"slow": _speed(50, 47), "fast": _speed(50, 53), "compress": _compress, "lowpass": _lowpass,
+            "codec": _codec}
 
 
 def variant_features(paths, variant, settings, cache):
