@@ -84,9 +84,12 @@ def fold_rows(recipe, X, views, y, train, test, *, head: str, random_state: int 
     classes : ndarray
         The classes of the fold's training side (a class absent there has no column).
     """
-    # The fine-tuned softmax layer is the slow head and the paper fuses it with
-    # fixed weights only, so it skips the inner cross-validation.
-    learn = head != "softmax" and len(views) > 1
+    # Out-of-fold likelihoods (an inner cross-validation: most of a fold's fitting time) only where
+    # a row uses them: the learned and stacked rows of separate O/H/P views, or a recipe that fuses
+    # by learned weights or stacking. The fine-tuned softmax layer is the slow head and the paper
+    # fuses it with fixed weights only, so it skips them.
+    learn = head != "softmax" and len(views) > 1 and (
+        all(v in views for v in (O, H, P)) or recipe.fusion_weights in ("learned", "stacking"))
     clf = LateFusionClassifier(views=tuple(views), estimator=recipe.make_head(head),
                                weights="learned" if learn else "uniform", random_state=random_state)
     clf.fit(X[train], y[train], groups=None if groups is None else np.asarray(groups)[train])
