@@ -6,7 +6,7 @@ about and why: the command line prints it as it is (``genrevision: <line>``). Ea
 class also keeps the built-in base it had before the hierarchy existed
 (``ValueError``, ``RuntimeError`` or ``OSError``), so ``except ValueError`` code
 written against older versions still catches it, and each stays importable from
-the module that raised it first (``genrevision.audio.AudioError``, ...)::
+the module that raised it first (``genrevision.signal.audio.AudioError``, ...)::
 
     GenrevisionError
     ├── AudioError           (ValueError)  a file that cannot be used as audio

@@ -7,7 +7,7 @@ square image, penultimate-layer features, one RBF-SVM per view, fused with
 tracks (see docs/results/artist-disjoint.md, "Choosing the default by
 cross-artist accuracy"). ``tuned`` is the default recipe on
 a network whose last stage is fine-tuned on the training tracks
-(:mod:`genrevision.tuning`).
+(:mod:`genrevision.features.tuning`).
 """
 from __future__ import annotations
 
@@ -31,9 +31,9 @@ class Recipe:
     features : FeatureSettings
     pooling : {"mean", "meanstd", "windows"}
         How window features become a track row: pooled statistics, or every
-        window kept as a row of a :class:`~genrevision.ragged.Ragged` matrix
+        window kept as a row of a :class:`~genrevision.features.ragged.Ragged` matrix
         (the head then learns from windows and averages per track, see
-        :class:`~genrevision.classifiers.WindowedClassifier`).
+        :class:`~genrevision.learn.classifiers.WindowedClassifier`).
     layers : {"last", "mean", "max", "meanmax"}
         Columns of the stored features the classifiers use: the penultimate
         layer only, or every stage by its spatial mean / maximum / both, plus
@@ -41,12 +41,12 @@ class Recipe:
     head : {"svm", "linear", "softmax", "attention"}
         Per-view classifier. "attention" (``pooling="windows"`` only) learns
         how much each window of a track counts
-        (:class:`~genrevision.attention.AttentionPoolingClassifier`) instead
+        (:class:`~genrevision.learn.attention.AttentionPoolingClassifier`) instead
         of averaging the windows' log-likelihoods.
     aggregate : {"logmean", "lse"}
         With ``pooling="windows"``: how a track's window log-likelihoods
         become the track's, their mean or a soft maximum whose sharpness is
-        chosen on inner folds (see :class:`~genrevision.classifiers.WindowedClassifier`).
+        chosen on inner folds (see :class:`~genrevision.learn.classifiers.WindowedClassifier`).
     views : {"separate", "concat"}
         One classifier per view with late fusion (the paper), or the three
         views' features side by side for one classifier (early fusion).
@@ -65,7 +65,7 @@ class Recipe:
         groups every track is its own group and nothing changes.
     tune : dict or None
         Fine-tune the network's last stage(s) on the training tracks first:
-        the :class:`~genrevision.tuning.FineTuner` parameters (its backbone is
+        the :class:`~genrevision.features.tuning.FineTuner` parameters (its backbone is
         the features' one). The window features then come from the tuned
         network (so they depend on the training tracks: a model file carries
         the tuned weights, and evaluation tunes once per fold). None: the
@@ -106,7 +106,7 @@ class Recipe:
                              "and features with layers='all+max'")
 
     def fine_tuner_params(self, **overrides) -> dict:
-        """The :class:`~genrevision.tuning.FineTuner` parameters of a recipe with ``tune`` (backbone included)."""
+        """The :class:`~genrevision.features.tuning.FineTuner` parameters of a recipe with ``tune`` (backbone included)."""
         if self.tune is None:
             raise ValueError(f"recipe {self.name!r} does not fine-tune the network (tune is None)")
         return {**self.tune, "backbone": self.features.backbone, **overrides}
@@ -151,7 +151,7 @@ class Recipe:
         """X and its view layout from per-track feature dicts.
 
         X is an ndarray (n_tracks, n_columns) for pooled recipes and a
-        :class:`~genrevision.ragged.Ragged` matrix of windows for
+        :class:`~genrevision.features.ragged.Ragged` matrix of windows for
         ``pooling="windows"``. A joined view ("original+harmonic+percussive")
         puts the views' window features side by side, window by window.
         """

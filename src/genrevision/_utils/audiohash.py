@@ -28,7 +28,7 @@ _CHUNK = 1 << 20
 def audio_digest(path) -> str:
     """SHA-1 of the audio data of ``path`` (tags left out), prefixed by the container's name.
 
-    Raises FileNotFoundError, :class:`~genrevision.files.NotRegularFile` or another OSError.
+    Raises FileNotFoundError, :class:`~genrevision._utils.files.NotRegularFile` or another OSError.
     """
     with open_regular(path) as f:
         size = os.fstat(f.fileno()).st_size

@@ -8,7 +8,7 @@ classifies the middle 30 s segment of each of N equal stretches of it (see
 :meth:`genrevision.model.GenreModel.predict`), ``None`` reads them all.
 
 Every answer is cached on disk as soon as it is known, keyed by the file's
-audio data (:func:`genrevision.audiohash.audio_digest`, so writing tags does
+audio data (:func:`genrevision._utils.audiohash.audio_digest`, so writing tags does
 not invalidate it) and the model file's SHA-256: a rerun computes only new
 files, and a run stopped by Ctrl-C resumes where it stopped. Entries are
 written atomically and checked when read; a bad one is reported, removed and

@@ -2,7 +2,7 @@
 
 A music library is not sorted into genre folders: its labels are the genre tags
 people chose. :func:`read_library` reads every file's tags (mutagen, through
-:func:`genrevision.tagging.read_tag_fields`: ID3 TCON with ID3v1 numeric
+:func:`genrevision.apps.tagging.read_tag_fields`: ID3 TCON with ID3v1 numeric
 references and several values, Vorbis GENRE, MP4 ``©gen`` and numeric ``gnre``),
 merges spellings (:func:`genre_key`), applies the user's map, keeps genres with
 enough songs and groups the files by album artist / artist / album, so that no
@@ -186,7 +186,7 @@ def read_library(inputs, *, mapping=None, min_tracks: int = MIN_TRACKS, progress
     inputs : path or list of paths (files, folders walked for the formats ``tag`` writes)
     mapping : dict or path, optional
         The user's names: genre (any spelling) → name; several genres may share a name; a
-        genre mapped to "" is dropped. A file in :func:`genrevision.tagging.load_mapping`'s format.
+        genre mapped to "" is dropped. A file in :func:`genrevision.apps.tagging.load_mapping`'s format.
     min_tracks : int
         Genres with fewer files are dropped (named in ``Library.dropped``).
 
@@ -694,7 +694,7 @@ def _row(path, label, probs, source, digest) -> AuditRow:
 def write_audit(rows, model_path, *, limit: int | None = None, pretend: bool = False, log=None):
     """Write the suggested genre into the ``limit`` most doubtful files of an audit (all when None)
     whose suggestion differs from their tag, through ``tag``'s crash-safe writer and undo log
-    (:func:`genrevision.tagging.write_predictions`). Returns its TagResult."""
+    (:func:`genrevision.apps.tagging.write_predictions`). Returns its TagResult."""
     from .engine import Outcome
     from ..model.genre_model import Prediction
     from .tagging import DEFAULT_LOG, write_predictions

@@ -10,7 +10,7 @@ one of these functions is called):
   the backbone once each (on a GPU when the cluster has them) and call
   :func:`~genrevision.features.prepared_features`, as the local engine's main
   process does. Features go to the same content-keyed
-  :class:`~genrevision.store.FeatureStore` as the local engine's (so both
+  :class:`~genrevision.features.store.FeatureStore` as the local engine's (so both
   share one cache; tracks already there are skipped before any Ray work) or
   to a Parquet folder (see :data:`PARQUET_COLUMNS`).
 * :func:`predict_files_ray`: one file per row through actors that each hold

@@ -67,7 +67,7 @@ __all__ = [
     "DEFAULT_MAX_DURATION_S",
 ]
 
-log = logging.getLogger("genrevision.serve")
+log = logging.getLogger("genrevision.apps.serve")
 
 #: Largest upload accepted (MiB); more is answered 413 while streaming.
 DEFAULT_MAX_UPLOAD_MB = 100.0
@@ -179,7 +179,7 @@ def spectrogram_pngs(y: np.ndarray, settings, *, max_size: tuple[int, int] | Non
     Parameters
     ----------
     y : np.ndarray
-        Mono float32 signal at ``settings.sr`` (see :func:`genrevision.audio.load_audio`).
+        Mono float32 signal at ``settings.sr`` (see :func:`genrevision.signal.audio.load_audio`).
     settings : FeatureSettings
         The model's settings: the same HPSS and frequency axis its CNN saw.
     max_size : (height, width) or None

@@ -1,7 +1,7 @@
 """Write predicted genres into a music collection's tags, safely, and undo it.
 
 :func:`tag_files` walks files and folders, predicts each file with
-:class:`genrevision.engine.PredictionEngine` (worker processes, sampled
+:class:`genrevision.apps.engine.PredictionEngine` (worker processes, sampled
 segments, a per-file answer cache) and writes the chosen genres with
 **mutagen** into a copy of the file that is renamed over it (see :class:`_Copy`: a
 kill at any instant leaves the whole old file or the whole new one, and the copy's audio
@@ -21,7 +21,7 @@ its own genres first). A read-only file (no write permission bit, even for
 root) is reported and left alone; ``pretend=True`` computes everything and
 writes nothing.
 
-Abstaining: a model trained on a library's own tags (:mod:`genrevision.library`)
+Abstaining: a model trained on a library's own tags (:mod:`genrevision.apps.library`)
 carries per-genre probability thresholds chosen on out-of-fold predictions for a
 target precision, and an out-of-distribution check; with it a file whose best
 genre is below its threshold, or whose audio is unlike the training library,
@@ -125,7 +125,7 @@ def load_mapping(path, labels=None, *, allow_empty: bool = False) -> dict[str, s
 
     Several labels may map to one name. Raises ValueError naming the file for
     a malformed file, an empty name (unless ``allow_empty``: the training map of
-    :func:`genrevision.library.read_library`, where a genre mapped to nothing is
+    :func:`genrevision.apps.library.read_library`, where a genre mapped to nothing is
     dropped), or (when ``labels`` is given) a label the model does not have.
     """
     path = os.fspath(path)
@@ -488,7 +488,7 @@ class _Copy:
 
     The file is copied to a temporary file in its own folder, mutagen writes
     the tags into the copy, the copy's audio is checked against the original's
-    (the same :func:`~genrevision.audiohash.audio_digest`), synced, given the
+    (the same :func:`~genrevision._utils.audiohash.audio_digest`), synced, given the
     original's mode, owner and extended attributes, and renamed over the
     original (one atomic ``rename``), then the folder is synced. At every
     instant the path names the whole old file or the whole new one; a kill
@@ -882,7 +882,7 @@ def tag_files(
     id3v23 : bool
         Write ID3v2.3 (for old players) with the genres joined by ``separator`` (required).
     segments : int, "all" or None
-        30 s segments classified per file (None: :data:`genrevision.engine.DEFAULT_SEGMENTS`).
+        30 s segments classified per file (None: :data:`genrevision.apps.engine.DEFAULT_SEGMENTS`).
     jobs : int, optional
         Worker processes (default: one per core).
     cache : str or None
@@ -894,7 +894,7 @@ def tag_files(
     follow_symlinks : bool
         Tag the targets of links found in folders that lead outside them (see :func:`find_taggable`).
     precision : float in (0, 1], optional
-        A model trained on a library's tags (:func:`genrevision.library.train_library`): write
+        A model trained on a library's tags (:func:`genrevision.apps.library.train_library`): write
         a genre only where its out-of-fold precision reaches this (None: the precision the
         model was trained for). An error for other models.
     abstain : bool, optional
@@ -978,7 +978,7 @@ def write_predictions(outcomes, model_path, *, mode: str = "force", top: int = 1
     """Write genres already decided elsewhere (e.g. the audit's out-of-fold suggestions) exactly as
     :func:`tag_files` writes them: crash-safe copies, an undo log line before each file.
 
-    ``outcomes``: :class:`genrevision.engine.Outcome` objects whose ``prediction`` holds the
+    ``outcomes``: :class:`genrevision.apps.engine.Outcome` objects whose ``prediction`` holds the
     probabilities to choose from (:func:`choose_genres`) and whose ``digest`` is the audio digest
     they were computed for (a file whose audio changed since is refused). Returns a TagResult.
     """

@@ -9,7 +9,7 @@
 
 For every fold, each head (RBF-SVM, the fine-tuned softmax layer, and the
 recipe's own head) is fitted once per view inside one
-:class:`~genrevision.fusion.LateFusionClassifier`; every row of the paper's
+:class:`~genrevision.learn.fusion.LateFusionClassifier`; every row of the paper's
 tables (single views, H+P, O+H+P, each fusion rule) is derived from those
 fitted views and their out-of-fold training likelihoods, so all rows see the
 same folds and no fusion weight is ever learned on a test track.
@@ -21,7 +21,7 @@ and the recipe's full configuration: an interrupted evaluation rerun with the
 same arguments loads the finished folds instead of fitting them again.
 
 A recipe with ``tune`` (``tuned``) has features that depend on the training
-tracks: in every fold a :class:`~genrevision.tuning.FineTuner` is fitted on
+tracks: in every fold a :class:`~genrevision.features.tuning.FineTuner` is fitted on
 the fold's training tracks only (from frozen-stage activations computed once
 per run and cached), then the tuned network's features of the fold's
 training and test tracks go through the same :func:`fold_rows`.
@@ -302,7 +302,7 @@ def evaluate_recipe(recipe, features, y, folds, *, heads=None, jobs=1, progress=
     ``folder``, finished folds are loaded from and stored there.
 
     A recipe with ``tune`` also needs ``activations`` (per track, in the order
-    of ``features``: :func:`~genrevision.tuning.dataset_activations` arrays),
+    of ``features``: :func:`~genrevision.features.tuning.dataset_activations` arrays),
     ``paths`` (names of the tracks, recorded on each fold's tuner). ``groups``
     (artist, album or track of each track) are kept on one side of every inner
     split: C, fusion weights, stacking, the tuner's early stopping. With
@@ -313,7 +313,7 @@ def evaluate_recipe(recipe, features, y, folds, *, heads=None, jobs=1, progress=
     if recipe.tune is not None:
         if activations is None or len(activations) != len(features):
             raise ValueError(f"recipe {recipe.name!r} fine-tunes the network: evaluate_recipe needs the "
-                             "activations of every track (genrevision.tuning.dataset_activations)")
+                             "activations of every track (genrevision.features.tuning.dataset_activations)")
         paths = list(paths) if paths is not None else [str(i) for i in range(len(features))]
         threads = 1 if jobs > 1 and len(folds) > 1 else None
 
@@ -355,7 +355,7 @@ class EvaluationResult:
     ----------
     results : dict
         The results dict written as ``results.json`` (schema in
-        :mod:`genrevision.reports`): the paper-table ``rows``/``std`` of the
+        :mod:`genrevision.evaluation.reports`): the paper-table ``rows``/``std`` of the
         paper recipe, ``recipes`` (every recipe's rows, fused accuracy, per-fold
         scores, 95 % interval), ``baseline_mfcc``, ``confusion`` (summed over
         every test fold of every repeat), ``ablation``, ``config``.
@@ -500,8 +500,8 @@ def evaluate(data, *, protocol: str = "cv", recipes=("default", "paper"), folds:
     ----------
     data : str, os.PathLike or Dataset
         A label-folder tree, a CSV manifest (``path,label[,group][,split]``)
-        or a loaded :class:`~genrevision.dataset.Dataset` (e.g. from
-        :func:`~genrevision.dataset.load_mirdata`).
+        or a loaded :class:`~genrevision.evaluation.dataset.Dataset` (e.g. from
+        :func:`~genrevision.evaluation.dataset.load_mirdata`).
     protocol : {"cv", "paper", "group", "block", "split"}
         See :mod:`genrevision.evaluation`. ``"cv"``: stratified ``folds``-fold
         cross-validation repeated ``repeats`` times (every track tested once per

@@ -429,7 +429,7 @@ def oof_confusion(y_true, row_result, labels):
     -------
     dict
         ``{"labels": [...], "matrix": [[...]]}``, the schema of
-        ``results["confusion"][row_label]`` in :mod:`genrevision.reports`.
+        ``results["confusion"][row_label]`` in :mod:`genrevision.evaluation.reports`.
     """
     mask = np.asarray(row_result["oof_mask"], dtype=bool)
     y_true = np.asarray(y_true)

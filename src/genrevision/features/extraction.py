@@ -4,7 +4,7 @@
 arrays, so the same code runs in a local process pool and on a cluster.
 :func:`extract_dataset` runs it over many files: decoding, HPSS and
 spectrograms in worker processes while the CNN batches images of several
-tracks in the main process, with an on-disk :class:`~genrevision.store.FeatureStore`
+tracks in the main process, with an on-disk :class:`~genrevision.features.store.FeatureStore`
 so nothing is computed twice and an interrupted run resumes.
 
 Windows are the unit, tracks are groups of windows. A file is read in
@@ -77,7 +77,7 @@ class FeatureSettings:
 
     Parameters
     ----------
-    sr, normalisation : audio decoding (see :func:`genrevision.audio.load_audio`)
+    sr, normalisation : audio decoding (see :func:`genrevision.signal.audio.load_audio`)
     segment_seconds : float or None
         Audio is read in segments of this length, each normalised on its own
         and cut into windows (see :func:`plan_segments`). None reads every
@@ -86,9 +86,9 @@ class FeatureSettings:
     n_fft, hop_length : STFT shared by HPSS and the images.
     hpss_kernel, hpss_margin : (harmonic, percussive) median filter lengths and margins.
     spectrogram : SpectrogramConfig (window length, the ``max_windows`` cap per track, ...)
-    backbone : registry name (see :mod:`genrevision.backbone`)
+    backbone : registry name (see :mod:`genrevision.features.backbone`)
     layers : {"last", "all", "all+max"} penultimate layer only, or every stage
-        pooled by its spatial mean (and maximum), see :func:`genrevision.backbone.pool_stages`.
+        pooled by its spatial mean (and maximum), see :func:`genrevision.features.backbone.pool_stages`.
     channels : {"views", "stacked"}
         ``"views"``: one grey image per view, three CNN passes. ``"stacked"``:
         original/harmonic/percussive as the R/G/B channels of one image, one pass.
@@ -242,8 +242,8 @@ def plan_segments(duration: float, settings: FeatureSettings, *, max_windows: in
 def decode_segments(source, settings: FeatureSettings, segments: list[Segment]):
     """Yield ``(segment, signal)`` for each planned segment, one decoded at a time.
 
-    A file read as one segment raises :class:`~genrevision.audio.AudioError`
-    as :func:`~genrevision.audio.load_audio` does. In a file of several, a
+    A file read as one segment raises :class:`~genrevision.signal.audio.AudioError`
+    as :func:`~genrevision.signal.audio.load_audio` does. In a file of several, a
     silent or unreadably short segment is skipped; if nothing is left the
     first error is raised.
     """
@@ -940,7 +940,7 @@ def prepared_features(prepared: list, settings: FeatureSettings, *, backbone=Non
     """CNN features of several prepared tracks in one forward pass (the CNN half, batched).
 
     What both dataset engines run on the tracks their workers prepared: the
-    local process pool in its main process, :mod:`genrevision.ray_engine` in
+    local process pool in its main process, :mod:`genrevision.apps.ray_engine` in
     its CNN actors.
 
     Parameters
@@ -1019,7 +1019,7 @@ def feature_matrix(
     pooling : {"mean", "meanstd", "windows"}
         ``"mean"``/``"meanstd"``: one row per track (see :func:`pool_windows`),
         X is an ndarray (n_tracks, sum of view widths). ``"windows"``: every
-        window is a row and X is a :class:`~genrevision.ragged.Ragged` matrix
+        window is a row and X is a :class:`~genrevision.features.ragged.Ragged` matrix
         (tracks keep their own window counts; a per-track vector such as
         ``"mfcc"`` is repeated on each of the track's windows).
     columns : slice or index array, optional
@@ -1029,7 +1029,7 @@ def feature_matrix(
     Returns
     -------
     X, layout : the layout is the ``views`` parameter of
-        :class:`genrevision.fusion.LateFusionClassifier`: ``((name, start, stop), ...)``.
+        :class:`genrevision.learn.fusion.LateFusionClassifier`: ``((name, start, stop), ...)``.
     """
     if pooling not in ("mean", "meanstd", "windows"):
         raise ValueError(f"pooling must be 'mean', 'meanstd' or 'windows', got {pooling!r}")

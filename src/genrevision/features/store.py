@@ -26,7 +26,7 @@ __all__ = ["FeatureStore", "content_digest", "atomic_write"]
 def content_digest(source) -> str:
     """SHA-1 of a file's bytes (or of ``bytes``): the same audio gets the same key wherever it lives.
 
-    Raises FileNotFoundError, :class:`~genrevision.files.NotRegularFile` (a FIFO,
+    Raises FileNotFoundError, :class:`~genrevision._utils.files.NotRegularFile` (a FIFO,
     device or folder) or another OSError.
     """
     h = hashlib.sha1()

@@ -12,7 +12,7 @@ Three pieces, used in this order:
    maxima of the frozen stages (the default recipe's columns, unchanged by
    tuning) and the activation map at the input of the tail.
    :func:`dataset_activations` caches them per track in a
-   :class:`~genrevision.store.FeatureStore` (keyed by file content and settings).
+   :class:`~genrevision.features.store.FeatureStore` (keyed by file content and settings).
 2. :class:`FineTuner` — trains a copy of the tail plus a new linear classifier
    on the three views of each window (one shared tail, the three views'
    pooled vectors side by side), with early stopping on an inner validation
@@ -74,7 +74,7 @@ FORMAT = 1
 
 
 def stage_ends(module) -> list[int]:
-    """Index of the last block of each stage of an EfficientNet-Lite (as :func:`~genrevision.backbone._lite_stages`)."""
+    """Index of the last block of each stage of an EfficientNet-Lite (as :func:`~genrevision.features.backbone._lite_stages`)."""
     blocks = module._blocks
     return [i for i, b in enumerate(blocks)
             if i + 1 == len(blocks) or blocks[i + 1]._block_args.output_filters != b._block_args.output_filters]
@@ -151,7 +151,7 @@ def frozen_pass(images: np.ndarray, *, backbone, start: int, batch_size: int = 3
     Parameters
     ----------
     images : (N, H, W) float32 in [0, 1]
-    backbone : :class:`~genrevision.backbone.Backbone` (EfficientNet-Lite, PyTorch module)
+    backbone : :class:`~genrevision.features.backbone.Backbone` (EfficientNet-Lite, PyTorch module)
     start : int
         First block of the tail (see :func:`tail_start`).
 
@@ -705,7 +705,7 @@ def _array_digest(a: np.ndarray) -> str:
 
 
 def tuned_backbone(tuner, *, engine: str | None = None):
-    """A :class:`~genrevision.backbone.Backbone` whose last stage(s) and head conv are the tuned ones.
+    """A :class:`~genrevision.features.backbone.Backbone` whose last stage(s) and head conv are the tuned ones.
 
     ``features(images, layers="all+max")`` then gives the tuned window
     features in the default layout (what :meth:`FineTuner.window_features`

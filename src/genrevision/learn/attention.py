@@ -41,11 +41,11 @@ __all__ = ["AttentionPoolingClassifier"]
 class AttentionPoolingClassifier(_ProbaClassifierMixin, ClassifierMixin, BaseEstimator):
     """Linear softmax classifier on attention-pooled windows, trained on tracks.
 
-    ``X`` is a :class:`~genrevision.ragged.Ragged` matrix (every window of
+    ``X`` is a :class:`~genrevision.features.ragged.Ragged` matrix (every window of
     every track as a row, tracks of any length), ``y`` one label per track.
     The window features are standardised and reduced to at most
     ``n_components`` dimensions (label-free, see
-    :func:`~genrevision.classifiers.reduce_rows`); the model is trained
+    :func:`~genrevision.learn.classifiers.reduce_rows`); the model is trained
     full-batch with Adam on the mean track cross-entropy plus
     ``weight_decay / 2`` times the squared weights (biases not penalised).
     The candidates of every inner fold are trained side by side as one batch

@@ -18,7 +18,7 @@ holds the classifiers, all scikit-learn estimators:
     stratified held-out part of the training data.
 ``WindowedClassifier``
     Wraps any of the above so that it learns from the windows of tracks (a
-    :class:`~genrevision.ragged.Ragged` matrix, any number of windows per
+    :class:`~genrevision.features.ragged.Ragged` matrix, any number of windows per
     track) and averages the window log-likelihoods per track.
 
 Every ``fit`` accepts ``groups``: samples sharing a group (the windows of one
@@ -1104,7 +1104,7 @@ def _group_balanced_weights(y, groups):
 class WindowedClassifier(_ProbaClassifierMixin, ClassifierMixin, BaseEstimator):
     """Train on the windows of each track, predict by averaging per track.
 
-    ``X`` is a :class:`~genrevision.ragged.Ragged` matrix: every window of
+    ``X`` is a :class:`~genrevision.features.ragged.Ragged` matrix: every window of
     every track as a row, tracks of any length (an 8 s clip has 2 windows, a
     long song up to the recipe's cap). ``fit`` learns a clone of
     ``estimator`` on the windows, each with its track's label; every track

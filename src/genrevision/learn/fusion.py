@@ -267,7 +267,7 @@ class LateFusionClassifier(ClassifierMixin, BaseEstimator):
         unique. None treats all of ``X`` as one view named "all".
     estimator : estimator object or None, default=None
         Per-view classifier with ``predict_proba`` (cloned per view); None
-        means :class:`~genrevision.classifiers.ViewSVM` with its defaults. It
+        means :class:`~genrevision.learn.classifiers.ViewSVM` with its defaults. It
         receives ``groups`` in ``fit`` when its ``fit`` takes them.
     weights : "learned", "stacking", "uniform", sequence of float or dict, default="learned"
         "learned": :func:`learn_weights` on out-of-fold likelihoods of an

@@ -21,10 +21,10 @@ File format (a zip, never a pickle)::
                       report each view's own guess; its sha256 is in meta.json
     tuned.npz         (recipes with ``tune``) the fine-tuned last stage(s) of
                       the network, plain arrays with a checksum each
-                      (:func:`genrevision.tuning.save_tuned`, no pickle);
+                      (:func:`genrevision.features.tuning.save_tuned`, no pickle);
                       its sha256 is in meta.json
     library.npz       (models trained on a library's own tags, see
-                      :mod:`genrevision.library`) the out-of-fold
+                      :mod:`genrevision.apps.library`) the out-of-fold
                       probabilities the abstention thresholds and the audit
                       come from, and the reference the out-of-distribution
                       check measures against; plain arrays, no pickle; its
@@ -98,7 +98,7 @@ ALLOWED_TYPES = [
 
 def _current_type_name(name: str) -> str:
     """``name`` (a dotted type a skops payload names) under today's module path: models saved
-    before the subpackage move name ``genrevision.classifiers.LinearHead`` and the like."""
+    before the subpackage move name ``genrevision.learn.classifiers.LinearHead`` and the like."""
     from .._utils.moved import MOVED
 
     module, _, cls = name.rpartition(".")
@@ -159,7 +159,7 @@ class Prediction:
     segments: list = field(default_factory=list)
     duration: float = 0.0
     warnings: list = field(default_factory=list)
-    #: How unlike the model's training library the audio is (see :func:`genrevision.library.novelty`);
+    #: How unlike the model's training library the audio is (see :func:`genrevision.apps.library.novelty`);
     #: None for a model without a library reference.
     novelty: float | None = None
 
@@ -258,7 +258,7 @@ class GenreModel:
                  view_classifier=None, training_audio: dict | None = None, tuner=None,
                  library: dict | None = None, library_arrays: dict | None = None):
         self.recipe = recipe
-        #: The fitted :class:`~genrevision.tuning.FineTuner` of a recipe with ``tune``
+        #: The fitted :class:`~genrevision.features.tuning.FineTuner` of a recipe with ``tune``
         #: (its tail replaces the network's last stage(s) for every prediction), else None.
         self.tuner = tuner
         self._tuned_backbone = None
@@ -275,9 +275,9 @@ class GenreModel:
         self.failures = list(failures or [])
         self.source = source
         #: What the training audio was (sample rates, bit depth, band; see
-        #: :func:`genrevision.audio.training_audio`); inputs below it are flagged.
+        #: :func:`genrevision.signal.audio.training_audio`); inputs below it are flagged.
         self.training_audio = dict(training_audio or {})
-        #: Models trained on a library's tags (:func:`genrevision.library.train_library`): the
+        #: Models trained on a library's tags (:func:`genrevision.apps.library.train_library`): the
         #: abstention thresholds and out-of-distribution settings (JSON, in meta.json) and their
         #: arrays (out-of-fold probabilities, novelty reference; library.npz). None otherwise.
         self.library = library
@@ -429,7 +429,7 @@ class GenreModel:
 
         Raises
         ------
-        genrevision.audio.AudioError
+        genrevision.signal.audio.AudioError
             One line naming the file, for input that is not usable audio.
         """
         from ..features.extraction import decode_segments, extract_signal, plan_segments
@@ -503,12 +503,12 @@ def train_model(data, *, recipe="default", weights=None, cache=_DEFAULT_CACHE, j
     ----------
     data : str or Dataset
         Label-folder tree, CSV manifest (``path,label``) or a loaded
-        :class:`~genrevision.dataset.Dataset`.
+        :class:`~genrevision.evaluation.dataset.Dataset`.
     recipe : str or Recipe
         Named recipe (``"default"``, ``"paper"``, ``"tuned"``) or a Recipe
         object. A recipe with ``tune`` first fine-tunes the network's last
         stage on the tracks (frozen-stage activations cached in ``cache``, see
-        :func:`genrevision.tuning.dataset_activations`), then fits its head on
+        :func:`genrevision.features.tuning.dataset_activations`), then fits its head on
         the tuned network's window features; the model carries the tuned weights.
     weights : None, "paper", tuple or dict
         Fusion weights: None = the recipe's; ``"paper"`` = original 0.5,

@@ -102,7 +102,7 @@ def _decoder_reason(err: BaseException) -> str:
 def _open(source: Source) -> sf.SoundFile:
     """Open ``source`` (path or bytes) with soundfile, mapping failures to AudioError.
 
-    Paths are opened through :func:`genrevision.files.open_regular_fd`: a FIFO or
+    Paths are opened through :func:`genrevision._utils.files.open_regular_fd`: a FIFO or
     device is refused at once instead of blocking, and libsndfile gets a
     descriptor, so file names that are not valid UTF-8 work too.
     """

@@ -9,7 +9,7 @@ standardised RBF-SVM it reaches roughly 80 % 10-fold CV accuracy on the 109
 tracks of ``gtzan-mini`` (see ``benchmarks/musicnn_compare.py``).
 
 The module is a pure function over a NumPy array; it never reads audio files.
-Use :mod:`genrevision.audio` (or ``soundfile``) to load signals.
+Use :mod:`genrevision.signal.audio` (or ``soundfile``) to load signals.
 
 References
 ----------
