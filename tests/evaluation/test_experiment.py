@@ -263,3 +263,8 @@ def test_fixed_fusion_of_joined_views_fits_no_out_of_fold_likelihoods(monkeypatc
     monkeypatch.undo()
     learned, _ = fold_rows(replace(recipe, fusion_weights="learned"), X, views, y, train, test, head=recipe.head)
     assert learned["fused"].shape == expected.shape
+    # Separate O/H/P views with the paper's fixed weights keep their learned and stacked rows.
+    ohp = (("original", 0, 3), ("harmonic", 3, 6), ("percussive", 6, 10))
+    paper, _ = fold_rows(replace(recipe, views="separate", fusion_weights=(0.5, 0.1, 0.4)), X, ohp, y, train, test,
+                         head=recipe.head)
+    assert {"original+harmonic+percussive (learned)", "original+harmonic+percussive (stacking)"} <= set(paper)

@@ -88,8 +88,9 @@ def fold_rows(recipe, X, views, y, train, test, *, head: str, random_state: int 
     # a row uses them: the learned and stacked rows of separate O/H/P views, or a recipe that fuses
     # by learned weights or stacking. The fine-tuned softmax layer is the slow head and the paper
     # fuses it with fixed weights only, so it skips them.
+    view_names = {name for name, *_ in views}  # views: the layout ((name, start, stop), ...)
     learn = head != "softmax" and len(views) > 1 and (
-        all(v in views for v in (O, H, P)) or recipe.fusion_weights in ("learned", "stacking"))
+        {O, H, P} <= view_names or recipe.fusion_weights in ("learned", "stacking"))
     clf = LateFusionClassifier(views=tuple(views), estimator=recipe.make_head(head),
                                weights="learned" if learn else "uniform", random_state=random_state)
     clf.fit(X[train], y[train], groups=None if groups is None else np.asarray(groups)[train])
