@@ -12,6 +12,7 @@ Every figure here is artist-disjoint. The last line is (a):
 ``new artists: default N %, MFCC M %``.
 
     python benchmarks/new_artists.py [--recipes default paper] [--json benchmarks/results/new-artists.json]
+    python benchmarks/new_artists.py --recipes default default+tuned tuned --cv-recipes default default+tuned --repeats 1
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import os
 import sys
 import time
 import warnings
+from dataclasses import replace
 
 import numpy as np
 
@@ -34,9 +36,20 @@ from genrevision._utils.files import feature_cache  # noqa: E402
 from genrevision.evaluation.protocols import Fold, make_splits, single_group_classes  # noqa: E402
 from genrevision.evaluation.experiment import evaluate_baseline, evaluate_recipe  # noqa: E402
 from genrevision.features.extraction import extract_cached  # noqa: E402
+from genrevision.features.tuning import recipe_activations  # noqa: E402
 from genrevision.recipes import get_recipe  # noqa: E402
 
 MANIFEST = os.path.join(HERE, "..", "manifests", "gtzan-shared.csv")
+
+
+def recipe_named(name: str):
+    """A recipe by name; ``"NAME+tuned"`` is recipe NAME on the network fine-tuned as the ``tuned`` recipe's
+    (once per training side: every fold tunes on its own training tracks, its early stopping grouped by artist)."""
+    base, _, suffix = name.partition("+")
+    if suffix not in ("", "tuned"):
+        raise SystemExit(f"{name}: the only suffix known is '+tuned'")
+    recipe = get_recipe(base)
+    return replace(recipe, name=name, tune=get_recipe("tuned").tune) if suffix else recipe
 
 
 def per_genre(y, entry):
@@ -62,12 +75,14 @@ def score(name, entry, y):
             "fold_accuracies": [float(a) for a in entry["fold_accuracies"]], "per_genre": acc}
 
 
-def run(ds, folds, recipes, features, *, jobs, groups, label):
+def run(ds, folds, recipes, features, *, jobs, groups, label, activations=None):
+    """``activations``: recipe name → every track's fine-tuning activations (recipes with ``tune``)."""
     y = np.asarray(ds.labels)
     rows = []
     for r in recipes:
         t = time.perf_counter()
-        res, _ = evaluate_recipe(r, features[r.name], y, folds, jobs=jobs, progress=False, groups=groups)
+        tuned = {} if r.tune is None else {"activations": activations[r.name], "paths": ds.paths}
+        res, _ = evaluate_recipe(r, features[r.name], y, folds, jobs=jobs, progress=False, groups=groups, **tuned)
         entry = res[r.head]["fused"]
         rows.append({**score(r.name, entry, y), "seconds": time.perf_counter() - t})
         rows[-1]["confusion"] = confusion_lines(y, entry, sorted(set(y)))
@@ -86,7 +101,8 @@ def run(ds, folds, recipes, features, *, jobs, groups, label):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--manifest", default=MANIFEST, help="gtzan-mini ∪ gtzan-more with artist groups")
-    ap.add_argument("--recipes", nargs="+", default=["default", "paper"], help="recipes of (a)")
+    ap.add_argument("--recipes", nargs="+", default=["default", "paper"],
+                    help="recipes of (a); NAME+tuned: recipe NAME on a network fine-tuned per training side")
     ap.add_argument("--cv-recipes", nargs="+", default=["default"],
                     help="recipes of (b) (the paper recipe's nested grouped searches take ~1 min a fold here)")
     ap.add_argument("--folds", type=int, default=5)
@@ -102,25 +118,31 @@ def main(argv=None):
     ds = load_dataset(args.manifest)
     y, groups = np.asarray(ds.labels), np.asarray(ds.groups)
     mini = np.array(["gtzan-mini" in p for p in ds.paths])
-    recipes = [get_recipe(r) for r in args.recipes]
-    cv_recipes = [get_recipe(r) for r in args.cv_recipes]
+    recipes = [recipe_named(r) for r in args.recipes]
+    cv_recipes = [recipe_named(r) for r in args.cv_recipes]
     features = {}
     for r in {r.name: r for r in recipes + cv_recipes}.values():
         res = extract_cached(ds.paths, r.features, cache=args.cache, jobs=args.jobs, progress=True)
         features[r.name] = dataset_features(res, ds.paths)
+    activations = {}
+    for r in {r.name: r for r in recipes + cv_recipes if r.tune is not None}.values():
+        arrays, failed = recipe_activations(r, dict(zip(ds.paths, features[r.name])), cache=args.cache)
+        if failed:
+            sys.exit(f"frozen-stage activations failed for {len(failed)} tracks: {failed[:3]}")
+        activations[r.name] = [arrays[p] for p in ds.paths]
 
     out = {"command": "python benchmarks/new_artists.py " + " ".join(argv or sys.argv[1:]),
            "load_average_start": os.getloadavg()}
     # (a) one split: every gtzan-mini track trains, every gtzan-more track is tested.
     split = [Fold(0, np.flatnonzero(mini), np.flatnonzero(~mini))]
-    out["a"] = run(ds, split, recipes, features, jobs=args.jobs, groups=groups,
+    out["a"] = run(ds, split, recipes, features, jobs=args.jobs, groups=groups, activations=activations,
                    label=f"(a) trained on gtzan-mini ({mini.sum()} tracks), tested on gtzan-more "
                          f"({(~mini).sum()} tracks by {len(set(groups[~mini]))} other artists)")
     if not args.skip_cv:
         untested = single_group_classes(y, groups)
         folds = make_splits("group", labels=y, groups=groups, n_splits=args.folds, n_repeats=args.repeats)
         names = ", ".join(f"{c} (only {g})" for c, g in sorted(untested.items()))
-        out["b"] = run(ds, folds, cv_recipes, features, jobs=args.jobs, groups=groups,
+        out["b"] = run(ds, folds, cv_recipes, features, jobs=args.jobs, groups=groups, activations=activations,
                        label=f"(b) artist-grouped CV on gtzan-mini ∪ gtzan-more, {args.folds} folds × {args.repeats}; "
                              f"not scored (one artist): {names}")
         out["b_untested"] = untested

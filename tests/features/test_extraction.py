@@ -422,10 +422,37 @@ def test_worker_count_follows_the_measured_costs():
 
     # Decode/HPSS twice the CNN's cost (8 s MP3s at 48 kHz, one recipe): every core prepares tracks.
     assert _workers_for(0.31, 0.16, 2) == 2
-    # As costly as the CNN (two recipes' networks): one core is left to the CNN.
-    assert _workers_for(0.36, 0.36, 2) == 1
-    assert _workers_for(0.1, 0.9, 16) == 2 and _workers_for(0.9, 0.1, 16) == 15
+    # As costly as the batched CNN (two recipes' networks, or 30 s WAVs): a worker per core too, as
+    # one worker waits while the CNN runs (measured: 1.5x the clips/s of one worker).
+    assert _workers_for(0.17, 0.15, 2) == 2 and _workers_for(0.36, 0.36, 2) == 2
+    # Many cores: the CNN-bound keep most of them for the CNN's threads, the decode-bound get all.
+    assert _workers_for(0.1, 0.9, 16) == 3 and _workers_for(0.5, 0.5, 16) == 9 and _workers_for(0.9, 0.1, 16) == 16
+    # Nothing measured: CPU count - 1; a single core: one worker.
     assert _workers_for(0.0, 0.0, 4) == 3 and _workers_for(1.0, 0.0, 1) == 1
+
+
+def test_default_jobs_measure_the_costs_on_a_batch_and_lose_no_track(tmp_path, gtzan_root, monkeypatch):
+    """With 16+ tracks and the default jobs, the first tracks are measured in this process (the
+    CNN on one batch of them) and the rest go to the workers chosen from it: every track once."""
+    from genrevision.features import extraction
+    from genrevision.features.extraction import _workers_for
+
+    y, sr = sf.read(gtzan_root / "genres" / "rock/rock.00003.wav", dtype="float32")
+    paths = []
+    for i in range(18):  # 18 distinct 3 s excerpts of a real track
+        path = tmp_path / f"x{i:02d}.wav"
+        sf.write(path, y[i * sr : i * sr + 3 * sr], sr)
+        paths.append(str(path))
+    monkeypatch.setattr(extraction.os, "cpu_count", lambda: 2)  # the probe runs on any machine
+    res = extract_dataset(paths, TINY, progress=False)
+    probe = res.probe
+    assert probe["prepare_s"] > 0 and probe["cnn_s"] > 0
+    assert probe["workers"] == _workers_for(probe["prepare_s"], probe["cnn_s"], 2) == res.workers == 2
+    assert sorted(res.features) == paths and res.computed == 18 and not res.failures
+    ref = extract_dataset(paths, TINY, jobs=0, progress=False)
+    for p in paths:
+        for view in VIEWS:
+            np.testing.assert_allclose(res.features[p][view], ref.features[p][view], rtol=1e-4, atol=1e-4)
 
 
 def test_fifo_in_dataset_extract_goes_on(tmp_path, excerpt):

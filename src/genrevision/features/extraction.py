@@ -513,19 +513,29 @@ _PROBE_MIN_TRACKS = 16
 def _workers_for(prepare_s: float, cnn_s: float, cores: int) -> int:
     """Worker processes for decoding/HPSS/images so that both halves keep the cores busy.
 
-    ``prepare_s``/``cnn_s``: one track's CPU seconds in each half, measured one
-    after the other in this process. The workers get the cores in proportion to their share
-    of the work, rounded up (the CNN here takes what they leave; an idle worker
-    waits on the CNN and costs nothing): decode/HPSS-bound tracks (8 s MP3s at
-    48 kHz, one recipe) get every core, CNN-bound ones (several recipes' networks
-    on short tracks) keep one core for the CNN.
+    ``prepare_s``/``cnn_s``: one track's CPU seconds in each half, measured in
+    this process (the CNN's on a batch of tracks, as the run batches them). The
+    workers get the cores in proportion to their share of the work, rounded up,
+    **plus one**: while this process runs a CNN batch it collects no finished
+    track, so workers holding exactly their share wait for it and leave cores
+    idle; an idle worker costs only memory. Measured on this 2-core machine
+    (session 9): two recipes on 8 s MP3s at 48 kHz (prepare 0.17 s, batched CNN
+    0.15 s per clip) 5.9–6.2 clips/s with 2 workers against 3.9–4.1 with 1
+    (600 clips, interleaved); the default recipe on 30 s WAVs (0.48 s each)
+    2.65 against 2.1–2.3 tracks/s. At most ``cores``; decode/HPSS-bound audio
+    and balanced halves get every core, very CNN-bound tracks on many cores
+    keep most of them for the CNN's threads.
     """
     total = prepare_s + cnn_s
     if not total > 0:
         return max(1, cores - 1)
     import math
 
-    return int(min(cores, max(1, math.ceil(cores * prepare_s / total - 1e-9))))
+    return int(min(cores, max(1, math.ceil(cores * prepare_s / total - 1e-9) + 1)))
+
+
+#: Tracks whose CNN runs as one batch when the costs are measured (after one that loads the networks).
+_PROBE_BATCH_TRACKS = 6
 
 
 def _prepare_job(path: str, settings_dicts: list, save_images: str | None):
@@ -588,11 +598,12 @@ def extract_dataset(
         Worker processes for decoding/HPSS/spectrograms (``0`` = all in this
         process). The CNN runs here, batching the images of several tracks.
         Default: with 16 tracks or more to compute, the cost of each half is
-        measured on the first two tracks and the workers get the cores in
-        proportion to their half's share (all cores for decode/HPSS-bound
-        audio, CPU count - 1 when the CNN is as costly, see
-        :func:`_workers_for`; ``ExtractionResult.probe`` says what was
-        measured); fewer tracks: CPU count - 1, at least 1.
+        measured on the first tracks (the CNN's on one batch of six) and the
+        workers get the cores in proportion to their half's share plus one
+        (every core for decode/HPSS-bound audio and balanced halves, fewer for
+        very CNN-bound tracks on many cores, see :func:`_workers_for`;
+        ``ExtractionResult.probe`` says what was measured); fewer tracks:
+        CPU count - 1, at least 1.
     batch_images : int
         Images per CNN batch.
     progress : bool
@@ -757,7 +768,8 @@ def extract_many(
 
     def consume(stream, *, on_interrupt=None, flush_each=False) -> dict:
         """Accept (or fail) each prepared track of ``stream``, one code path for every way of
-        preparing them; with ``flush_each`` returns path → (prepare, CNN) CPU seconds."""
+        preparing them; returns path → (prepare, accept) CPU seconds of the tracks accepted
+        (accept: the CNN batches it ran, ``flush_each``: one batch per track)."""
         seconds = {}
         try:
             for p, prepared, prepare_s in stream:
@@ -768,7 +780,7 @@ def extract_many(
                 accept(p, prepared)
                 if flush_each:
                     flush_all()
-                    seconds[p] = (prepare_s, time.process_time() - t)
+                seconds[p] = (prepare_s, time.process_time() - t)
         except BaseException as err:
             # Ctrl-C, SIGTERM (the CLI turns it into KeyboardInterrupt) or an error: keep (in the
             # cache) the tracks whose images are already made.
@@ -780,12 +792,17 @@ def extract_many(
 
     n_jobs = max(1, (os.cpu_count() or 2) - 1) if jobs is None else int(jobs)
     if jobs is None and len(todo) >= _PROBE_MIN_TRACKS and (os.cpu_count() or 1) > 1:
-        # How many workers: measured on the first tracks, not guessed (see _workers_for);
-        # the second track's cost, as the first also loads the networks.
-        measured = consume(_prepare_each(todo[:2], prepare_here), flush_each=True).get(todo[1])
-        todo = todo[2:]
-        if measured:
-            probe = {"prepare_s": measured[0], "cnn_s": measured[1]}
+        # How many workers: measured on the first tracks, not guessed (see _workers_for). The
+        # first track loads the networks (not counted); the next ones' CNN runs as one batch,
+        # as the run will batch it: one track alone costs the CNN about twice as much per image.
+        consume(_prepare_each(todo[:1], prepare_here), flush_each=True)
+        sample, todo = todo[1 : 1 + _PROBE_BATCH_TRACKS], todo[1 + _PROBE_BATCH_TRACKS :]
+        seconds = consume(_prepare_each(sample, prepare_here))
+        t = time.process_time()
+        flush_all()  # the batch's remainder
+        if seconds:
+            cnn_s = sum(a for _, a in seconds.values()) + time.process_time() - t
+            probe = {"prepare_s": sum(p for p, _ in seconds.values()) / len(seconds), "cnn_s": cnn_s / len(seconds)}
             n_jobs = _workers_for(probe["prepare_s"], probe["cnn_s"], os.cpu_count() or 1)
             for r in results:
                 r.probe = {**probe, "workers": n_jobs}
