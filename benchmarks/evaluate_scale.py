@@ -145,10 +145,14 @@ def main():
     cores = os.cpu_count()
     busy_ext = sampler.cores_busy(t0, t0 + ext_s)
     busy_fit = sampler.cores_busy(total + t0 - fit_s, t0 + total)
-    probe = next(iter(ext.values())).get("probe")
+    first = next(iter(ext.values()))
+    probe = first.get("probe")
     if probe:
         print(f"extraction workers chosen: {probe['workers']} (measured per clip: prepare {probe['prepare_s']:.2f} s, "
               f"CNN {probe['cnn_s']:.2f} s)")
+    else:
+        print(f"extraction workers: {first.get('workers')} (not measured: two cores get two whatever the costs)"
+              if cores == 2 else f"extraction workers: {first.get('workers')}")
     print(f"load average at the end: {' '.join('%.2f' % x for x in os.getloadavg())}")
     print(f"extraction (one pass, both recipes and the baseline): {ext_s:.0f} s, {decoded / ext_s:.1f} clips/s, "
           f"{busy_ext:.2f} of {cores} cores busy (load {load()})")

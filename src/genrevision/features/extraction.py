@@ -602,8 +602,9 @@ def extract_dataset(
         workers get the cores in proportion to their half's share plus one
         (every core for decode/HPSS-bound audio and balanced halves, fewer for
         very CNN-bound tracks on many cores, see :func:`_workers_for`;
-        ``ExtractionResult.probe`` says what was measured); fewer tracks:
-        CPU count - 1, at least 1.
+        ``ExtractionResult.probe`` says what was measured); on two cores that
+        rule gives two workers whatever the costs, so nothing is measured;
+        fewer tracks: CPU count - 1, at least 1.
     batch_images : int
         Images per CNN batch.
     progress : bool
@@ -790,8 +791,11 @@ def extract_many(
             raise
         return seconds
 
-    n_jobs = max(1, (os.cpu_count() or 2) - 1) if jobs is None else int(jobs)
-    if jobs is None and len(todo) >= _PROBE_MIN_TRACKS and (os.cpu_count() or 1) > 1:
+    cores = os.cpu_count() or 1
+    n_jobs = max(1, cores - 1) if jobs is None else int(jobs)
+    if jobs is None and len(todo) >= _PROBE_MIN_TRACKS and cores == 2:
+        n_jobs = 2  # what _workers_for gives two cores whatever the costs: no need to measure them
+    elif jobs is None and len(todo) >= _PROBE_MIN_TRACKS and cores > 2:
         # How many workers: measured on the first tracks, not guessed (see _workers_for). The
         # first track loads the networks (not counted); the next ones' CNN runs as one batch,
         # as the run will batch it: one track alone costs the CNN about twice as much per image.
@@ -803,7 +807,7 @@ def extract_many(
         if seconds:
             cnn_s = sum(a for _, a in seconds.values()) + time.process_time() - t
             probe = {"prepare_s": sum(p for p, _ in seconds.values()) / len(seconds), "cnn_s": cnn_s / len(seconds)}
-            n_jobs = _workers_for(probe["prepare_s"], probe["cnn_s"], os.cpu_count() or 1)
+            n_jobs = _workers_for(probe["prepare_s"], probe["cnn_s"], cores)
             for r in results:
                 r.probe = {**probe, "workers": n_jobs}
     for r in results:
