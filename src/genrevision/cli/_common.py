@@ -60,7 +60,7 @@ def add_feature_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backbone", default=None, help="override the recipe's CNN (e.g. efficientnet_lite1, alexnet, timm:NAME)")
     p.add_argument("--cache", default=feature_cache(),
                    help="feature cache folder, keyed by file content and settings (default: %(default)s)")
-    p.add_argument("--jobs", type=int, default=None, help="worker processes for decoding/HPSS (default: cores - 1)")
+    p.add_argument("--jobs", type=int, default=None, help="worker processes for decoding/HPSS (default: from the cores and the measured costs; 0: none)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 

@@ -24,7 +24,7 @@ def add_parser(sub, fmt) -> None:
                    help="fuse views with the paper's fixed weights 0.5/0.1/0.4 instead of the recipe's")
     p.add_argument("--cache", default=c.feature_cache(),
                    help="feature cache folder (default: %(default)s)")
-    p.add_argument("--jobs", type=int, default=None, help="worker processes for decoding/HPSS (default: cores - 1)")
+    p.add_argument("--jobs", type=int, default=None, help="worker processes for decoding/HPSS (default: from the cores and the measured costs; 0: none)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     lib = p.add_argument_group("learning from a library's own genre tags")
     lib.add_argument("--labels-from-tags", action="store_true",

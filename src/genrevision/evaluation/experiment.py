@@ -519,8 +519,9 @@ def evaluate(data, *, protocol: str = "cv", recipes=("default", "paper"), folds:
     cache : str or None
         Feature cache folder (None: nothing cached).
     jobs : int, optional
-        Worker processes for extraction (default: cores - 1; 0: in this
-        process) and for folds (default: all cores; 0 or 1: one at a time).
+        Worker processes for extraction (default: chosen from the cores and
+        the measured costs, see :func:`~genrevision.features.extraction.extract_dataset`;
+        0: in this process) and for folds (default: all cores; 0 or 1: one at a time).
     progress : bool
         Progress bars (stderr) for extraction and for the folds of each recipe.
     out : str or os.PathLike, optional
