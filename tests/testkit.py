@@ -51,6 +51,16 @@ def real_excerpt(gtzan_root: Path, rel: str, seconds: float) -> np.ndarray:
     return y
 
 
+def ctrl_c_reaches_it() -> None:
+    """``preexec_fn`` for a child a test stops with SIGINT: Ctrl-C's default action, as for a command
+    typed at a terminal. A suite started in the background without job control (``make test &`` in a
+    script, ``nohup``) hands its children SIGINT *ignored*, and Python then never raises
+    KeyboardInterrupt: the command would run to its end whatever the test sends."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_cli(*args, timeout=300):
     """Run ``genrevision`` in a subprocess; a traceback on stderr is always a failure."""
     import subprocess

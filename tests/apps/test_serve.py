@@ -17,7 +17,7 @@ import soundfile as sf
 from fastapi.testclient import TestClient  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from testkit import run_cli  # noqa: E402
+from testkit import ctrl_c_reaches_it, run_cli  # noqa: E402
 from serve_util import multipart, open_upload, read_response, uvicorn_thread  # noqa: E402
 from testkit import GENRES, SR, genre_paths  # noqa: E402
 
@@ -434,7 +434,8 @@ def test_foreign_host_and_cross_origin_posts_are_refused(model_file, gtzan_root)
 
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "genrevision.cli", "serve", "--model", str(model_file), "--port",
-                             str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                             str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            preexec_fn=ctrl_c_reaches_it)
     try:
         url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 120
         while True:

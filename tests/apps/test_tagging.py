@@ -21,7 +21,7 @@ import pytest
 import soundfile as sf
 import soxr
 
-from testkit import SR, genre_paths, real_excerpt, run_cli
+from testkit import SR, ctrl_c_reaches_it, genre_paths, real_excerpt, run_cli
 
 mutagen = pytest.importorskip("mutagen")  # the `tag` extra: pip install 'genrevision[tag]'
 
@@ -344,7 +344,8 @@ def test_ctrl_c_stops_cleanly_and_the_rerun_resumes(library, model_file, gtzan_r
     cache, log = tmp_path / "answers", tmp_path / "log.jsonl"
     cmd = [sys.executable, "-m", "genrevision.cli", "tag", str(library), "--model", str(model_file), "--segments",
            str(SEGMENTS), "--prediction-cache", str(cache), "--log", str(log), "--jobs", "2", "--quiet"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=ctrl_c_reaches_it)
     try:
         end = time.monotonic() + 300
         while time.monotonic() < end and not (log.exists() and log.read_text().strip()):
