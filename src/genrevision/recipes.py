@@ -130,10 +130,11 @@ class Recipe:
                 raise ValueError(f"recipe {self.name!r}: layers={self.layers!r} needs features with layers='all+max'")
             return None
         # stored "all+max": [stage means (m) | stage maxima (m) | penultimate (d)]
+        if self.layers == "meanmax":
+            return None  # every column: no need to load the network for the stored width
         width = self._stored_width()
         m = (width - d) // 2
-        idx = {"mean": np.r_[0:m, 2 * m:width], "max": np.r_[m:width], "meanmax": None}[self.layers]
-        return idx
+        return {"mean": np.r_[0:m, 2 * m:width], "max": np.r_[m:width]}[self.layers]
 
     def _stored_width(self) -> int:
         from .features.backbone import get_backbone
