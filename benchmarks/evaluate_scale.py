@@ -151,8 +151,7 @@ def main():
         print(f"extraction workers chosen: {probe['workers']} (measured per clip: prepare {probe['prepare_s']:.2f} s, "
               f"CNN {probe['cnn_s']:.2f} s)")
     else:
-        print(f"extraction workers: {first.get('workers')} (not measured: two cores get two whatever the costs)"
-              if cores == 2 else f"extraction workers: {first.get('workers')}")
+        print(f"extraction workers: {first.get('workers')} (not measured)")
     print(f"load average at the end: {' '.join('%.2f' % x for x in os.getloadavg())}")
     print(f"extraction (one pass, both recipes and the baseline): {ext_s:.0f} s, {decoded / ext_s:.1f} clips/s, "
           f"{busy_ext:.2f} of {cores} cores busy (load {load()})")

@@ -518,13 +518,12 @@ def _workers_for(prepare_s: float, cnn_s: float, cores: int) -> int:
     workers get the cores in proportion to their share of the work, rounded up,
     **plus one**: while this process runs a CNN batch it collects no finished
     track, so workers holding exactly their share wait for it and leave cores
-    idle; an idle worker costs only memory. Measured on this 2-core machine
-    (session 9): two recipes on 8 s MP3s at 48 kHz (prepare 0.17 s, batched CNN
-    0.15 s per clip) 5.9–6.2 clips/s with 2 workers against 3.9–4.1 with 1
-    (600 clips, interleaved); the default recipe on 30 s WAVs (0.48 s each)
-    2.65 against 2.1–2.3 tracks/s. At most ``cores``; decode/HPSS-bound audio
-    and balanced halves get every core, very CNN-bound tracks on many cores
-    keep most of them for the CNN's threads.
+    idle; an idle worker costs only memory. Measured on a 2-core machine: two
+    recipes on 8 s MP3s at 48 kHz, 5.5–6.2 clips/s with 2 workers against
+    3.9–4.4 with 1 (600 clips, interleaved). At most ``cores``: on one or two
+    cores every core whatever the costs; on many, decode/HPSS-bound audio and
+    balanced halves get every core, very CNN-bound tracks leave most of them to
+    the CNN's threads.
     """
     total = prepare_s + cnn_s
     if not total > 0:
@@ -602,9 +601,9 @@ def extract_dataset(
         workers get the cores in proportion to their half's share plus one
         (every core for decode/HPSS-bound audio and balanced halves, fewer for
         very CNN-bound tracks on many cores, see :func:`_workers_for`;
-        ``ExtractionResult.probe`` says what was measured); on two cores that
-        rule gives two workers whatever the costs, so nothing is measured;
-        fewer tracks: CPU count - 1, at least 1.
+        ``ExtractionResult.probe`` says what was measured); on one or two
+        cores that rule gives every core whatever the costs, so nothing is
+        measured; fewer tracks: CPU count - 1, at least 1.
     batch_images : int
         Images per CNN batch.
     progress : bool
@@ -793,9 +792,9 @@ def extract_many(
 
     cores = os.cpu_count() or 1
     n_jobs = max(1, cores - 1) if jobs is None else int(jobs)
-    if jobs is None and len(todo) >= _PROBE_MIN_TRACKS and cores == 2:
-        n_jobs = 2  # what _workers_for gives two cores whatever the costs: no need to measure them
-    elif jobs is None and len(todo) >= _PROBE_MIN_TRACKS and cores > 2:
+    if jobs is None and len(todo) >= _PROBE_MIN_TRACKS and cores <= 2:
+        n_jobs = cores  # _workers_for's least answer, min(cores, 2), is every core: nothing to measure
+    elif jobs is None and len(todo) >= _PROBE_MIN_TRACKS:
         # How many workers: measured on the first tracks, not guessed (see _workers_for). The
         # first track loads the networks (not counted); the next ones' CNN runs as one batch,
         # as the run will batch it: one track alone costs the CNN about twice as much per image.
