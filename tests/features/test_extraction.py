@@ -100,6 +100,30 @@ def test_short_clip_yields_its_real_windows_only(gtzan_root, write_wav):
     np.testing.assert_array_equal(images["harmonic"], by_hand["harmonic"])
 
 
+@pytest.mark.parametrize("segment_seconds", [None, 4.0])
+def test_baseline_takes_the_front_ends_stft_and_keeps_its_numbers(gtzan_root, write_wav, monkeypatch,
+                                                                   segment_seconds):
+    # Read in one piece, the MFCC baseline uses the HPSS front end's STFT (one STFT per file, not
+    # two); read in segments it computes its own over the joined audio. Same vector either way.
+    import librosa
+
+    from genrevision.features.extraction import decode_segments, prepare_track
+    from genrevision.signal.baseline import mfcc_features
+    from testkit import real_excerpt
+
+    settings = FeatureSettings(segment_seconds=segment_seconds)
+    clip = write_wav("clip.wav", real_excerpt(gtzan_root, "jazz/jazz.00002.wav", 8.0), subtype="PCM_16")
+    plan = plan_segments(8.0, settings, max_windows=settings.spectrogram.max_windows)
+    joined = np.concatenate([y for _, y in decode_segments(str(clip), settings, plan)])
+    expected = mfcc_features(joined, SR)
+    calls = []
+    real_stft = librosa.stft
+    monkeypatch.setattr(librosa, "stft", lambda *a, **k: calls.append(1) or real_stft(*a, **k))
+    _, base, _ = prepare_track(str(clip), settings)
+    np.testing.assert_array_equal(base, expected)
+    assert len(calls) == (1 if len(plan) == 1 else len(plan) + 1), (len(plan), len(calls))
+
+
 def test_long_file_contributes_windows_from_start_to_end(gtzan_root, write_wav):
     # A 3-minute file made of six different tracks: the windows kept for
     # training come from all of it, its end as well as its start.

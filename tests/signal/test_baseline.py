@@ -45,6 +45,19 @@ def test_real_track_shape_and_finite():
     np.testing.assert_array_equal(f, mfcc_features(y, SR))
 
 
+@needs_data
+@pytest.mark.parametrize("n_fft, hop_length", [(2048, 512), (1024, 256)])
+def test_a_given_stft_gives_the_same_vector(n_fft, hop_length):
+    from genrevision.signal.separation import stft_magnitude
+
+    y = _load("jazz/jazz.00002.wav", seconds=5.0)
+    S = stft_magnitude(y, n_fft=n_fft, hop_length=hop_length)
+    np.testing.assert_array_equal(mfcc_features(y, SR, n_fft=n_fft, hop_length=hop_length, S=S),
+                                  mfcc_features(y, SR, n_fft=n_fft, hop_length=hop_length))
+    with pytest.raises(ValueError, match="magnitude STFT of y"):
+        mfcc_features(y[: len(y) // 2], SR, n_fft=n_fft, hop_length=hop_length, S=S)
+
+
 def test_dimension_follows_n_mfcc():
     y = np.random.default_rng(0).standard_normal(SR).astype(np.float32)
     f = mfcc_features(y, SR, n_mfcc=13, n_fft=1024, hop_length=256)

@@ -356,10 +356,20 @@ def _fit_input(imgs: np.ndarray, settings: FeatureSettings, bb) -> np.ndarray:
     return imgs
 
 
-def _baseline(y: np.ndarray, sr: int) -> np.ndarray:
+def _baseline(y: np.ndarray, sr: int, *, S: np.ndarray | None = None) -> np.ndarray:
     from ..signal.baseline import mfcc_features
 
-    return mfcc_features(y, sr=sr).astype(np.float32)
+    return mfcc_features(y, sr=sr, S=S).astype(np.float32)
+
+
+def _baseline_stft(settings: FeatureSettings, mags: dict, n_segments: int) -> np.ndarray | None:
+    """The HPSS front end's magnitude STFT when it is the one the MFCC baseline computes: the audio read
+    in one segment, with the baseline's STFT size and hop (the same function of the same signal)."""
+    from ..signal.baseline import mfcc_features
+
+    kw = mfcc_features.__kwdefaults__
+    same = (settings.n_fft, settings.hop_length) == (kw["n_fft"], kw["hop_length"])
+    return mags["original"] if same and n_segments == 1 else None
 
 
 def prepare_track(source, settings: FeatureSettings, *, save_images: str | None = None, baseline: bool = True):
@@ -409,7 +419,7 @@ def prepare_tracks(source, settings_list, *, save_images: str | None = None, bas
                     save_view_pngs(y, settings_list[i], save_images, _stem(source))
             if baseline:
                 audio.append(y)
-        base = _baseline(np.concatenate(audio), first.sr) if baseline else None
+        base = _baseline(np.concatenate(audio), first.sr, S=_baseline_stft(first, mags, len(audio))) if baseline else None
         for i in members:
             images = {v: np.concatenate([p[v] for p in parts[i]]) for v in parts[i][0]}
             out[i] = (images, base, np.concatenate(starts[i]).astype(np.float32))
@@ -448,8 +458,10 @@ def extract_signal(y: np.ndarray, settings: FeatureSettings | None = None, *, ba
     baseline (a model does not use it).
     """
     settings = settings or FeatureSettings()
-    images, starts = track_images(y, settings)
-    return _with_features(images, starts, _baseline(y, settings.sr) if baseline else None, settings, backbone)
+    mags = separate_views(y, settings)
+    images, starts = track_images(y, settings, mags=mags)
+    base = _baseline(y, settings.sr, S=_baseline_stft(settings, mags, 1)) if baseline else None
+    return _with_features(images, starts, base, settings, backbone)
 
 
 def extract_track(source, settings: FeatureSettings | None = None, *, backbone=None,

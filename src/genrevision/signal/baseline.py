@@ -74,6 +74,7 @@ def mfcc_features(
     n_mfcc: int = 20,
     n_fft: int = 2048,
     hop_length: int = 512,
+    S: np.ndarray | None = None,
 ) -> np.ndarray:
     """Engineered timbre/pitch summary features of one audio excerpt.
 
@@ -102,6 +103,12 @@ def mfcc_features(
         STFT window length in samples (also the ZCR/RMS frame length).
     hop_length : int, keyword-only, default 512
         Hop between frames in samples.
+    S : numpy.ndarray, keyword-only, optional
+        The magnitude STFT of ``y`` with these ``n_fft`` and ``hop_length``
+        (Hann window, centred frames:
+        :func:`genrevision.signal.separation.stft_magnitude`), when the caller
+        already has it; computed from ``y`` when None. The result is the same
+        either way.
 
     Returns
     -------
@@ -114,7 +121,7 @@ def mfcc_features(
     ------
     ValueError
         If ``y`` is not 1-D, is shorter than ``n_fft`` samples, or contains
-        NaN/inf; or if ``sr``, ``n_mfcc``, ``n_fft`` or ``hop_length`` is not
+        NaN/inf; if ``S`` is not shaped as the STFT of ``y``; or if ``sr``, ``n_mfcc``, ``n_fft`` or ``hop_length`` is not
         a positive integer.
 
     Notes
@@ -154,7 +161,12 @@ def mfcc_features(
     if not np.all(np.isfinite(y)):
         raise ValueError("y contains NaN or infinite values")
 
-    S = np.abs(librosa.stft(y, n_fft=n_fft, hop_length=hop_length))
+    if S is None:
+        S = np.abs(librosa.stft(y, n_fft=n_fft, hop_length=hop_length))
+    else:
+        want = (1 + n_fft // 2, 1 + y.shape[0] // hop_length)
+        if np.shape(S) != want:
+            raise ValueError(f"S must be the magnitude STFT of y, shape {want}, got {np.shape(S)}")
     P = S ** 2
     n_frames = S.shape[1]
 
@@ -169,7 +181,8 @@ def mfcc_features(
 
     spec_kw = {"S": S, "sr": sr, "n_fft": n_fft, "hop_length": hop_length}
     centroid = librosa.feature.spectral_centroid(**spec_kw)
-    bandwidth = librosa.feature.spectral_bandwidth(**spec_kw)
+    # The centroid passed on: librosa would compute the same one again (a tenth of this function's time).
+    bandwidth = librosa.feature.spectral_bandwidth(**spec_kw, centroid=centroid)
     rolloff = librosa.feature.spectral_rolloff(**spec_kw, roll_percent=0.85)
     flatness = librosa.feature.spectral_flatness(S=S)
     fmin = min(200.0, 0.99 * (sr / 2.0) / 2.0 ** (_N_CONTRAST_BANDS - 1))
