@@ -31,6 +31,25 @@ from genrevision.recipes import get_recipe
 
 DEFAULT_CACHE = feature_cache()
 
+#: The representation levers: one feature setting changed from a recipe's (``FeatureSettings.with_``).
+#: Rows below, and ``benchmarks/new_artists.py``'s ``NAME@VARIANT``, use them by name.
+FEATURE_LEVERS = {
+    "lite0": {"backbone": "efficientnet_lite0"},
+    "lite1": {"backbone": "efficientnet_lite1"},
+    "whole": {"spec_layout": "whole"},
+    "224px": {"spec_image_size": (224, 224)},
+    "linear": {"spec_scale": "linear", "spec_image_size": (128, 129)},
+    "db60": {"spec_top_db": 60.0},
+    "db100": {"spec_top_db": 100.0},
+    "win1.5": {"spec_window_seconds": 1.5, "spec_window_hop_seconds": 1.5, "spec_max_windows": 20},
+    "win6": {"spec_window_seconds": 6.0, "spec_window_hop_seconds": 6.0, "spec_max_windows": 5},
+    "hop1.5": {"spec_window_hop_seconds": 1.5, "spec_max_windows": 19},
+    "stacked": {"channels": "stacked"},
+    "hpss17": {"hpss_kernel": (17, 17)},
+    "hpss63": {"hpss_kernel": (63, 63)},
+    "margin2": {"hpss_margin": (2.0, 2.0)},
+}
+
 
 def variants():
     """(name, recipe, row) rows: the paper, the default, then one lever changed at a time.
@@ -42,31 +61,31 @@ def variants():
     R = dataclasses.replace
     OHP = "original+harmonic+percussive"
 
-    def feat(**changes):
-        return R(d, features=d.features.with_(**changes))
+    def feat(lever):
+        return R(d, features=d.features.with_(**FEATURE_LEVERS[lever]))
 
     rows = [
         ("paper recipe: whole-track linear STFT, penultimate layer, RBF-SVM per view, .5/.1/.4 (Lite0)", p),
         ("default: Lite2, 3 s mel windows, stage means+maxima + penultimate, O|H|P joined, window-level linear", d),
-        ("  EfficientNet-Lite0 instead of Lite2", feat(backbone="efficientnet_lite0")),
-        ("  EfficientNet-Lite1 instead of Lite2", feat(backbone="efficientnet_lite1")),
+        ("  EfficientNet-Lite0 instead of Lite2", feat("lite0")),
+        ("  EfficientNet-Lite1 instead of Lite2", feat("lite1")),
         ("  stage maxima only", R(d, layers="max")),
         ("  stage means only", R(d, layers="mean")),
         ("  penultimate layer only", R(d, layers="last")),
-        ("  whole track in one image (the paper's layout) instead of 3 s windows", feat(spec_layout="whole")),
-        ("  windows upsampled to 224×224 (the CNN's training size)", feat(spec_image_size=(224, 224))),
+        ("  whole track in one image (the paper's layout) instead of 3 s windows", feat("whole")),
+        ("  windows upsampled to 224×224 (the CNN's training size)", feat("224px")),
         ("  track-level mean+std pooling instead of window-level training", R(d, pooling="meanstd")),
         ("  track-level mean+std pooling, RBF-SVM head", R(d, pooling="meanstd", head="svm")),
-        ("  linear frequency axis (STFT bins resized to 128 rows) instead of mel", feat(spec_scale="linear", spec_image_size=(128, 129))),
-        ("  dB range 60 instead of 80", feat(spec_top_db=60.0)),
-        ("  dB range 100 instead of 80", feat(spec_top_db=100.0)),
-        ("  1.5 s windows (20 per track) instead of 3 s", feat(spec_window_seconds=1.5, spec_window_hop_seconds=1.5, spec_max_windows=20)),
-        ("  6 s windows (5 per track) instead of 3 s", feat(spec_window_seconds=6.0, spec_window_hop_seconds=6.0, spec_max_windows=5)),
-        ("  3 s windows with 1.5 s hop (19 per track)", feat(spec_window_hop_seconds=1.5, spec_max_windows=19)),
-        ("  O/H/P as the R/G/B channels of one image (one CNN pass)", feat(channels="stacked")),
-        ("  HPSS kernel 17 instead of 31", feat(hpss_kernel=(17, 17))),
-        ("  HPSS kernel 63 instead of 31", feat(hpss_kernel=(63, 63))),
-        ("  HPSS margin 2 instead of 1", feat(hpss_margin=(2.0, 2.0))),
+        ("  linear frequency axis (STFT bins resized to 128 rows) instead of mel", feat("linear")),
+        ("  dB range 60 instead of 80", feat("db60")),
+        ("  dB range 100 instead of 80", feat("db100")),
+        ("  1.5 s windows (20 per track) instead of 3 s", feat("win1.5")),
+        ("  6 s windows (5 per track) instead of 3 s", feat("win6")),
+        ("  3 s windows with 1.5 s hop (19 per track)", feat("hop1.5")),
+        ("  O/H/P as the R/G/B channels of one image (one CNN pass)", feat("stacked")),
+        ("  HPSS kernel 17 instead of 31", feat("hpss17")),
+        ("  HPSS kernel 63 instead of 31", feat("hpss63")),
+        ("  HPSS margin 2 instead of 1", feat("margin2")),
         # Learned fusion fits every head once per inner fold: C is fixed (at the value
         # inner CV picks for the default) to keep these rows affordable.
         ("  C fixed at 0.01 instead of chosen by inner CV", R(d, C=0.01)),

@@ -30,7 +30,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from ablation import dataset_features  # noqa: E402
+from ablation import FEATURE_LEVERS, dataset_features  # noqa: E402
 
 from genrevision.evaluation.dataset import load_dataset  # noqa: E402
 from genrevision._utils.files import feature_cache  # noqa: E402
@@ -43,36 +43,20 @@ from genrevision.recipes import get_recipe  # noqa: E402
 MANIFEST = os.path.join(HERE, "..", "manifests", "gtzan-shared.csv")
 
 
-#: Representation levers of the ablation (docs/results/levers.md, random folds only until session 10),
-#: one feature setting changed from the recipe's: ``NAME@VARIANT``.
-VARIANTS = {
-    "lite0": {"backbone": "efficientnet_lite0"},
-    "lite1": {"backbone": "efficientnet_lite1"},
-    "win1.5": {"spec_window_seconds": 1.5, "spec_window_hop_seconds": 1.5, "spec_max_windows": 20},
-    "win6": {"spec_window_seconds": 6.0, "spec_window_hop_seconds": 6.0, "spec_max_windows": 5},
-    "linear": {"spec_scale": "linear", "spec_image_size": (128, 129)},
-    "db60": {"spec_top_db": 60.0},
-    "db100": {"spec_top_db": 100.0},
-    "hpss17": {"hpss_kernel": (17, 17)},
-    "hpss63": {"hpss_kernel": (63, 63)},
-    "margin2": {"hpss_margin": (2.0, 2.0)},
-    "224px": {"spec_image_size": (224, 224)},
-}
-
-
 def recipe_named(name: str):
     """A recipe by name; ``"NAME+tuned"`` is recipe NAME on the network fine-tuned as the ``tuned`` recipe's
     (once per training side: every fold tunes on its own training tracks, its early stopping grouped by artist);
-    ``"NAME@VARIANT"`` is recipe NAME with one of :data:`VARIANTS`' feature changes."""
+    ``"NAME@VARIANT"`` is recipe NAME with one of the ablation's representation levers (``ablation.FEATURE_LEVERS``)
+    changed."""
     rest, _, variant = name.partition("@")
     base, _, suffix = rest.partition("+")
     if suffix not in ("", "tuned"):
         raise SystemExit(f"{name}: the only suffix known is '+tuned'")
-    if variant and variant not in VARIANTS:
-        raise SystemExit(f"{name}: unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+    if variant and variant not in FEATURE_LEVERS:
+        raise SystemExit(f"{name}: unknown variant {variant!r}; choose one of {', '.join(FEATURE_LEVERS)}")
     recipe = get_recipe(base)
     if variant:
-        recipe = replace(recipe, features=recipe.features.with_(**VARIANTS[variant]))
+        recipe = replace(recipe, features=recipe.features.with_(**FEATURE_LEVERS[variant]))
     return replace(recipe, name=name, tune=get_recipe("tuned").tune) if suffix else replace(recipe, name=name)
 
 
