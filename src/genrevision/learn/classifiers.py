@@ -444,10 +444,10 @@ def _grid_split_scores(X, y, train, test, Cs, gammas):
     Ztr, Zte = scaler.transform(X[train]), scaler.transform(X[test])
     Dtr, Dte = _sq_dists(Ztr, Ztr, same=True), _sq_dists(Zte, Ztr)
     scores = np.empty((len(Cs), len(gammas)))
-    for gi, g in enumerate(gammas):
-        Ktr, Kte = _rbf(Dtr, g), _rbf(Dte, g)  # one kernel per gamma, shared by every C
-        for ci, C in enumerate(Cs):
-            with _own_kernels():
+    with _own_kernels():
+        for gi, g in enumerate(gammas):
+            Ktr, Kte = _rbf(Dtr, g), _rbf(Dte, g)  # one kernel per gamma, shared by every C
+            for ci, C in enumerate(Cs):
                 svc = SVC(kernel="precomputed", C=C).fit(Ktr, y[train])
                 scores[ci, gi] = accuracy_score(y[test], svc.predict(Kte))
     return scores.ravel()  # C outer, gamma inner: ParameterGrid's order of {"svc__C", "svc__gamma"}
